@@ -1,0 +1,172 @@
+"""Reading images and turning them into 8-bit RGB; padding and cropping.
+
+The only module that opens image files. Everything downstream sees ``uint8`` arrays of shape
+(H, W, 3) or float tensors in [0, 1] of shape (1, 3, H, W).
+
+Conversions (each reported as a notice, never silent): grayscale / palette / CMYK / LA -> RGB,
+RGBA -> RGB by dropping alpha (the codecs are RGB codecs; compositing on a colour would invent
+pixels), 16-bit -> 8-bit by round(v / 257) (maps 65535 to 255 exactly).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from qvrf_bench.errors import ImageError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+@dataclass
+class LoadedImage:
+    """An image as 8-bit RGB plus what was done to it."""
+
+    path: Path
+    rgb: np.ndarray  # (H, W, 3) uint8
+    sha256: str  # of the file's bytes
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+
+def to_rgb8(img: Image.Image) -> tuple[np.ndarray, list[str]]:
+    """Convert a decoded PIL image to (H, W, 3) uint8; return the notices about what changed."""
+    notices: list[str] = []
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I", "I;16N"):
+        arr = np.asarray(img).astype(np.float64)
+        hi = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        notices.append(f"{'16' if hi > 255 else '32'}-bit grayscale converted to 8-bit RGB")
+        arr8 = np.clip(np.rint(arr * 255.0 / hi), 0, 255).astype(np.uint8)
+        return np.repeat(arr8[..., None], 3, axis=2), notices
+    if mode == "F":
+        arr = np.asarray(img).astype(np.float64)
+        notices.append("floating-point image converted to 8-bit RGB (values clipped to 0..255)")
+        arr8 = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+        return np.repeat(arr8[..., None], 3, axis=2), notices
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        notices.append(f"{mode} image: alpha channel dropped")
+    elif mode == "P":
+        notices.append("palette image converted to RGB")
+        if "transparency" in img.info:
+            notices.append("palette transparency dropped")
+    elif mode in ("L", "1"):
+        notices.append("grayscale image converted to RGB")
+    elif mode == "CMYK":
+        notices.append("CMYK image converted to RGB")
+    elif mode != "RGB":
+        notices.append(f"{mode} image converted to RGB")
+    rgb = img.convert("RGB") if mode != "RGB" else img
+    return np.array(rgb, dtype=np.uint8), notices
+
+
+def load_image(path: str | os.PathLike) -> LoadedImage:
+    """Read an image file as 8-bit RGB. Raises :class:`ImageError` naming the file and the problem."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(path, "no such file")
+    if path.is_dir():
+        raise ImageError(path, "is a directory, not an image")
+    data = path.read_bytes()
+    if len(data) == 0:
+        raise ImageError(path, "empty file (0 bytes)")
+    sha = hashlib.sha256(data).hexdigest()
+    try:
+        with Image.open(path) as img:
+            img.load()  # decode now: a truncated file fails here, not later
+            if img.width == 0 or img.height == 0:
+                raise ImageError(path, "image has zero width or height")
+            rgb, notices = to_rgb8(img)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(path, "not an image file (unrecognised format)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        msg = str(exc) or exc.__class__.__name__
+        if "truncated" in msg.lower():
+            raise ImageError(path, "truncated image file") from None
+        raise ImageError(path, f"corrupt image file ({msg})") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(path, f"image too large ({exc})") from None
+    return LoadedImage(path=path, rgb=np.ascontiguousarray(rgb), sha256=sha, notices=notices)
+
+
+def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """Image files under ``folder`` (by suffix), sorted by relative path, hidden files skipped."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageError(folder, "not a directory")
+    pattern = "**/*" if recursive else "*"
+    files = [
+        p
+        for p in folder.glob(pattern)
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    ]
+    return sorted(files, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def save_png(rgb: np.ndarray, path: str | os.PathLike) -> None:
+    """Write (H, W, 3) uint8 as PNG, atomically (temporary file, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    Image.fromarray(rgb, mode="RGB").save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+# --- tensors and padding: pure functions --------------------------------------------------------
+
+
+def rgb8_to_tensor(rgb: np.ndarray):
+    """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [0, 1]."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).float().div(255.0)
+
+
+def tensor_to_rgb8(x) -> np.ndarray:
+    """(1, 3, H, W) float in [0, 1] -> (H, W, 3) uint8, rounded (the CompressAI 1.2.8 convention)."""
+    return x.detach().clamp(0, 1).mul(255.0).round().to("cpu").squeeze(0).permute(1, 2, 0).byte().numpy()
+
+
+def centred_padding(height: int, width: int, multiple: int = 64) -> tuple[int, int, int, int]:
+    """(left, right, top, bottom) zero padding that brings (H, W) up to a multiple, split as evenly
+    as CompressAI 1.2.8's eval_model does (the extra pixel goes right/bottom)."""
+    new_h = (height + multiple - 1) // multiple * multiple
+    new_w = (width + multiple - 1) // multiple * multiple
+    left = (new_w - width) // 2
+    right = new_w - width - left
+    top = (new_h - height) // 2
+    bottom = new_h - height - top
+    return left, right, top, bottom
+
+
+def pad(x, padding: tuple[int, int, int, int]):
+    """Zero-pad a (N, C, H, W) tensor by (left, right, top, bottom)."""
+    import torch.nn.functional as F
+
+    return F.pad(x, padding, mode="constant", value=0)
+
+
+def crop(x, padding: tuple[int, int, int, int]):
+    """Undo :func:`pad`."""
+    left, right, top, bottom = padding
+    h, w = x.shape[-2:]
+    return x[..., top : h - bottom, left : w - right]
