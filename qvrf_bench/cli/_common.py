@@ -1,0 +1,48 @@
+"""Small helpers shared by the CLI modules (argument types, device choice)."""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+
+
+def quiet_warnings() -> None:
+    # compressai imports trigger torch.jit deprecation warnings that say nothing to a user.
+    warnings.filterwarnings("ignore", category=FutureWarning, module="torch")
+    warnings.filterwarnings("ignore", message=".*torch.jit.*")
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error."""
+    import torch
+
+    from qvrf_bench.errors import QVRFError
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise QVRFError("--device cuda asked for, but torch sees no CUDA device")
+    return name
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device", default="auto", help="auto (cuda when present), cpu or cuda[:i] (default: auto)"
+    )
+
+
+def positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (v > 0 and v != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0: {text!r}")
+    return v
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers: {text!r}") from None

@@ -1,0 +1,18 @@
+"""Cheng et al. 2020 with attention (CompressAI ``cheng2020-attn``) with QVRF gains.
+
+[QRAF] Cheng2020Attention.py is the reference; module names are CompressAI's (M = N), so both a
+zoo cheng2020-attn state dict and the official QVRF checkpoint load key for key.
+"""
+
+from __future__ import annotations
+
+from compressai.models import Cheng2020Attention
+
+from qvrf_bench.models.autoregressive import AutoregressiveMixin
+from qvrf_bench.models.qvrf import GainMixin
+
+
+class QVRFCheng2020Attention(AutoregressiveMixin, GainMixin, Cheng2020Attention):
+    def __init__(self, N: int = 192, lmbdas=(0.18,), gains=None, learn_gains: bool = True):
+        super().__init__(N=N)
+        self.init_gains(lmbdas, gains, learn_gains)

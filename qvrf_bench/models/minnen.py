@@ -1,0 +1,72 @@
+"""Minnen et al. 2018 with QVRF gains: mean-scale hyperprior (``mbt2018-mean``) and the joint
+autoregressive model (``mbt2018``).
+
+Neither is released by [QRAF]. The joint model takes CompressAI's transforms and applies exactly
+the Cheng2020 QVRF entropy path (models/autoregressive.py). The mean-scale model uses the
+[STF-Q] pattern: coded residual (y - mu) * a under scale sigma * a.
+"""
+
+from __future__ import annotations
+
+import torch
+from compressai.models import JointAutoregressiveHierarchicalPriors, MeanScaleHyperprior
+from torch import Tensor
+
+from qvrf_bench.models.autoregressive import AutoregressiveMixin
+from qvrf_bench.models.qvrf import GainMixin, noise_like, ste_round
+
+
+class QVRFMeanScaleHyperprior(GainMixin, MeanScaleHyperprior):
+    def __init__(self, N: int = 192, M: int = 320, lmbdas=(0.18,), gains=None, learn_gains: bool = True):
+        super().__init__(N=N, M=M)
+        self.init_gains(lmbdas, gains, learn_gains)
+
+    def forward(self, x: Tensor, level: int | None = 0, gain=None, quant: str | None = None) -> dict:
+        quant = self.resolve_quant(quant, self.training)
+        a = self.resolve_gain(level, gain)
+        a_det = a.detach()
+        y = self.g_a(x)
+        z = self.h_a(y)
+        z_hat, z_likelihoods = self.entropy_bottleneck(z)
+        scales, means = self.h_s(self.z_for_synthesis(z, z_hat, quant)).chunk(2, 1)
+        _, y_likelihoods = self.gaussian_conditional((y - means) * a, scales * a)
+        if quant == "noise":
+            # Uncentred noise as [STF-Q]; distributionally the same as centring first.
+            y_hat = (y * a + noise_like(y)) / a_det
+        elif quant == "ste":
+            m = means.detach()
+            y_hat = ste_round((y - m) * a) / a_det + m
+        else:
+            # Centred rounding: exactly what the codec does (decision 3).
+            y_hat = torch.round((y - means) * a) / a_det + means
+        x_hat = self.g_s(y_hat)
+        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}, "gain": a}
+
+    @torch.no_grad()
+    def compress(self, x: Tensor, gain: Tensor) -> dict:
+        y = self.g_a(x)
+        z = self.h_a(y)
+        z_strings = self.entropy_bottleneck.compress(z)
+        z_hat = self.entropy_bottleneck.decompress(z_strings, z.size()[-2:])
+        scales, means = self.h_s(z_hat).chunk(2, 1)
+        a = gain.reshape(-1, 1, 1, 1)
+        indexes = self.gaussian_conditional.build_indexes(scales * a)
+        symbols = torch.round((y - means) * a)
+        y_strings = self.gaussian_conditional.compress(symbols, indexes)
+        return {"strings": [y_strings, z_strings], "shape": z.size()[-2:], "y_hat": symbols / a + means}
+
+    @torch.no_grad()
+    def decompress(self, strings: list, shape, gain: Tensor) -> dict:
+        z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
+        scales, means = self.h_s(z_hat).chunk(2, 1)
+        a = gain.reshape(-1, 1, 1, 1)
+        indexes = self.gaussian_conditional.build_indexes(scales * a)
+        symbols = self.gaussian_conditional.decompress(strings[0], indexes, z_hat.dtype)
+        y_hat = symbols / a + means
+        return {"x_hat": self.g_s(y_hat).clamp_(0, 1), "y_hat": y_hat}
+
+
+class QVRFJointAutoregressive(AutoregressiveMixin, GainMixin, JointAutoregressiveHierarchicalPriors):
+    def __init__(self, N: int = 192, M: int = 320, lmbdas=(0.18,), gains=None, learn_gains: bool = True):
+        super().__init__(N=N, M=M)
+        self.init_gains(lmbdas, gains, learn_gains)

@@ -1,0 +1,160 @@
+"""The QVRF gain mechanism shared by every architecture (Tong et al., ICIP 2023, arXiv 2303.05744).
+
+One scalar "quantization regulator" a_s per rate level s (a vector ``gain`` of L scalars, the
+official code's ``Gain``). The latent is quantized on the integer grid after scaling,
+``symbols = round(a * (y - mu))``, and rebuilt as ``symbols / a + mu``: the bin size is 1/a. The
+Gaussian entropy model is reparameterised to that grid (scale sigma*a, mean mu*a). The hyperprior
+z and its path never see a. A continuous rate is any a > 0, passed directly (the official
+``factor``): no interpolation between the learned gains.
+
+Decisions this implementation takes where the official code is ambiguous (README "Decisions"):
+- Gain selection in training follows [QRAF] exactly: stage 1 uses a = gain[0] detached; from stage
+  2, s = 0 uses gain[0] detached (it never trains and pins the scale of y), s > 0 uses
+  max(gain[s], 1e-4) + 1e-9, differentiable. 1/a is always taken from a detached copy, so the
+  gradient reaches a only through "a*y before quantization" and through the likelihood.
+- Inference uses |gain[s]|, with s checked against [0, L) (the official ``0 <= s <= L`` test is an
+  off-by-one, [QRAF] issue #5).
+- Noise: the reconstruction and the rate term draw *independent* uniform noise, as the official
+  code does (the rate's draw happens inside CompressAI's GaussianConditional).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+# The CompressAI MSE lambdas of qualities 1..8 (x 255^2 MSE convention), the QVRF level set.
+LAMBDAS_8: tuple[float, ...] = (0.0018, 0.0035, 0.0067, 0.0130, 0.025, 0.0483, 0.0932, 0.18)
+# "Improvement of QVRF" in the official README: three more lambdas for higher rates.
+LAMBDAS_11: tuple[float, ...] = LAMBDAS_8 + (0.36, 0.72, 1.44)
+
+# The 27 continuous factors of the official Inference.py (``--factormode 1 --factor 0.1``).
+PAPER_FACTORS: tuple[float, ...] = (
+    0.5, 0.7, 0.9, 1.1, 1.25, 1.45, 1.7, 2.0, 2.4, 2.8, 3.3, 3.8, 4.0, 4.6,
+    5.4, 5.8, 6.5, 6.8, 7.5, 7.9, 8.3, 9.1, 9.4, 9.7, 10.5, 11.0, 12.0,
+)  # fmt: skip
+
+QUANT_MODES = ("noise", "ste", "round")
+
+# CompressAI's Gaussian scale table: 64 log-spaced scales in [0.11, 256].
+SCALES_MIN, SCALES_MAX, SCALES_LEVELS = 0.11, 256.0, 64
+
+
+def lambdas_for_levels(levels: int) -> tuple[float, ...]:
+    if levels == 8:
+        return LAMBDAS_8
+    if levels == 11:
+        return LAMBDAS_11
+    raise ValueError(f"levels must be 8 or 11 (got {levels}); pass explicit lambdas for another set")
+
+
+def initial_gains(lmbdas: Sequence[float], ref_lmbda: float | None = None) -> list[float]:
+    """a_s = sqrt(lambda_s / lambda_ref). With lambda_ref = lambda_0 (the default, as [QRAF]) this
+    gives 1, 1.3944, ... 10 for the 8-level set. When fine-tuning from a fixed-rate model trained at
+    lambda_ref, passing that lambda keeps the loaded operating point at a = 1 (decision 1)."""
+    ref = lmbdas[0] if ref_lmbda is None else ref_lmbda
+    return [math.sqrt(lm / ref) for lm in lmbdas]
+
+
+def scale_table(max_gain: float) -> Tensor:
+    """The Gaussian scale table for a model whose gains reach ``max_gain``.
+
+    sigma*a is what gets coded, so a large gain pushes scales past CompressAI's top entry (256),
+    where they are coded with a too-narrow table at a rate penalty ([QRAF] pitfall 11). Up to a=12
+    (the official factor range) the default table is kept, bit-compatible with the official
+    code; above, the same log spacing is extended until 256 * max_gain / 12.
+    """
+    step = (math.log(SCALES_MAX) - math.log(SCALES_MIN)) / (SCALES_LEVELS - 1)
+    top = SCALES_MAX * max(1.0, max_gain / 12.0)
+    extra = math.ceil((math.log(top) - math.log(SCALES_MAX)) / step - 1e-9) if top > SCALES_MAX else 0
+    levels = SCALES_LEVELS + extra
+    return torch.exp(torch.linspace(math.log(SCALES_MIN), math.log(SCALES_MIN) + step * (levels - 1), levels))
+
+
+def noise_like(x: Tensor) -> Tensor:
+    return torch.empty_like(x).uniform_(-0.5, 0.5)
+
+
+def ste_round(x: Tensor) -> Tensor:
+    """Round in the forward pass, identity gradient in the backward pass."""
+    return (torch.round(x) - x).detach() + x
+
+
+class GainMixin:
+    """Adds the QVRF gain vector and its selection rules to a CompressAI model.
+
+    Attributes set by :meth:`init_gains`: ``gain`` (nn.Parameter [L]), ``lmbdas`` (tuple),
+    ``learn_gains`` (bool). ``kind="fixed"`` models are the same class with L = 1 and a frozen
+    gain of 1, which is mathematically the plain CompressAI model (round(1*y)/1 = round(y)).
+    """
+
+    gain: nn.Parameter
+    lmbdas: tuple[float, ...]
+
+    def init_gains(self, lmbdas: Sequence[float], gains: Sequence[float] | None, learn_gains: bool) -> None:
+        if gains is None:
+            gains = initial_gains(lmbdas)
+        if len(gains) != len(lmbdas):
+            raise ValueError(f"{len(gains)} gains for {len(lmbdas)} lambdas")
+        self.lmbdas = tuple(float(v) for v in lmbdas)
+        self.learn_gains = bool(learn_gains)
+        self.gain = nn.Parameter(torch.tensor(list(gains), dtype=torch.float32), requires_grad=learn_gains)
+
+    @property
+    def num_levels(self) -> int:
+        return int(self.gain.numel())
+
+    def check_level(self, level: int) -> int:
+        if not 0 <= int(level) < self.num_levels:
+            raise ValueError(f"level must be in [0, {self.num_levels}) (got {level})")
+        return int(level)
+
+    def level_gain(self, level: int) -> Tensor:
+        """The inference gain of a discrete level: |gain[s]| (no gradient)."""
+        return self.gain.detach()[self.check_level(level)].abs()
+
+    def train_gain(self, level: int, stage: int = 2) -> Tensor:
+        """The training gain, with the official freezing and clamping rules."""
+        level = self.check_level(level)
+        if stage <= 1 or level == 0:
+            return self.gain[0].detach()
+        return torch.clamp(self.gain[level], min=1e-4) + 1e-9
+
+    def resolve_gain(self, level: int | None, gain: float | Tensor | None) -> Tensor:
+        """The gain as a 0-d float32 tensor on the model's device. ``gain`` wins over ``level``."""
+        device = self.gain.device
+        if gain is not None:
+            if isinstance(gain, Tensor):
+                return gain.to(device=device, dtype=torch.float32)
+            if not (math.isfinite(gain) and gain > 0):
+                raise ValueError(f"gain must be a finite number > 0 (got {gain})")
+            return torch.tensor(float(gain), dtype=torch.float32, device=device)
+        if level is None:
+            raise ValueError("give a level or a gain")
+        if self.training:
+            return self.train_gain(level)
+        return self.level_gain(level)
+
+    def z_for_synthesis(self, z: Tensor, z_hat_noisy: Tensor, quant: str) -> Tensor:
+        """z_hat fed to h_s: the EB's own (noisy in training, rounded in eval), or STE-rounded
+        around the EB medians in the STE stage ([QRAF] stage 3)."""
+        if quant != "ste":
+            return z_hat_noisy
+        medians = self.entropy_bottleneck._get_medians()
+        return ste_round(z - medians) + medians
+
+    @staticmethod
+    def resolve_quant(quant: str | None, training: bool) -> str:
+        if quant is None:
+            return "noise" if training else "round"
+        if quant not in QUANT_MODES:
+            raise ValueError(f"quant must be one of {QUANT_MODES} (got {quant!r})")
+        return quant
+
+
+def flat_strings(strings: list[list[bytes]]) -> list[bytes]:
+    """[[y_0], [z_0]] for a batch of one -> [y, z]."""
+    return [s[0] for s in strings]
