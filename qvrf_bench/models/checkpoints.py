@@ -251,3 +251,28 @@ def update_checkpoint(path, out=None) -> Path:
     final = folder / f"{stem}-{file_sha256(tmp)[:8]}.pt"
     os.replace(tmp, final)
     return final
+
+
+def qvrf_from_fixed(path, levels: int = 8, lmbda: float | None = None, device: str | torch.device = "cpu") -> nn.Module:
+    """A QVRF model whose every weight comes from a fixed-rate checkpoint (own or CompressAI zoo),
+    to start stage 2 from it ([QRAF] --loadFromPretrainedSinglemodel, but strict).
+
+    Gains start at sqrt(lambda_s / lambda_ref), lambda_ref being the fixed model's lambda
+    (decision 1): the loaded operating point is reproduced exactly at a = 1.
+    """
+    obj = read_file(path)
+    if is_own(obj):
+        fixed, _ = load_model(path, for_coding=False)
+        if fixed.config.kind != "fixed":
+            raise CheckpointError(f"{path}: a {fixed.config.kind} checkpoint, not a fixed-rate one")
+        ref = fixed.config.lmbdas[0]
+    else:
+        fixed, _ = load_model(path, kind="fixed", lmbda=lmbda, for_coding=False)
+        ref = lmbda
+    c = fixed.config
+    config = make_config(c.arch, "qvrf", N=c.N, M=c.M, levels=levels, ref_lmbda=ref)
+    model = build_model(config)
+    sd = fixed.state_dict()
+    sd["gain"] = model.gain.detach().clone()
+    _load_strict(model, sd, path)
+    return model.to(device)
