@@ -1,0 +1,101 @@
+"""Distortion and rate metrics: pure functions, arrays in, floats out (no files, no state).
+
+Conventions (those of CompressAI 1.2.8's ``eval_model``, so our numbers are comparable with its
+published ``8bit-decoded`` JSON):
+
+- Both images are 8-bit RGB, shape (H, W, 3), dtype uint8. A learned codec's float reconstruction is
+  rounded to 8 bit first (:func:`qvrf_bench.images.tensor_to_rgb8`): a user gets an 8-bit image back.
+- PSNR-RGB: one MSE over all pixels and all three channels, peak 255. Identical images give
+  ``float('inf')`` (not a cap such as 100 dB: a cap is a made-up number that would bias means).
+  Aggregation (rd.py) must treat inf explicitly, e.g. drop it from dB means and report how many.
+- MS-SSIM-RGB: ``pytorch_msssim.ms_ssim`` with its defaults (5 scales, 11x11 Gaussian window,
+  sigma 1.5) on the 0..255 values with ``data_range=255``, as CompressAI does. Five scales need the
+  shorter side to be > 160 pixels; below that the metric is undefined and we return NaN.
+- MS-SSIM in dB: ``-10 log10(1 - v)`` (CompressAI's plot convention); inf at v = 1.
+- bpp: ``8 * bytes / (H * W)`` of the *original* (unpadded) image.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# pytorch_msssim asserts min(H, W) > (win_size - 1) * 2**4 for its 4 downsamplings.
+MS_SSIM_WIN_SIZE = 11
+MS_SSIM_MIN_SIDE = (MS_SSIM_WIN_SIZE - 1) * 2**4 + 1  # 161
+
+
+def _check_pair(ref: np.ndarray, test: np.ndarray) -> None:
+    for name, arr in (("ref", ref), ("test", test)):
+        if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8:
+            raise ValueError(
+                f"{name} must be a uint8 numpy array, got {type(arr).__name__} {getattr(arr, 'dtype', '')}"
+            )
+        if arr.ndim != 3 or arr.shape[2] != 3:
+            raise ValueError(f"{name} must have shape (H, W, 3), got {arr.shape}")
+    if ref.shape != test.shape:
+        raise ValueError(f"images differ in shape: {ref.shape} vs {test.shape}")
+    if ref.size == 0:
+        raise ValueError("empty image")
+
+
+def mse_rgb(ref_rgb8: np.ndarray, test_rgb8: np.ndarray) -> float:
+    """Mean squared error over all pixels and channels, in 8-bit units (0..255**2)."""
+    _check_pair(ref_rgb8, test_rgb8)
+    diff = ref_rgb8.astype(np.int32) - test_rgb8.astype(np.int32)  # exact: no float rounding here
+    return float(np.square(diff, dtype=np.int64).sum()) / diff.size
+
+
+def psnr_from_mse(mse: float, peak: float = 255.0) -> float:
+    """PSNR in dB; ``inf`` when mse == 0."""
+    if mse < 0 or math.isnan(mse):
+        raise ValueError(f"invalid MSE {mse}")
+    if mse == 0:
+        return float("inf")
+    return 10.0 * math.log10(peak * peak / mse)
+
+
+def psnr_rgb(ref_rgb8: np.ndarray, test_rgb8: np.ndarray) -> float:
+    """PSNR-RGB (dB) of two (H, W, 3) uint8 images; ``float('inf')`` when they are identical."""
+    return psnr_from_mse(mse_rgb(ref_rgb8, test_rgb8))
+
+
+def ms_ssim_rgb(ref_rgb8: np.ndarray, test_rgb8: np.ndarray) -> float:
+    """MS-SSIM-RGB in [0, 1] of two (H, W, 3) uint8 images.
+
+    NaN when the shorter side is <= 160 pixels (too small for 5 scales; pytorch_msssim would assert).
+    float32 on the CPU like CompressAI (float64 is 8x slower and moves the value by ~1e-7).
+    """
+    _check_pair(ref_rgb8, test_rgb8)
+    if min(ref_rgb8.shape[:2]) < MS_SSIM_MIN_SIDE:
+        return float("nan")
+    import torch
+    from pytorch_msssim import ms_ssim
+
+    def to_tensor(a: np.ndarray) -> torch.Tensor:
+        # torch.tensor copies: a read-only array (e.g. from PIL) would warn with from_numpy
+        return torch.tensor(a, dtype=torch.float32).permute(2, 0, 1).unsqueeze(0)
+
+    with torch.no_grad():
+        value = ms_ssim(to_tensor(ref_rgb8), to_tensor(test_rgb8), data_range=255, win_size=MS_SSIM_WIN_SIZE)
+    return float(value)
+
+
+def ms_ssim_db(v: float) -> float:
+    """MS-SSIM in dB, ``-10 log10(1 - v)``: inf at v >= 1, NaN for NaN."""
+    v = float(v)
+    if math.isnan(v):
+        return float("nan")
+    if v >= 1.0:
+        return float("inf")
+    return -10.0 * math.log10(1.0 - v)
+
+
+def bpp(num_bytes: int, height: int, width: int) -> float:
+    """Bits per pixel of ``num_bytes`` for an image of ``height`` x ``width`` pixels."""
+    if height <= 0 or width <= 0:
+        raise ValueError(f"invalid image size {height}x{width}")
+    if num_bytes < 0:
+        raise ValueError(f"invalid byte count {num_bytes}")
+    return 8.0 * num_bytes / (height * width)

@@ -1,0 +1,890 @@
+"""The result store: THE per-image result schema (defined once, here), atomic parquet parts, resume,
+shards and merge, and provenance.
+
+A run folder looks like::
+
+    runs/<name>/
+        run.json                      # manifest: command line, config, shard, provenance (atomic)
+        results/part-<utc>-<pid>-<rand>.parquet   # one file per append(), written atomically
+
+Every ``append`` writes one new part to a hidden temporary file in ``results/``, fsyncs it and renames
+it into place, so a part interrupted by ``kill -9`` or a power cut stays a dot-file that readers never
+list. Rows are never rewritten: a re-measured row is appended again and ``read`` keeps the latest one
+per row key (see :data:`ROW_KEY`).
+
+Column names follow tensorflow-compression's habit of saying what was measured, in which colour space
+and whether the bits are real (``psnr_rgb``, ``bpp_real``). :func:`schema_markdown` renders the
+column table for the README.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import numbers
+import os
+import platform
+import sys
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from qvrf_bench.errors import QVRFError
+
+SCHEMA_VERSION = 1
+KINDS = ("fixed", "qvrf", "vbr", "classical")
+RESULTS_DIR = "results"
+MANIFEST_NAME = "run.json"
+PART_PREFIX = "part-"
+PART_SUFFIX = ".parquet"
+
+
+class StoreError(QVRFError):
+    """A run folder, result part or row that cannot be read or written as asked."""
+
+
+# --- the schema ---------------------------------------------------------------------------------
+
+_NO_DEFAULT = object()
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: pa.DataType
+    nullable: bool
+    description: str
+    default: Any = _NO_DEFAULT  # used when a row leaves the column out
+
+    @property
+    def required(self) -> bool:
+        return self.default is _NO_DEFAULT and not self.nullable
+
+
+_STR, _I32, _I64, _F64, _BOOL = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
+_TS = pa.timestamp("us", tz="UTC")
+_FROM_STORE = object()  # default: filled by the store from the run's manifest / provenance
+
+COLUMNS: tuple[Column, ...] = (
+    Column(
+        "run_id",
+        _STR,
+        False,
+        "Name of the run; the same for every row of a run (default: the manifest's "
+        "run_id, else the run folder's name). merge() sets it to the merged run's id.",
+        _FROM_STORE,
+    ),
+    Column(
+        "method",
+        _STR,
+        False,
+        "What was measured, as reports label it: a model registry name "
+        "(e.g. 'qvrf-balle'), a CompressAI VBR zoo name ('mbt2018-mean-vbr') or a classical codec "
+        "('jpeg', 'webp', 'avif', 'jpeg2000').",
+    ),
+    Column(
+        "arch",
+        _STR,
+        False,
+        "Network architecture (e.g. 'balle', 'mbt2018-mean-vbr'); for a classical codec, the codec name.",
+    ),
+    Column(
+        "kind",
+        _STR,
+        False,
+        "One of 'fixed' (one model per rate), 'qvrf' (one QVRF model, rate by level "
+        "or gain), 'vbr' (CompressAI's variable-rate models, rate by quantization step), 'classical'.",
+    ),
+    Column(
+        "engine",
+        _STR,
+        False,
+        "Code path that made the bitstream: 'qvrf-bench' (our container and "
+        "model code), 'compressai' (CompressAI's compress/decompress in our container), 'pillow' "
+        "(classical codecs). Lets a report separate fast paths from reference paths.",
+        "",
+    ),
+    Column("checkpoint", _STR, False, "Checkpoint path as the user gave it; '' for classical codecs.", ""),
+    Column(
+        "checkpoint_sha256",
+        _STR,
+        False,
+        "SHA-256 of the checkpoint file; '' for classical codecs. Part of "
+        "the row key, so a retrained checkpoint at the same path is a different method instance.",
+        "",
+    ),
+    Column(
+        "level",
+        _I32,
+        True,
+        "Discrete rate index (QVRF level s, or a fixed model's quality); null when the rate was set continuously.",
+    ),
+    Column(
+        "gain",
+        _F64,
+        True,
+        "Quantization regulator / gain actually used (QVRF a_s, CompressAI VBR "
+        "gain = 1 / quantization step); null for classical and fixed models.",
+    ),
+    Column(
+        "lmbda",
+        _F64,
+        True,
+        "Lagrange multiplier the rate point was trained for (CompressAI x255^2 "
+        "MSE convention); null when not applicable or interpolated.",
+    ),
+    Column(
+        "quality",
+        _F64,
+        True,
+        "A classical codec's own rate knob: JPEG/WebP/AVIF quality 0..100, "
+        "JPEG 2000 compression ratio (OpenJPEG 'rates' mode); null otherwise.",
+    ),
+    Column(
+        "rate_point",
+        _STR,
+        False,
+        "Label of the rate point, unique within a method: 'level=3', "
+        "'gain=2.5000', 'qstep=7.1715', 'q=75', 'ratio=48'. Part of the row key.",
+    ),
+    Column("image", _STR, False, "Image name relative to the dataset folder (POSIX separators)."),
+    Column(
+        "image_sha256",
+        _STR,
+        False,
+        "SHA-256 of the image file's bytes; part of the row key (the name is used instead when this is '').",
+        "",
+    ),
+    Column("width", _I32, False, "Width of the original (unpadded) image in pixels."),
+    Column("height", _I32, False, "Height of the original (unpadded) image in pixels."),
+    Column(
+        "bytes",
+        _I64,
+        True,
+        "Size of the whole bitstream file (container header included): what a user stores. Null when encoding failed.",
+    ),
+    Column(
+        "payload_bytes",
+        _I64,
+        True,
+        "Entropy-coded strings only, no header or shape (CompressAI "
+        "eval_model's convention); for classical codecs the whole file (header included).",
+    ),
+    Column("bpp_real", _F64, True, "8 * bytes / (width * height): real bits per pixel of the whole file."),
+    Column(
+        "payload_bpp_real",
+        _F64,
+        True,
+        "8 * payload_bytes / (width * height): comparable with CompressAI's and QVRF's published bpp.",
+    ),
+    Column(
+        "psnr_rgb",
+        _F64,
+        True,
+        "PSNR (dB) over R, G, B of the 8-bit-rounded reconstruction (one MSE over "
+        "all channels, peak 255). +inf for a lossless result; null when decoding failed.",
+    ),
+    Column(
+        "ms_ssim_rgb",
+        _F64,
+        True,
+        "MS-SSIM (pytorch_msssim, 5 scales, data_range 255) of the 8-bit "
+        "reconstruction; NaN when the image's shorter side is <= 160 px.",
+    ),
+    Column("ms_ssim_db_rgb", _F64, True, "-10 log10(1 - ms_ssim_rgb); +inf at 1."),
+    Column("enc_s", _F64, True, "Encode wall time in seconds (model/codec plus container; no image I/O)."),
+    Column("dec_s", _F64, True, "Decode wall time in seconds."),
+    Column(
+        "decode_ok",
+        _BOOL,
+        False,
+        "True when the bitstream decoded to an image of the right size and the metrics were computed.",
+    ),
+    Column(
+        "error",
+        _STR,
+        False,
+        "'' when fine; otherwise a one-line reason (the row still counts as done "
+        "for resume unless the sweep retries failures).",
+        "",
+    ),
+    Column(
+        "notices",
+        _STR,
+        False,
+        "Notices joined with '; ' (image conversions such as 'RGBA image: alpha channel dropped', padding, warnings).",
+        "",
+    ),
+    Column(
+        "device",
+        _STR,
+        False,
+        "Where it ran, e.g. 'cpu (2 threads, AMD EPYC)' or 'cuda:0 (NVIDIA H100 80GB HBM3, CUDA 12.8)'.",
+        _FROM_STORE,
+    ),
+    Column("qvrf_bench_version", _STR, False, "qvrf-bench version.", _FROM_STORE),
+    Column("torch_version", _STR, False, "torch version.", _FROM_STORE),
+    Column("compressai_version", _STR, False, "compressai version.", _FROM_STORE),
+    Column(
+        "codec_version",
+        _STR,
+        False,
+        "External codec library of a classical codec, e.g. 'Pillow 13.0.0, libjpeg-turbo 3.2.0'; '' otherwise.",
+        "",
+    ),
+    Column(
+        "shard",
+        _STR,
+        False,
+        "'i/N' when the row was made by shard i (0-based) of N; '' otherwise.",
+        _FROM_STORE,
+    ),
+    Column(
+        "created_utc",
+        _TS,
+        False,
+        "When the row was measured (UTC). read() keeps the latest row per key.",
+        _FROM_STORE,
+    ),
+)
+
+COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
+_BY_NAME = {c.name: c for c in COLUMNS}
+COLUMN_DESCRIPTIONS: dict[str, str] = {c.name: c.description for c in COLUMNS}
+
+SCHEMA = pa.schema(
+    [pa.field(c.name, c.type, nullable=c.nullable, metadata={"description": c.description}) for c in COLUMNS],
+    metadata={"qvrf_bench.schema_version": str(SCHEMA_VERSION)},
+)
+
+#: The row key: one measurement per (method instance, rate point, image). The image part is
+#: ``image_sha256`` or, when that is '', ``image``.
+ROW_KEY = ("method", "checkpoint_sha256", "rate_point", "image_sha256 or image")
+
+
+def row_key(row: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    """The key of a row (a dict, or a pandas row): (method, checkpoint_sha256, rate_point, image id)."""
+    image_id = row.get("image_sha256") or row.get("image") or ""
+    return (
+        str(row["method"]),
+        str(row.get("checkpoint_sha256") or ""),
+        str(row["rate_point"]),
+        str(image_id),
+    )
+
+
+def schema_markdown() -> str:
+    """The column table as Markdown, for the README / docs (generated, so it never drifts)."""
+    lines = [
+        f"Result schema v{SCHEMA_VERSION}: one row per (method instance, rate point, image). "
+        f"Row key: ({', '.join(ROW_KEY)}).",
+        "",
+        "| column | type | null | description |",
+        "| --- | --- | --- | --- |",
+    ]
+    for c in COLUMNS:
+        desc = c.description.replace("|", "\\|")
+        lines.append(f"| `{c.name}` | {c.type} | {'yes' if c.nullable else 'no'} | {desc} |")
+    return "\n".join(lines) + "\n"
+
+
+# --- validation: rows (dicts) -> arrow table ----------------------------------------------------
+
+
+def _now_utc() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+def _convert(col: Column, value: Any) -> Any:
+    """One value to the Python type pyarrow wants for ``col``; raises ValueError with the reason."""
+    # None / pandas NA are null; a float NaN is null too except in float columns, where NaN is a value
+    # (an undefined metric) distinct from null (not measured)
+    if _is_null(value) or (col.type != _F64 and isinstance(value, float) and math.isnan(value)):
+        if col.nullable:
+            return None
+        raise ValueError("is missing (null) but the column is not nullable")
+    t = col.type
+    if t == _STR:
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string, got {type(value).__name__} {value!r}")
+        return value
+    if t in (_I32, _I64):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValueError(f"expected an integer, got {type(value).__name__} {value!r}")
+        if isinstance(value, numbers.Integral):
+            return int(value)
+        if float(value).is_integer():
+            return int(value)
+        raise ValueError(f"expected an integer, got {value!r}")
+    if t == _F64:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValueError(f"expected a number, got {type(value).__name__} {value!r}")
+        return float(value)  # NaN and +-inf are legitimate values (undefined metric, lossless)
+    if t == _BOOL:
+        if isinstance(value, bool) or type(value).__name__ == "bool_":
+            return bool(value)
+        raise ValueError(f"expected True/False, got {type(value).__name__} {value!r}")
+    if t == _TS:
+        return _to_utc(value)
+    raise AssertionError(f"unhandled type {t}")  # pragma: no cover
+
+
+def _is_null(value: Any) -> bool:
+    return value is None or type(value).__name__ in ("NAType", "NaTType")
+
+
+def _to_utc(value: Any) -> _dt.datetime:
+    if isinstance(value, str):
+        try:
+            value = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"expected an ISO-8601 time, got {value!r}") from None
+    if hasattr(value, "to_pydatetime"):  # pandas Timestamp
+        value = value.to_pydatetime()
+    if not isinstance(value, _dt.datetime):
+        raise ValueError(f"expected a datetime, got {type(value).__name__} {value!r}")
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: give a timezone-aware (UTC) time")
+    return value.astimezone(_dt.timezone.utc)
+
+
+def _check_row(row: dict[str, Any]) -> None:
+    if row["kind"] not in KINDS:
+        raise ValueError(f"column 'kind': {row['kind']!r} is not one of {', '.join(KINDS)}")
+    for name in ("method", "rate_point", "image"):
+        if not row[name]:
+            raise ValueError(f"column {name!r} is empty")
+    for name in ("width", "height"):
+        if row[name] <= 0:
+            raise ValueError(f"column {name!r}: {row[name]} is not a positive size")
+    for name in ("bytes", "payload_bytes"):
+        if row[name] is not None and row[name] < 0:
+            raise ValueError(f"column {name!r}: {row[name]} is negative")
+
+
+def rows_to_table(rows: Sequence[Mapping[str, Any]], defaults: Mapping[str, Any], where: str = "") -> pa.Table:
+    """Validate rows and cast them to :data:`SCHEMA`. ``defaults`` fills the store-provided columns.
+
+    Raises :class:`StoreError` naming ``where`` (the run folder), the row number and the column.
+    """
+    prefix = f"{where}: " if where else ""
+    data: dict[str, list] = {name: [] for name in COLUMN_NAMES}
+    for i, raw in enumerate(rows):
+        if not isinstance(raw, Mapping):
+            raise StoreError(f"{prefix}row {i}: expected a dict, got {type(raw).__name__}")
+        unknown = sorted(set(raw) - set(COLUMN_NAMES))
+        if unknown:
+            raise StoreError(
+                f"{prefix}row {i}: unknown column(s) {', '.join(map(repr, unknown))} "
+                f"(the schema is defined in qvrf_bench/store.py)"
+            )
+        row: dict[str, Any] = {}
+        for col in COLUMNS:
+            if col.name in raw:
+                value = raw[col.name]
+            elif col.default is _FROM_STORE:
+                value = defaults.get(col.name)
+                if value is None:
+                    value = _now_utc() if col.name == "created_utc" else ""
+            elif col.default is not _NO_DEFAULT:
+                value = col.default
+            elif col.nullable:
+                value = None
+            else:
+                raise StoreError(f"{prefix}row {i}: required column {col.name!r} is missing")
+            try:
+                row[col.name] = _convert(col, value)
+            except ValueError as exc:
+                raise StoreError(f"{prefix}row {i}: column {col.name!r} {exc}") from None
+        try:
+            _check_row(row)
+        except ValueError as exc:
+            raise StoreError(f"{prefix}row {i}: {exc}") from None
+        for name, value in row.items():
+            data[name].append(value)
+    return pa.Table.from_pydict(data, schema=SCHEMA)
+
+
+def _conform(table: pa.Table, where: str) -> pa.Table:
+    """Bring a table read from disk to :data:`SCHEMA` (older parts may lack newer nullable columns)."""
+    unknown = sorted(set(table.column_names) - set(COLUMN_NAMES))
+    if unknown:
+        raise StoreError(f"{where}: unknown column(s) {', '.join(unknown)}: not a qvrf-bench result part")
+    arrays = []
+    for col in COLUMNS:
+        if col.name in table.column_names:
+            arrays.append(table.column(col.name))
+        elif col.nullable or (col.default is not _NO_DEFAULT and col.type == _STR):
+            # a column added to the schema after the part was written
+            fill = None if col.nullable else (col.default if col.default is not _FROM_STORE else "")
+            arrays.append(pa.array([fill] * table.num_rows, type=col.type))
+        else:
+            raise StoreError(f"{where}: required column {col.name!r} missing")
+    try:
+        return pa.Table.from_arrays(arrays, names=list(COLUMN_NAMES)).cast(SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise StoreError(f"{where}: columns do not match the result schema ({exc})") from None
+
+
+def table_to_frame(table: pa.Table):
+    """Arrow table -> pandas DataFrame; integer columns become nullable (Int32/Int64) so their dtype
+    does not flip to float when a value is missing."""
+    import pandas as pd
+
+    mapping = {pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype()}
+    return table.to_pandas(types_mapper=mapping.get)
+
+
+def latest_indices(table: pa.Table) -> list[int]:
+    """Row numbers of the latest row per :data:`ROW_KEY` (by created_utc; on ties the later row), in
+    table order. Works on Arrow so that values round-trip exactly (pandas would turn NaN into null)."""
+    if table.num_rows == 0:
+        return []
+    cols = ["method", "checkpoint_sha256", "rate_point", "image", "image_sha256", "created_utc"]
+    work = table.select(cols).to_pandas()
+    work["_order"] = range(len(work))
+    work["_image_id"] = work["image_sha256"].where(work["image_sha256"] != "", work["image"])
+    key = ["method", "checkpoint_sha256", "rate_point", "_image_id"]
+    work = work.sort_values(["created_utc", "_order"], kind="stable").drop_duplicates(subset=key, keep="last")
+    return sorted(work["_order"].tolist())
+
+
+def dedupe_table(table: pa.Table) -> pa.Table:
+    """``table`` with only the latest row per key (see :func:`latest_indices`)."""
+    return table.take(pa.array(latest_indices(table), type=pa.int64()))
+
+
+# --- atomic files -------------------------------------------------------------------------------
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
+    """Write ``path`` via ``write(fileobj)`` to a hidden temp file in the same folder, fsync, rename.
+
+    A crash leaves at most a ``.<name>.<rand>.tmp`` file, which no reader lists.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    text = json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def _canonical(obj: Any) -> Any:
+    """JSON round trip, so configs compare the same before and after being written."""
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
+# --- provenance ---------------------------------------------------------------------------------
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return ""
+
+
+def cpu_model() -> str:
+    """The CPU's model name ('' when unknown)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_string(device: Any = None) -> str:
+    """Human-readable device: 'cpu (2 threads, AMD EPYC)' or 'cuda:0 (NVIDIA H100 ..., CUDA 12.8)'."""
+    import torch
+
+    dev = torch.device(device if device is not None else "cpu")
+    if dev.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads, {cpu_model()})"
+    if dev.type == "cuda":
+        index = dev.index if dev.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)}, CUDA {torch.version.cuda})"
+    return str(dev)
+
+
+def provenance(device: Any = None) -> dict[str, str]:
+    """Versions and device, for the manifest and the rows' provenance columns."""
+    from qvrf_bench import __version__
+
+    return {
+        "qvrf_bench_version": __version__,
+        "torch_version": _version("torch"),
+        "compressai_version": _version("compressai"),
+        "python_version": platform.python_version(),
+        "numpy_version": _version("numpy"),
+        "pillow_version": _version("pillow"),
+        "pyarrow_version": _version("pyarrow"),
+        "platform": platform.platform(),
+        "device": device_string(device),
+    }
+
+
+# --- the store ----------------------------------------------------------------------------------
+
+
+class ResultStore:
+    """Per-image results of one run folder: ``append`` rows, ``read`` them back, resume, manifest."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.run_dir = Path(run_dir)
+        self.results_dir = self.run_dir / RESULTS_DIR
+        self.manifest_path = self.run_dir / MANIFEST_NAME
+        self._defaults: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"ResultStore({str(self.run_dir)!r})"
+
+    # manifest
+    @property
+    def manifest(self) -> dict[str, Any] | None:
+        """The run's manifest (run.json) or None when there is none yet."""
+        if not self.manifest_path.exists():
+            return None
+        try:
+            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{self.manifest_path}: unreadable run manifest ({exc})") from None
+        if not isinstance(data, dict):
+            raise StoreError(f"{self.manifest_path}: run manifest is not a JSON object")
+        return data
+
+    @property
+    def run_id(self) -> str:
+        m = self.manifest
+        return str(m.get("run_id") or self.run_dir.name) if m else self.run_dir.name
+
+    def write_manifest(self, manifest: Mapping[str, Any]) -> None:
+        """Write run.json atomically (low level; :meth:`start` is the usual entry point)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(self.manifest_path, dict(manifest))
+        self._defaults = None
+
+    def start(
+        self,
+        command: Sequence[str],
+        config: Mapping[str, Any],
+        *,
+        shard: tuple[int, int] | None = None,
+        run_id: str | None = None,
+        device: Any = None,
+        prov: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Create the run (write run.json) or resume it.
+
+        Resuming with a different config or shard raises :class:`StoreError`: the rows already there
+        would silently mix two experiments. A resume is recorded in the manifest's ``resumed`` list.
+        """
+        config = _canonical(dict(config))
+        shard_obj = None if shard is None else {"index": int(shard[0]), "count": int(shard[1])}
+        prov = dict(prov) if prov is not None else provenance(device)
+        now = _now_utc().isoformat()
+        existing = self.manifest
+        if existing is None:
+            manifest = {
+                "schema": "qvrf-bench run",
+                "schema_version": SCHEMA_VERSION,
+                "run_id": run_id or self.run_dir.name,
+                "created_utc": now,
+                "command": list(command),
+                "config": config,
+                "shard": shard_obj,
+                "provenance": prov,
+                "resumed": [],
+            }
+        else:
+            old = existing.get("config")
+            if _canonical(old) != config:
+                diff = config_diff(old or {}, config)
+                raise StoreError(
+                    f"{self.manifest_path}: the run exists with a different config ({diff}); "
+                    "use a new run folder, or rerun with the same settings to resume"
+                )
+            if existing.get("shard") != shard_obj:
+                raise StoreError(
+                    f"{self.manifest_path}: the run exists as shard {_shard_text(existing.get('shard'))}, "
+                    f"not {_shard_text(shard_obj)}"
+                )
+            if run_id is not None and existing.get("run_id") != run_id:
+                raise StoreError(f"{self.manifest_path}: the run exists with run_id {existing.get('run_id')!r}")
+            manifest = dict(existing)
+            manifest["resumed"] = list(existing.get("resumed") or []) + [
+                {"utc": now, "command": list(command), "provenance": prov}
+            ]
+        self.write_manifest(manifest)
+        return manifest
+
+    def _row_defaults(self) -> dict[str, Any]:
+        if self._defaults is None:
+            m = self.manifest or {}
+            # the latest resume's provenance describes the machine that is writing now
+            resumed = m.get("resumed") or []
+            prov = (resumed[-1].get("provenance") if resumed else None) or m.get("provenance") or provenance()
+            self._defaults = {
+                "run_id": str(m.get("run_id") or self.run_dir.name),
+                "shard": _shard_text(m.get("shard"), empty=""),
+                **{
+                    k: str(prov.get(k, ""))
+                    for k in ("device", "qvrf_bench_version", "torch_version", "compressai_version")
+                },
+            }
+        return self._defaults
+
+    # results
+    def parts(self) -> list[Path]:
+        """Complete part files, oldest first (by name; names start with a UTC time)."""
+        if not self.results_dir.is_dir():
+            return []
+        return sorted(
+            p
+            for p in self.results_dir.iterdir()
+            if p.name.startswith(PART_PREFIX) and p.name.endswith(PART_SUFFIX) and p.is_file()
+        )
+
+    def append(self, rows: Sequence[Mapping[str, Any]]) -> Path | None:
+        """Validate ``rows`` against the schema and write them as one new part. Returns its path
+        (None for no rows). Unknown columns, missing required columns or wrong types raise StoreError."""
+        rows = list(rows)
+        if not rows:
+            return None
+        table = rows_to_table(rows, self._row_defaults(), where=str(self.run_dir))
+        return self._write_table(table)
+
+    def _write_table(self, table: pa.Table) -> Path:
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        stamp = _now_utc().strftime("%Y%m%dT%H%M%S%fZ")
+        path = self.results_dir / f"{PART_PREFIX}{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}{PART_SUFFIX}"
+        atomic_write(path, lambda f: pq.write_table(table, f, compression="zstd"))
+        return path
+
+    def read_table(self) -> pa.Table:
+        """All complete parts as one Arrow table (not deduplicated), in part order."""
+        tables = []
+        for part in self.parts():
+            try:
+                t = pq.read_table(part)
+            except (OSError, pa.ArrowException) as exc:
+                raise StoreError(
+                    f"{part}: corrupt result part ({exc}); move it away and resume the run to redo its rows"
+                ) from None
+            tables.append(_conform(t, str(part)))
+        if not tables:
+            return SCHEMA.empty_table()
+        return pa.concat_tables(tables)
+
+    def read(self, dedupe: bool = True):
+        """All rows as a pandas DataFrame with the schema's columns; by default the latest row per key."""
+        table = self.read_table()
+        return table_to_frame(dedupe_table(table) if dedupe else table)
+
+    def compact(self) -> Path | None:
+        """Rewrite all parts as one (latest row per key); returns the new part. Safe to interrupt:
+        the new part is complete before any old one is removed, and duplicates are resolved on read."""
+        old_parts = self.parts()
+        if len(old_parts) <= 1:
+            return old_parts[0] if old_parts else None
+        new_part = self._write_table(dedupe_table(self.read_table()))
+        for part in old_parts:
+            part.unlink()
+        _fsync_dir(self.results_dir)
+        return new_part
+
+    def done_keys(self, include_failed: bool = True) -> set[tuple[str, str, str, str]]:
+        """Row keys already measured, for resume. ``include_failed=False`` leaves out rows whose
+        decode failed, so that a resume retries them."""
+        df = self.read()
+        if not include_failed:
+            df = df[df["decode_ok"].astype(bool)]
+        return {
+            row_key(r)
+            for r in df[["method", "checkpoint_sha256", "rate_point", "image", "image_sha256"]].to_dict("records")
+        }
+
+
+# --- config comparison, shards, merge -----------------------------------------------------------
+
+
+def config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
+    """Short text naming the top-level keys where two configs differ."""
+    a, b = _canonical(dict(a)), _canonical(dict(b))
+    keys = sorted(k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>"))
+    parts = [f"{k}: {json.dumps(a.get(k, '<absent>'))} vs {json.dumps(b.get(k, '<absent>'))}" for k in keys[:5]]
+    more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
+    return "; ".join(parts) + more
+
+
+def _shard_text(shard: Any, empty: str = "none") -> str:
+    if not shard:
+        return empty
+    return f"{shard['index']}/{shard['count']}"
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'i/N' (0-based i) -> (i, N). Raises QVRFError for anything else."""
+    try:
+        i_text, n_text = str(text).split("/")
+        i, n = int(i_text), int(n_text)
+    except ValueError:
+        raise QVRFError(f"--shard {text!r}: expected i/N, e.g. 0/4 (shards are numbered from 0)") from None
+    _check_shard(i, n)
+    return i, n
+
+
+def _check_shard(i: int, n: int) -> None:
+    if n < 1 or not 0 <= i < n:
+        raise QVRFError(f"shard {i}/{n}: need N >= 1 and 0 <= i < N (shards are numbered from 0)")
+
+
+T = TypeVar("T")
+
+
+def _canonical_key(item: Any) -> str:
+    return json.dumps(item, sort_keys=True, default=str, separators=(",", ":"), ensure_ascii=True)
+
+
+def shard_filter(items: Iterable[T], i: int, n: int, key: Callable[[T], Any] | None = None) -> list[T]:
+    """The items of shard ``i`` of ``n`` (0-based), in their input order.
+
+    Deterministic across machines and input orders: the distinct keys (``key(item)``, default the item
+    itself, rendered as canonical JSON) are sorted and dealt round-robin, so shards differ in size by
+    at most one key and items with equal keys land in the same shard.
+    """
+    _check_shard(i, n)
+    items = list(items)
+    keys = [_canonical_key(key(x) if key else x) for x in items]
+    rank = {k: r for r, k in enumerate(sorted(set(keys)))}
+    return [x for x, k in zip(items, keys, strict=True) if rank[k] % n == i]
+
+
+def merge(
+    shard_dirs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    command: Sequence[str] | None = None,
+    allow_incomplete: bool = False,
+) -> ResultStore:
+    """Join shard runs into one run in ``out_dir`` (deduplicated on the row key, latest wins).
+
+    Raises StoreError when a folder is not a run, when two shards disagree on the run config, when
+    shards of an N-way split are missing (unless ``allow_incomplete``), or when ``out_dir`` already
+    holds a run.
+    """
+    if not shard_dirs:
+        raise StoreError("merge: no shard folders given")
+    stores = [ResultStore(d) for d in shard_dirs]
+    out = ResultStore(out_dir)
+    out_resolved = out.run_dir.resolve()
+    for s in stores:
+        if s.run_dir.resolve() == out_resolved:
+            raise StoreError(f"{s.run_dir}: the output folder cannot also be an input")
+    if out.manifest_path.exists() or out.parts():
+        raise StoreError(f"{out.run_dir}: already holds a run; merge into a new folder")
+
+    manifests = []
+    for s in stores:
+        m = s.manifest
+        if m is None:
+            raise StoreError(f"{s.run_dir}: not a run folder (no {MANIFEST_NAME})")
+        manifests.append(m)
+    first_cfg = _canonical(manifests[0].get("config"))
+    for s, m in zip(stores[1:], manifests[1:], strict=True):
+        if _canonical(m.get("config")) != first_cfg:
+            raise StoreError(
+                f"{stores[0].run_dir} and {s.run_dir} disagree on the run config "
+                f"({config_diff(manifests[0].get('config') or {}, m.get('config') or {})})"
+            )
+    shards = [m.get("shard") for m in manifests]
+    if any(shards) and not allow_incomplete:
+        counts = {sh["count"] for sh in shards if sh}
+        if len(counts) > 1:
+            raise StoreError(f"merge: shards come from different splits (N = {sorted(counts)})")
+        (count,) = counts
+        missing = sorted(set(range(count)) - {sh["index"] for sh in shards if sh})
+        if missing:
+            raise StoreError(
+                f"merge: shard(s) {', '.join(f'{i}/{count}' for i in missing)} missing "
+                "(pass allow_incomplete / --allow-incomplete to merge anyway)"
+            )
+    run_ids = {str(m.get("run_id") or s.run_dir.name) for s, m in zip(stores, manifests, strict=True)}
+    run_id = run_ids.pop() if len(run_ids) == 1 else out.run_dir.name
+
+    table = dedupe_table(pa.concat_tables([s.read_table() for s in stores]))
+    run_ids_col = pa.array([run_id] * table.num_rows, pa.string())
+    table = table.set_column(COLUMN_NAMES.index("run_id"), SCHEMA.field("run_id"), run_ids_col)
+    if table.num_rows:  # rows first: the manifest, written last, marks a finished merge
+        out._write_table(table)
+    prov = provenance()
+    out.write_manifest(
+        {
+            "schema": "qvrf-bench run",
+            "schema_version": SCHEMA_VERSION,
+            "run_id": run_id,
+            "created_utc": _now_utc().isoformat(),
+            "command": list(command) if command is not None else [sys.argv[0], "merge"],
+            "config": first_cfg,
+            "shard": None,
+            "provenance": prov,
+            "resumed": [],
+            "merged_from": [
+                {
+                    "dir": str(s.run_dir),
+                    "run_id": m.get("run_id"),
+                    "shard": m.get("shard"),
+                    "provenance": m.get("provenance"),
+                }
+                for s, m in zip(stores, manifests, strict=True)
+            ],
+        }
+    )
+    return out
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes (for checkpoint_sha256 / image_sha256)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,93 @@
+import math
+
+import numpy as np
+import pytest
+
+from qvrf_bench import metrics
+
+
+def _pair(h=64, w=96, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-3, 4, a.shape), 0, 255).astype(np.uint8)
+    return a, b
+
+
+def test_psnr_matches_definition():
+    a, b = _pair()
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    assert metrics.psnr_rgb(a, b) == pytest.approx(10 * math.log10(255**2 / mse), abs=1e-12)
+    assert metrics.psnr_rgb(a, b) == metrics.psnr_rgb(b, a)
+
+
+def test_psnr_known_value():
+    a = np.zeros((4, 4, 3), np.uint8)
+    b = np.full((4, 4, 3), 255, np.uint8)
+    assert metrics.psnr_rgb(a, b) == pytest.approx(0.0)
+    c = a.copy()
+    c[0, 0, 0] = 1  # MSE = 1/48
+    assert metrics.psnr_rgb(a, c) == pytest.approx(10 * math.log10(255**2 * 48))
+
+
+def test_psnr_identical_is_inf():
+    a, _ = _pair()
+    assert metrics.psnr_rgb(a, a.copy()) == float("inf")
+
+
+def test_psnr_rejects_bad_input():
+    a, b = _pair()
+    with pytest.raises(ValueError, match="shape"):
+        metrics.psnr_rgb(a, b[:-1])
+    with pytest.raises(ValueError, match="uint8"):
+        metrics.psnr_rgb(a.astype(np.float32), b)
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        metrics.psnr_rgb(a[..., 0], b[..., 0])
+
+
+def test_ms_ssim_matches_compressai_convention():
+    import torch
+    from pytorch_msssim import ms_ssim
+
+    a, b = _pair(192, 200)
+    ref = ms_ssim(
+        torch.from_numpy(a).permute(2, 0, 1)[None].float(),
+        torch.from_numpy(b).permute(2, 0, 1)[None].float(),
+        data_range=255,
+    ).item()
+    v = metrics.ms_ssim_rgb(a, b)
+    assert v == pytest.approx(ref, abs=1e-6)
+    assert 0 < v < 1
+    assert metrics.ms_ssim_rgb(a, a) == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(160, 400), (400, 160), (64, 96), (1, 1)])
+def test_ms_ssim_small_images_are_nan_not_a_crash(shape):
+    a, b = _pair(*shape)
+    assert math.isnan(metrics.ms_ssim_rgb(a, b))
+
+
+def test_ms_ssim_smallest_valid_size():
+    a, b = _pair(161, 161)
+    assert 0 < metrics.ms_ssim_rgb(a, b) <= 1
+
+
+def test_ms_ssim_accepts_read_only_arrays():
+    a, b = _pair(192, 192)
+    a.setflags(write=False)
+    assert 0 < metrics.ms_ssim_rgb(a, b) < 1
+
+
+def test_ms_ssim_db():
+    assert metrics.ms_ssim_db(0.9) == pytest.approx(10.0)
+    assert metrics.ms_ssim_db(0.99) == pytest.approx(20.0)
+    assert metrics.ms_ssim_db(1.0) == float("inf")
+    assert math.isnan(metrics.ms_ssim_db(float("nan")))
+
+
+def test_bpp():
+    assert metrics.bpp(1000, 512, 768) == pytest.approx(8000 / 393216)
+    assert metrics.bpp(0, 1, 1) == 0.0
+    with pytest.raises(ValueError):
+        metrics.bpp(10, 0, 5)
+    with pytest.raises(ValueError):
+        metrics.bpp(-1, 5, 5)
