@@ -34,6 +34,7 @@ import json
 import math
 import os
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -57,6 +58,10 @@ _CAI_KEYS = {
     "encoding_time": "enc_s",
     "decoding_time": "dec_s",
 }
+
+
+class AnchorWarning(UserWarning):
+    """A user anchor file that was skipped."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -513,12 +518,19 @@ def user_dirs(extra: Iterable[str | Path] | None = None) -> list[Path]:
     return out
 
 
-def _scan(root: Path) -> list[Anchor]:
+def _scan(root: Path, strict: bool = True) -> list[Anchor]:
+    """Anchors in ``root``. ``strict=False`` (user folders) skips unreadable files with a warning, so
+    that one bad user file does not hide every other curve."""
     out = []
     for p in sorted(root.rglob("*.json")):
         if p.name.startswith("."):
             continue
-        out.append(read_anchor(p))
+        try:
+            out.append(read_anchor(p))
+        except QVRFError as exc:
+            if strict:
+                raise
+            warnings.warn(f"skipping {exc}", AnchorWarning, stacklevel=3)
     return out
 
 
@@ -538,7 +550,7 @@ def list_anchors(
     found: dict[str, Anchor] = {a.name: a for a in _packaged()}
     if include_user:
         for d in user_dirs(dirs):
-            for a in _scan(d):
+            for a in _scan(d, strict=False):
                 found.setdefault(a.name, a)
     out = sorted(found.values(), key=lambda a: a.name)
     if dataset:

@@ -24,10 +24,14 @@ Conventions (the README's "BD-rate conventions" section says the same):
   in percent (the same definition ``bjontegaard`` uses). Below ``min_overlap_pct`` (default 50 %) a
   :class:`RDWarning` is issued; no overlap at all raises :class:`~qvrf_bench.errors.QVRFError`.
 
-Why not call ``bjontegaard`` directly: it has no default method; ``require_matching_points=True``
-raises for 15 vs 8 points; PCHIP/Akima raise on unsorted or non-monotone input ("x must be strictly
-increasing") while ``cubic`` silently fits non-monotone data; disjoint curves give ``nan`` plus a
+Why not call ``bjontegaard`` bare: it has no default method; ``require_matching_points=True``
+(the default) raises for 15 vs 8 points; it only reverses input whose last point is below its first
+(with a bare ``assert``) and otherwise leaves it unsorted, so PCHIP/Akima raise on unsorted or
+non-monotone input ("x must be strictly increasing") while ``cubic`` silently fits non-monotone data;
+``cubic`` with fewer than 4 points is an under-determined fit; disjoint curves give ``nan`` plus a
 warning instead of an error; its overlap warning (default 75 %) cannot be read back as a number.
+We sort, apply the hull, check point counts and overlap, then call ``bjontegaard.bd_rate`` /
+``bd_psnr`` with ``require_matching_points=False, min_overlap=0``.
 """
 
 from __future__ import annotations

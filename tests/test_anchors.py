@@ -188,6 +188,10 @@ def test_cli_import_list_show_export(tmp_path, monkeypatch, capsys):
     assert main(["anchors", "import", str(src), "--name", "x", "--dataset", "clic", "--dir", str(other)]) == 0
     monkeypatch.setenv(anchors.ENV_DIRS, str(other))
     assert anchors.load_anchor("user/clic/x").dataset == "clic"
+    # A broken user file is skipped with a warning, not fatal for every lookup.
+    (other / "clic" / "broken.json").write_text("{nope")
+    with pytest.warns(anchors.AnchorWarning, match="broken.json"):
+        assert anchors.load_anchor("qvrf/kodak/hyper+qvrf").kind == "variable-rate"
 
 
 def test_listing_all(capsys):
