@@ -120,6 +120,7 @@ class Encoded:
     payload_bytes: int  # entropy-coded strings only
     gain: float  # float32 value actually used
     x_hat: torch.Tensor | None = None  # the encoder's own reconstruction (cropped, clamped), if asked
+    y_hat: torch.Tensor | None = None  # the encoder's quantized latent (what the decoder must rebuild)
 
 
 def _float32(v: float) -> float:
@@ -160,7 +161,7 @@ def encode_tensor(
     x_hat = None
     if with_reconstruction:
         x_hat = images.crop(model.g_s(out["y_hat"]).clamp_(0, 1), padding)
-    return Encoded(pack(header, strings), sum(len(s) for s in strings), gain, x_hat)
+    return Encoded(pack(header, strings), sum(len(s) for s in strings), gain, x_hat, out["y_hat"])
 
 
 def encode(model: nn.Module, rgb: np.ndarray, level: int | None = None, gain: float | None = None) -> bytes:
@@ -170,9 +171,7 @@ def encode(model: nn.Module, rgb: np.ndarray, level: int | None = None, gain: fl
 
 def check_header(model: nn.Module, header: Header, name: str, fingerprint: str | None = None) -> None:
     if header.arch != model.config.arch:
-        raise BitstreamError(
-            f"{name}: made by a {header.arch} model, but the checkpoint is {model.config.arch}"
-        )
+        raise BitstreamError(f"{name}: made by a {header.arch} model, but the checkpoint is {model.config.arch}")
     fingerprint = fingerprint or model_fingerprint(model)
     if header.fingerprint != bytes.fromhex(fingerprint)[:8]:
         raise BitstreamError(
@@ -184,6 +183,13 @@ def check_header(model: nn.Module, header: Header, name: str, fingerprint: str |
 @torch.no_grad()
 def decode_tensor(model: nn.Module, data: bytes, name: str = "bitstream", fingerprint: str | None = None):
     """Container bytes -> ((1, 3, H, W) float tensor in [0, 1], header)."""
+    x_hat, _, header = decode_full(model, data, name, fingerprint)
+    return x_hat, header
+
+
+@torch.no_grad()
+def decode_full(model: nn.Module, data: bytes, name: str = "bitstream", fingerprint: str | None = None):
+    """Container bytes -> (image tensor, decoded quantized latent y_hat, header)."""
     header, strings = unpack(data, name)
     check_header(model, header, name, fingerprint)
     device = model_device(model)
@@ -192,7 +198,7 @@ def decode_tensor(model: nn.Module, data: bytes, name: str = "bitstream", finger
         out = model.decompress([[s] for s in strings], torch.Size(header.z_shape), g)
     except Exception as exc:  # a corrupt payload can make the rANS decoder or shapes fail
         raise BitstreamError(f"{name}: corrupt bitstream payload ({exc.__class__.__name__}: {exc})") from None
-    return images.crop(out["x_hat"], header.padding), header
+    return images.crop(out["x_hat"], header.padding), out["y_hat"], header
 
 
 def decode(model: nn.Module, data: bytes, name: str = "bitstream") -> np.ndarray:
