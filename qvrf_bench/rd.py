@@ -4,7 +4,9 @@ Pure functions: numpy arrays / pandas DataFrames in, numbers / DataFrames / stri
 
 Conventions (the README's "BD-rate conventions" section says the same):
 
-* **Rate** is bits per pixel from real bitstreams (``bpp_real``). **Quality** is PSNR-RGB in dB
+* **Rate** is bits per pixel from real bitstreams: ``bpp_real`` (the whole file, container header
+  included; default) or ``payload_bpp_real`` (entropy-coded strings only, which is what CompressAI and
+  QVRF publish), chosen by the ``rate`` argument. **Quality** is PSNR-RGB in dB
   (``metric="psnr"``, default) or MS-SSIM-RGB in dB, ``-10*log10(1 - MS-SSIM)`` (``metric="ms-ssim"``).
   An RD point averages images: mean PSNR over images (not PSNR of the mean MSE, as CompressAI does);
   for MS-SSIM the mean MS-SSIM over images is converted to dB (as CompressAI's plots do).
@@ -58,6 +60,8 @@ DEFAULT_MIN_OVERLAP_PCT = 50.0
 DEFAULT_SUBSET_SIZE = 4  # the QVRF paper's Table 1 used 4 RD points
 DEFAULT_N_BOOT = 1000
 DEFAULT_SEED = 0
+#: ``rate`` argument values: a per-image column, averaged over images into an RD point.
+RATE_COLUMNS = ("bpp_real", "payload_bpp_real")
 # Interpolators need this many distinct points (bjontegaard's cubic is a degree-3 least-squares fit).
 _MIN_POINTS = {"akima": 2, "pchip": 2, "cubic": 4}
 _GROUP_KEYS = ("method", "rate_point")
@@ -79,6 +83,12 @@ def check_metric(metric: str) -> str:
     if metric not in METRICS:
         raise QVRFError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
     return metric
+
+
+def check_rate(rate: str) -> str:
+    if rate not in RATE_COLUMNS:
+        raise QVRFError(f"unknown rate column {rate!r}: use one of {', '.join(RATE_COLUMNS)}")
+    return rate
 
 
 def check_interp(interp: str) -> str:
@@ -225,7 +235,11 @@ class Curve:
 
 
 def curve_from_points(
-    points: pd.DataFrame, method: str | None = None, metric: str = "psnr", name: str | None = None
+    points: pd.DataFrame,
+    method: str | None = None,
+    metric: str = "psnr",
+    name: str | None = None,
+    rate: str = "bpp_real",
 ) -> Curve:
     """The curve of one method from an aggregated-points frame (see :func:`aggregate`).
 
@@ -233,6 +247,7 @@ def curve_from_points(
     :func:`merge_methods`).
     """
     check_metric(metric)
+    check_rate(rate)
     sel = points if method is None else points.loc[points["method"].astype(str) == method]
     if sel.empty:
         raise QVRFError(f"no RD points for method {method!r}")
@@ -244,14 +259,16 @@ def curve_from_points(
             raise QVRFError(f"no {METRIC_LABELS[metric]} values for {method or name!r}")
     else:
         quality = sel[col].to_numpy(dtype=float)
+    if rate not in sel.columns:
+        raise QVRFError(f"no {rate} values for {method or name!r}")
     labels = sel["rate_point"].astype(str) if "rate_point" in sel.columns else ()
-    return Curve(name or method or "curve", sel["bpp_real"].to_numpy(dtype=float), quality, tuple(labels), metric)
+    return Curve(name or method or "curve", sel[rate].to_numpy(dtype=float), quality, tuple(labels), metric)
 
 
-def curve_from_rows(rows: pd.DataFrame, metric: str = "psnr", name: str = "curve") -> Curve:
+def curve_from_rows(rows: pd.DataFrame, metric: str = "psnr", name: str = "curve", rate: str = "bpp_real") -> Curve:
     """Mean curve of per-image rows of ONE curve (grouped by ``rate_point``)."""
     agg = aggregate(rows.assign(method=name))
-    return curve_from_points(agg.points, name, metric)
+    return curve_from_points(agg.points, name, metric, rate=rate)
 
 
 @dataclass(frozen=True)
@@ -624,6 +641,7 @@ def per_image_bd(
     hull: bool = True,
     test_name: str = "test",
     anchor_name: str = "anchor",
+    rate: str = "bpp_real",
 ) -> pd.DataFrame:
     """BD-rate / BD-PSNR per image: each image's test points against the same image's anchor points.
 
@@ -634,6 +652,7 @@ def per_image_bd(
     """
     check_metric(metric)
     check_interp(interp)
+    check_rate(rate)
     t_rows = test_rows.loc[~error_mask(test_rows)]
     a_rows = anchor_rows.loc[~error_mask(anchor_rows)]
     images = sorted(set(t_rows["image"].astype(str)) & set(a_rows["image"].astype(str)))
@@ -642,8 +661,8 @@ def per_image_bd(
     records = []
     for image in images:
         t, a = t_groups[image], a_groups[image]
-        tc = Curve(test_name, t["bpp_real"], _image_quality(t, metric), tuple(t["rate_point"].astype(str)), metric)
-        ac = Curve(anchor_name, a["bpp_real"], _image_quality(a, metric), tuple(a["rate_point"].astype(str)), metric)
+        tc = Curve(test_name, t[rate], _image_quality(t, metric), tuple(t["rate_point"].astype(str)), metric)
+        ac = Curve(anchor_name, a[rate], _image_quality(a, metric), tuple(a["rate_point"].astype(str)), metric)
         rec = {"image": image, "bd_rate_pct": math.nan, "bd_quality_db": math.nan, "overlap_pct": math.nan}
         try:
             with warnings.catch_warnings():
@@ -664,18 +683,18 @@ def per_image_bd(
     return pd.DataFrame.from_records(records, columns=cols)
 
 
-def _image_matrices(rows: pd.DataFrame, metric: str) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+def _image_matrices(rows: pd.DataFrame, metric: str, rate: str) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
     """(images, rate_points, rate[img, pt], quality-input[img, pt]) for complete images only."""
     rows = rows.loc[~error_mask(rows)]
     qcol = "psnr_rgb" if metric == "psnr" else "ms_ssim_rgb"
     if qcol not in rows.columns:
         raise QVRFError(f"per-image rows lack {qcol}")
     keys = [rows["image"].astype(str), rows["rate_point"].astype(str)]
-    rate = rows.groupby(keys)["bpp_real"].mean().unstack()
+    rates = rows.groupby(keys)[rate].mean().unstack()
     qual = rows.groupby(keys)[qcol].mean().unstack()
-    complete = rate.notna().all(axis=1) & qual.notna().all(axis=1)
-    rate, qual = rate.loc[complete], qual.loc[complete]
-    return list(rate.index), list(rate.columns), rate.to_numpy(float), qual.to_numpy(float)
+    complete = rates.notna().all(axis=1) & qual.notna().all(axis=1)
+    rates, qual = rates.loc[complete], qual.loc[complete]
+    return list(rates.index), list(rates.columns), rates.to_numpy(float), qual.to_numpy(float)
 
 
 def _quality_from_means(mean_q: np.ndarray, metric: str) -> np.ndarray:
@@ -698,6 +717,7 @@ def bootstrap_ci(
     n_boot: int = DEFAULT_N_BOOT,
     seed: int = DEFAULT_SEED,
     level: float = 0.95,
+    rate: str = "bpp_real",
 ) -> BootstrapCI:
     """Percentile bootstrap confidence interval of the BD-rate over images.
 
@@ -711,12 +731,13 @@ def bootstrap_ci(
     """
     check_metric(metric)
     check_interp(interp)
+    check_rate(rate)
     if n_boot < 1:
         raise QVRFError("the bootstrap needs at least 1 resample")
-    t_img, _, t_rate, t_q = _image_matrices(test_rows, metric)
+    t_img, _, t_rate, t_q = _image_matrices(test_rows, metric, rate)
     paired = isinstance(anchor, pd.DataFrame)
     if paired:
-        a_img, _, a_rate, a_q = _image_matrices(anchor, metric)
+        a_img, _, a_rate, a_q = _image_matrices(anchor, metric, rate)
         common = sorted(set(t_img) & set(a_img))
         t_pos = {im: i for i, im in enumerate(t_img)}
         a_pos = {im: i for i, im in enumerate(a_img)}

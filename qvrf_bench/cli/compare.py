@@ -10,6 +10,7 @@ from pathlib import Path
 INTERPOLATIONS = ("akima", "pchip", "cubic")
 SENSITIVITY_MODES = ("test", "anchor", "paired", "both", "none")
 RUN_KINDS = ("fixed", "qvrf", "vbr", "classical")
+RATES = {"file": "bpp_real", "payload": "payload_bpp_real"}
 
 EPILOG = """\
 TEST is one of
@@ -55,6 +56,13 @@ def register(subparsers) -> None:
     p.add_argument("-a", "--anchor", action="append", required=True, metavar="ANCHOR", help="see below")
     p.add_argument("--metric", choices=("psnr", "ms-ssim"), default="psnr", help="quality axis (default: psnr)")
     p.add_argument("--interp", choices=INTERPOLATIONS, default="akima", help="interpolation (default: akima)")
+    p.add_argument(
+        "--rate",
+        choices=tuple(RATES),
+        default="file",
+        help="file: bpp of the whole bitstream file, header included (bpp_real, default); payload: "
+        "entropy-coded strings only (payload_bpp_real), like CompressAI's and QVRF's published bpp",
+    )
     p.add_argument("--fail-above", type=float, metavar="PCT", help="exit 1 if any BD-rate is above PCT percent")
     p.add_argument("-o", "--output", metavar="PREFIX", help="write PREFIX.csv, PREFIX.md and PREFIX.tex")
     p.add_argument(
@@ -166,6 +174,8 @@ def _points_from_anchor(anchor, method: str):
             "method": method,
             "rate_point": [p.label for p in anchor.points],
             "bpp_real": [p.bpp for p in anchor.points],
+            # A published curve has one bpp; it serves as both rate definitions.
+            "payload_bpp_real": [p.bpp for p in anchor.points],
             "psnr_rgb": [p.psnr_rgb for p in anchor.points],
             "ms_ssim_rgb": [p.ms_ssim_rgb for p in anchor.points],
             "ms_ssim_db_rgb": [p.ms_ssim_db_rgb for p in anchor.points],
@@ -280,20 +290,22 @@ def test_curves(data: TestData, patterns: list[str] | None) -> list[TestCurve]:
     return out
 
 
-def curve_and_rows(data: TestData, tc: TestCurve, metric: str):
+def curve_and_rows(data: TestData, tc: TestCurve, metric: str, rate: str):
     """(rd.Curve, per-image rows or None) of a test curve."""
     from qvrf_bench import rd
 
     if tc.members == [tc.name]:
-        curve = rd.curve_from_points(data.points, tc.name, metric)
+        curve = rd.curve_from_points(data.points, tc.name, metric, rate=rate)
         rows = data.rows.loc[data.rows["method"] == tc.name] if data.rows is not None else None
         return curve, rows
-    curve = rd.curve_from_points(rd.merge_methods(data.points, tc.members, tc.name), None, metric, tc.name)
+    curve = rd.curve_from_points(rd.merge_methods(data.points, tc.members, tc.name), None, metric, tc.name, rate)
     rows = rd.merge_methods(data.rows, tc.members, tc.name) if data.rows is not None else None
     return curve, rows
 
 
-def _run_anchor(spec: str, data: TestData, tests: list[TestCurve], metric: str) -> tuple[list[Pair], list[str]]:
+def _run_anchor(
+    spec: str, data: TestData, tests: list[TestCurve], metric: str, rate: str
+) -> tuple[list[Pair], list[str]]:
     from qvrf_bench import rd
     from qvrf_bench.errors import QVRFError
 
@@ -302,7 +314,7 @@ def _run_anchor(spec: str, data: TestData, tests: list[TestCurve], metric: str) 
     notes: list[str] = []
 
     def build(name: str, methods: list[str], candidates: list[TestCurve]) -> list[Pair]:
-        curve = rd.curve_from_points(rd.merge_methods(pts, methods, name), None, metric, name)
+        curve = rd.curve_from_points(rd.merge_methods(pts, methods, name), None, metric, name, rate)
         rows = rd.merge_methods(data.rows, methods, name) if data.rows is not None else None
         # A curve is not compared with an anchor that contains it.
         return [Pair(t, name, curve, rows) for t in candidates if not set(t.members) & set(methods)]
@@ -349,7 +361,7 @@ def plan_pairs(data: TestData, specs: list[str], args) -> tuple[list[Pair], list
     notes: list[str] = []
     for spec in specs:
         if spec.startswith("run:"):
-            new, more = _run_anchor(spec, data, tests, args.metric)
+            new, more = _run_anchor(spec, data, tests, args.metric, RATES[args.rate])
             pairs += new
             notes += more
             continue
@@ -366,6 +378,11 @@ def plan_pairs(data: TestData, specs: list[str], args) -> tuple[list[Pair], list
                     f"{anchor.name}: metrics on float reconstructions, the run's on 8-bit-rounded ones "
                     "(CompressAI measured <= 0.07 dB difference; see the -8bit anchors)"
                 )
+            if data.rows is not None and args.rate == "file" and anchor.kind != "classical":
+                notes.append(
+                    f"{anchor.name}: its bpp counts the entropy-coded strings only; the run's bpp_real "
+                    "includes the container header (--rate payload compares like with like)"
+                )
         pairs += [Pair(t, curve.name, curve, None) for t in tests]
     return pairs, notes
 
@@ -375,7 +392,7 @@ def plan_pairs(data: TestData, specs: list[str], args) -> tuple[list[Pair], list
 # ----------------------------------------------------------------------------------------------
 
 
-def _caption(args) -> str:
+def _caption(args, from_run: bool) -> str:
     metric = {"psnr": "PSNR-RGB", "ms-ssim": "MS-SSIM-RGB in dB"}[args.metric]
     sens = (
         "no subset sensitivity"
@@ -383,7 +400,9 @@ def _caption(args) -> str:
         else f"{args.subset_size}-point subsets of the {args.sensitivity} curve(s)"
     )
     hull = "no hull" if args.no_hull else "monotone hull"
-    return f"BD-rate on {metric}, {args.interp} interpolation, {hull}, {sens}; negative = fewer bits than the anchor"
+    rate = {"file": "bpp of whole files", "payload": "bpp of entropy-coded payload"}[args.rate]
+    rate = rate if from_run else "bpp as given"  # curve files carry one bpp
+    return f"BD-rate ({rate}) on {metric}, {args.interp} interpolation, {hull}, {sens}; negative = fewer bits than the anchor"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -412,7 +431,7 @@ def run(args: argparse.Namespace) -> int:
     for pair in pairs:
         tc = pair.test
         if tc.name not in cache:
-            cache[tc.name] = curve_and_rows(data, tc, args.metric)
+            cache[tc.name] = curve_and_rows(data, tc, args.metric, RATES[args.rate])
         test_curve, test_rows = cache[tc.name]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", rd.RDWarning)  # the same text is in result.notes
@@ -442,7 +461,13 @@ def run(args: argparse.Namespace) -> int:
                 anchor = pair.anchor_rows if pair.anchor_rows is not None else pair.anchor_curve
                 try:
                     ci = rd.bootstrap_ci(
-                        test_rows, anchor, metric=args.metric, interp=args.interp, n_boot=args.bootstrap, seed=args.seed
+                        test_rows,
+                        anchor,
+                        metric=args.metric,
+                        interp=args.interp,
+                        n_boot=args.bootstrap,
+                        seed=args.seed,
+                        rate=RATES[args.rate],
                     )
                     res = res.with_ci(ci)
                 except QVRFError as exc:
@@ -459,6 +484,7 @@ def run(args: argparse.Namespace) -> int:
                     hull=not args.no_hull,
                     test_name=tc.name,
                     anchor_name=pair.anchor_name,
+                    rate=RATES[args.rate],
                 )
                 per_image.append(df.assign(test=tc.name, anchor=pair.anchor_name))
         results.append(res)
@@ -468,7 +494,7 @@ def run(args: argparse.Namespace) -> int:
         raise QVRFError("no comparison could be computed (all pairs skipped; see the notes above)")
 
     table = rd.results_table(results)
-    caption = _caption(args)
+    caption = _caption(args, data.rows is not None)
     md = rd.format_markdown(table)
     print(caption + "\n")
     print(md, end="")

@@ -144,6 +144,24 @@ def test_run_folder_against_its_fixed_models(run_dir, tmp_path, capsys):
     assert same == pytest.approx(row["bd_rate_pct"], abs=1e-9)
 
 
+def test_rate_payload_excludes_the_header(tmp_path, capsys):
+    fixed = run_rows(lambda k: f"balle-fixed-q{k + 1}", "fixed", "balle", 1.0, noise=0.0, seed=1)
+    qvrf = run_rows("balle-qvrf", "qvrf", "balle", 0.9, noise=0.0, seed=2)
+    rows = pd.concat([fixed, qvrf], ignore_index=True)
+    # A constant per-file header inflates the whole-file rate of the small files most.
+    rows["payload_bpp_real"] = rows["bpp_real"]
+    rows["bpp_real"] = rows["bpp_real"] + np.where(rows["kind"] == "qvrf", 0.02, 0.0)
+    rows.to_parquet(tmp_path / "rows.parquet")
+    prefix = tmp_path / "bd"
+    assert main(["compare", str(tmp_path / "rows.parquet"), "--anchor", "run:fixed", "-o", str(prefix)]) == 0
+    file_bd = pd.read_csv(str(prefix) + ".csv")["bd_rate_pct"].item()
+    argv = ["compare", str(tmp_path / "rows.parquet"), "--anchor", "run:fixed", "--rate", "payload", "-o", str(prefix)]
+    assert main(argv) == 0
+    assert "entropy-coded payload" in capsys.readouterr().out
+    payload_bd = pd.read_csv(str(prefix) + ".csv")["bd_rate_pct"].item()
+    assert payload_bd == pytest.approx(-10.0, abs=0.5) and file_bd > payload_bd + 1.0
+
+
 def test_run_folder_ms_ssim_and_bad_specs(run_dir, capsys):
     assert main(["compare", str(run_dir / "parts" / "qvrf.parquet"), "--anchor", ANCHOR, "--metric", "ms-ssim"]) == 0
     assert "BD-MS-SSIM [dB]" in capsys.readouterr().out
