@@ -1,0 +1,45 @@
+"""nox sessions: tests, lint, reproduce_figures (the main job), bench.
+
+The sessions run in the Python environment nox itself was installed into (``venv_backend="none"``):
+qvrf-bench pins torch, and a second copy of it in a nox-made virtualenv would cost ~6 GB and
+minutes per session. Install once (README), then ``.venv/bin/nox -s <session>``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+PY = sys.executable
+
+
+@nox.session(venv_backend="none")
+def tests(session: nox.Session) -> None:
+    """The test suite (the same command CI runs)."""
+    session.run(PY, "-m", "pytest", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def lint(session: nox.Session) -> None:
+    """ruff check + format check."""
+    session.run(PY, "-m", "ruff", "check", ".")
+    session.run(PY, "-m", "ruff", "format", "--check", ".")
+
+
+@nox.session(venv_backend="none")
+def reproduce_figures(session: nox.Session) -> None:
+    """The QVRF README figures, the BD tables and the HTML report, measured for real.
+
+    With no arguments: the whole pipeline at smoke scale on sample photos shipped in installed
+    packages (CPU, ~15 min). Pass options through, e.g.
+    ``nox -s reproduce_figures -- --dataset /data/train --test-set /data/kodak --preset paper``.
+    """
+    session.run(PY, "-m", "qvrf_bench.pipeline", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def bench(session: nox.Session) -> None:
+    """Speed benchmarks (ratios measured in one run): bench/sweep_speed.py."""
+    session.run(PY, "bench/sweep_speed.py", *session.posargs)
