@@ -85,9 +85,9 @@ COLUMNS: tuple[Column, ...] = (
         "method",
         _STR,
         False,
-        "What was measured, as reports label it: a model registry name "
-        "(e.g. 'qvrf-balle'), a CompressAI VBR zoo name ('mbt2018-mean-vbr') or a classical codec "
-        "('jpeg', 'webp', 'avif', 'jpeg2000').",
+        "What was measured, as reports label it: a model's label (ModelConfig.label, e.g. "
+        "'balle-qvrf8-192x320', 'balle-fixed-128x192-l0.0018'), a CompressAI VBR zoo name "
+        "('mbt2018-mean-vbr') or a classical codec ('jpeg', 'webp', 'avif', 'jpeg2000').",
     ),
     Column(
         "arch",
@@ -106,9 +106,9 @@ COLUMNS: tuple[Column, ...] = (
         "engine",
         _STR,
         False,
-        "Code path that made the bitstream: 'qvrf-bench' (our container and "
-        "model code), 'compressai' (CompressAI's compress/decompress in our container), 'pillow' "
-        "(classical codecs). Lets a report separate fast paths from reference paths.",
+        "Code path that made the bitstream: 'serial' or 'fast' (qvrf-bench's engines for its own "
+        "models, byte-identical to each other), 'compressai' (CompressAI's VBR compress/decompress in "
+        "our container), 'pillow' (classical codecs). Lets a report separate fast paths from reference paths.",
         "",
     ),
     Column("checkpoint", _STR, False, "Checkpoint path as the user gave it; '' for classical codecs.", ""),
@@ -205,7 +205,9 @@ COLUMNS: tuple[Column, ...] = (
         "decode_ok",
         _BOOL,
         False,
-        "True when the bitstream decoded to an image of the right size and the metrics were computed.",
+        "True when the bitstream decoded and, for learned codecs, the decoder's quantized latent equals "
+        "the encoder's bit for bit (so the decoded image is the encoder's own reconstruction); for "
+        "classical codecs, when it decoded to an image of the right size.",
     ),
     Column(
         "error",
