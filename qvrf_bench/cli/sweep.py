@@ -1,0 +1,91 @@
+"""`qvrf-bench sweep`: measure checkpoints and peers on a dataset (real bitstreams) into a run folder.
+
+See qvrf_bench/sweep.py for what is measured, resume, failures and shards.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+# Kept equal to qvrf_bench.sweep.DEFAULT_FACTORS (a test checks); not imported, so --help stays fast.
+DEFAULT_FACTORS = "0.5:12:24"
+
+
+def register(sub) -> None:
+    from qvrf_bench.cli._common import add_device
+
+    p = sub.add_parser(
+        "sweep",
+        help="measure checkpoints and peers on a dataset into a run folder (resumable)",
+        description="Encode, decode and measure every (method, rate point, image): our QVRF / fixed-rate "
+        "checkpoints through the rate-point engine, classical codecs and CompressAI VBR models through "
+        "their peers. Rows go to OUT/results as they complete; rerunning the same command resumes. "
+        "Unreadable images are listed and skipped, failed rate points become error rows; the run "
+        "always finishes (--strict: exit 1 when anything failed).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  qvrf-bench sweep -c qvrf.pt --dataset kodak --out runs/k --factors paper --peers jpeg,webp\n"
+        "  qvrf-bench sweep -c fixed-q*.pt --dataset kodak --out runs/anchors\n"
+        "  qvrf-bench sweep -c qvrf.pt --dataset clic --out runs/c0 --shard 0/4   (then: qvrf-bench merge)",
+    )
+    p.add_argument("-c", "--checkpoint", nargs="+", action="extend", default=[], metavar="CKPT",
+                   help="our checkpoints (QVRF or fixed-rate); repeatable")  # fmt: skip
+    p.add_argument("--dataset", required=True, help="folder of images (searched recursively)")
+    p.add_argument("--out", required=True, help="run folder, e.g. runs/<name> (resumed when it exists)")
+    p.add_argument("--levels", default="all", help="QVRF levels: all or a list like 0,3,7 (default all)")
+    p.add_argument("--factors", default=DEFAULT_FACTORS,
+                   help="continuous gains of QVRF checkpoints: paper (the 27 of the official Inference.py), "
+                   "none, a list 1,2.5,4, or START:STOP:COUNT log-spaced "
+                   f"(default {DEFAULT_FACTORS}: 24 gains over the official range)")  # fmt: skip
+    p.add_argument("--peers", default="", help="classical codecs: jpeg,webp,avif,jpeg2000 (default sweeps)")
+    p.add_argument("--peer-qualities", action="append", default=[], metavar="NAME=Q1,Q2,...",
+                   help="override a peer's sweep: quality (jpeg/webp/avif), ratio (jpeg2000) or "
+                   "quantization step (a --vbr arch); repeatable")  # fmt: skip
+    p.add_argument("--vbr", action="append", default=[], metavar="ARCH=STATEDICT",
+                   help="a CompressAI VBR model (bmshj2018-hyperprior-vbr, mbt2018-mean-vbr, mbt2018-vbr) "
+                   "from a local state dict; repeatable")  # fmt: skip
+    add_device(p)
+    p.add_argument("--engine", choices=["serial", "fast"], default=None,
+                   help="rate-point engine (default: fast when available, else serial)")  # fmt: skip
+    p.add_argument("--shard", metavar="i/N", help="measure shard i (0-based) of N; join with qvrf-bench merge")
+    p.add_argument("--strict", action="store_true", help="exit 1 when any row failed or any image was skipped")
+    p.add_argument("--retry-failed", action="store_true", help="redo rows that failed in an earlier run")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from qvrf_bench.cli._common import quiet_warnings
+
+    quiet_warnings()
+    import sys
+
+    from qvrf_bench.sweep import SweepConfig, parse_peer_qualities, run_sweep
+
+    qualities: dict[str, tuple[float, ...]] = {}
+    for spec in args.peer_qualities:
+        name, qs = parse_peer_qualities(spec)
+        qualities[name] = qs
+    cfg = SweepConfig(
+        dataset=args.dataset,
+        out=args.out,
+        checkpoints=list(args.checkpoint),
+        levels=args.levels,
+        factors=args.factors,
+        peers=args.peers,
+        peer_qualities=qualities,
+        vbr=list(args.vbr),
+        device=args.device,
+        engine=args.engine,
+        shard=args.shard,
+        retry_failed=args.retry_failed,
+        threads=args.threads,
+        progress=not args.no_progress,
+    )
+    summary = run_sweep(cfg)
+    print(summary.text())
+    if args.strict and summary.n_failures:
+        print(f"qvrf-bench sweep: {summary.n_failures} failure(s) (--strict)", file=sys.stderr)
+        return 1
+    return 0

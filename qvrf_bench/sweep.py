@@ -1,0 +1,903 @@
+"""The sweep runner: every (method, rate point, image) of a dataset through real bitstreams into a
+result store (store.py). The "what to measure" half of a sweep; engine.py is the "how fast" half.
+
+Methods measured in one run:
+
+- our checkpoints (``kind`` qvrf or fixed), always through ``engine.run_image(model, rgb, points,
+  fingerprint)``: container bytes, decode, metrics. A QVRF checkpoint is measured at its discrete
+  levels (``levels``: "all" or a subset) and at continuous gains (``factors``, the official
+  ``factor``: 1 / bin size, used directly, never interpolated). A fixed-rate checkpoint has one rate
+  point, ``level=0``; ``levels`` and ``factors`` do not apply to it. The method label is
+  ``model.config.label`` (e.g. ``balle-qvrf8-192x320``, ``balle-fixed-128x192-l0.0018``); the 8 fixed
+  anchors of one arch share ``arch`` and ``kind="fixed"`` so analysis can join them into one curve.
+  Two different checkpoints with the same label get ``@<first 8 hex of the file sha256>`` appended.
+- classical codecs (``peers``: jpeg, webp, avif, jpeg2000) with their default quality sweeps
+  (peers.DEFAULT_SWEEPS) unless ``peer_qualities`` overrides them;
+- CompressAI's VBR models from local state dicts (``vbr``: ``ARCH=STATEDICT``), at eval_model's
+  default quantization steps unless ``peer_qualities[ARCH]`` gives steps.
+
+Factor specs (:func:`parse_factors`): ``paper`` = the 27 factors of the official Inference.py,
+``none``, a list ``1,2.5,4``, or ``START:STOP:COUNT``, COUNT gains log-spaced from START to STOP.
+The default, :data:`DEFAULT_FACTORS` = ``0.5:12:24``, is a dense log-spaced sweep over the official
+factor range [0.5, 12] (ratio ~1.15 between neighbours). Gains are rounded to 4 decimals, so the
+rate_point label ``gain=1.1642`` is the value used (the bitstream then carries its float32).
+
+Measurements: bpp from the bytes (``bpp_real`` = 8 * bytes / (H * W) of the original size, the whole
+file; ``payload_bpp_real`` the entropy-coded strings alone); PSNR-RGB and MS-SSIM-RGB of the decoded
+8-bit image against the original 8-bit image (metrics.py). MS-SSIM is NaN for images whose shorter
+side is <= 160 px (5 scales do not fit); such rows say so in ``notices``.
+
+Work order and resume: each image is loaded once; per image and method, all rate points that are not
+done yet go to the engine in one call (a fast engine can share the analysis transform) and their rows
+are written as one part. Rerunning the same command after a crash or ``kill -9`` skips the rows the
+store already has (``ResultStore.done_keys``; failed rows count as done unless ``retry_failed``);
+a part being written at the kill is a hidden temp file the store never reads. Rerunning with another
+config into the same folder fails (``ResultStore.start``). The config is what defines the numbers:
+dataset content, checkpoint files (sha256) and their rate points, peers and their sweeps. Device,
+engine, threads and shard are not part of it (engines agree byte for byte; rows record the device).
+
+Failures never abort the run: an image that cannot be read is listed as skipped with the reason
+(no row: its size is unknown, and width/height are required columns); a rate point whose coding,
+decoding or metrics fail gets an error row (``error`` set, ``decode_ok`` False). Images with the
+same bytes as an earlier one (sorted by path) are measured once, under the first name.
+
+Shards (``shard=(i, N)``) split the images by content hash with store.shard_filter, so every shard
+of a given dataset gets the same images on every machine; ``store.merge`` joins them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qvrf_bench.errors import QVRFError
+
+DEFAULT_FACTORS = "0.5:12:24"
+FACTOR_DECIMALS = 4
+MAX_FACTORS = 10_000
+
+
+# --- pure parsing -------------------------------------------------------------------------------
+
+
+def parse_levels(spec: str | int | Sequence[int] | None) -> str | tuple[int, ...]:
+    """``all`` (or None) -> "all"; ``"0,3,7"`` or a sequence -> sorted unique ints >= 0."""
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() == "all"):
+        return "all"
+    if isinstance(spec, int):
+        spec = [spec]
+    if isinstance(spec, str):
+        tokens = [t.strip() for t in spec.split(",")]
+        if not all(tokens):
+            raise QVRFError(f"--levels {spec!r}: expected 'all' or comma-separated integers, e.g. 0,3,7")
+        try:
+            values = [int(t) for t in tokens]
+        except ValueError:
+            raise QVRFError(f"--levels {spec!r}: expected 'all' or comma-separated integers, e.g. 0,3,7") from None
+    else:
+        values = [int(v) for v in spec]
+    if not values:
+        raise QVRFError("--levels: no levels given (use 'all')")
+    bad = [v for v in values if v < 0]
+    if bad:
+        raise QVRFError(f"--levels: level {bad[0]} is negative (levels are numbered from 0)")
+    return tuple(sorted(set(values)))
+
+
+def _round_factor(v: float) -> float:
+    return round(float(v), FACTOR_DECIMALS)
+
+
+def parse_factors(spec: str | float | Sequence[float] | None) -> tuple[float, ...]:
+    """Continuous gains, ascending: ``paper`` (Inference.py's 27), ``none`` (or None / empty), a list
+    ``1,2.5,4``, or ``START:STOP:COUNT`` (COUNT gains log-spaced from START to STOP inclusive).
+
+    Values are rounded to 4 decimals (the rate_point label's precision) and deduplicated.
+    """
+    from qvrf_bench.models.qvrf import PAPER_FACTORS
+
+    where = f"--factors {spec!r}"
+    if spec is None:
+        return ()
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        values = [float(spec)]
+    elif isinstance(spec, str):
+        text = spec.strip().lower()
+        if text in ("none", ""):
+            return ()
+        if text == "paper":
+            values = list(PAPER_FACTORS)
+        elif ":" in text:
+            parts = text.split(":")
+            try:
+                if len(parts) != 3:
+                    raise ValueError
+                start, stop, count = float(parts[0]), float(parts[1]), int(parts[2])
+            except ValueError:
+                raise QVRFError(f"{where}: expected START:STOP:COUNT, e.g. 0.5:12:24") from None
+            if not (math.isfinite(start) and math.isfinite(stop) and 0 < start <= stop):
+                raise QVRFError(f"{where}: need 0 < START <= STOP")
+            if not 1 <= count <= MAX_FACTORS:
+                raise QVRFError(f"{where}: COUNT must be 1..{MAX_FACTORS}")
+            values = [start] if count == 1 else list(np.geomspace(start, stop, count))
+        else:
+            tokens = [t.strip() for t in text.split(",")]
+            try:
+                if not all(tokens):
+                    raise ValueError
+                values = [float(t) for t in tokens]
+            except ValueError:
+                raise QVRFError(f"{where}: expected paper, none, START:STOP:COUNT or a list like 1,2.5,4") from None
+    else:
+        values = [float(v) for v in spec]
+    for v in values:
+        if not (math.isfinite(v) and v > 0):
+            raise QVRFError(f"{where}: gain {v!r} is not a finite number > 0")
+    rounded = sorted({_round_factor(v) for v in values})
+    if rounded and rounded[0] <= 0:
+        raise QVRFError(f"{where}: gain {values[0]!r} rounds to 0 at {FACTOR_DECIMALS} decimals")
+    return tuple(rounded)
+
+
+def parse_vbr(spec: str | tuple[str, str]) -> tuple[str, str]:
+    """``ARCH=STATEDICT`` -> (arch, path)."""
+    from qvrf_bench.peers import VBR_ARCHS
+
+    if isinstance(spec, tuple):
+        arch, path = spec
+    else:
+        arch, sep, path = str(spec).partition("=")
+        if not sep or not arch or not path:
+            raise QVRFError(f"--vbr {spec!r}: expected ARCH=STATEDICT, e.g. mbt2018-mean-vbr=weights.pth.tar")
+    arch = arch.strip()
+    if arch not in VBR_ARCHS:
+        raise QVRFError(f"--vbr {spec!r}: unknown VBR model {arch!r}; choose from {', '.join(VBR_ARCHS)}")
+    return arch, str(path)
+
+
+def parse_peer_qualities(spec: str) -> tuple[str, tuple[float, ...]]:
+    """``NAME=Q1,Q2,...`` -> (name, qualities). For a VBR arch the values are quantization steps."""
+    name, sep, values = str(spec).partition("=")
+    name = name.strip()
+    try:
+        if not sep or not name:
+            raise ValueError
+        tokens = [t.strip() for t in values.split(",")]
+        if not all(tokens):
+            raise ValueError
+        qualities = tuple(float(t) for t in tokens)
+    except ValueError:
+        raise QVRFError(f"--peer-qualities {spec!r}: expected NAME=Q1,Q2,..., e.g. jpeg=10,50,90") from None
+    return name, qualities
+
+
+def parse_peers(spec: str | Sequence[str] | None) -> tuple[str, ...]:
+    """``jpeg,webp`` (or a sequence) -> classical peer names, order kept, duplicates dropped."""
+    from qvrf_bench.peers import CLASSICAL, VBR_ARCHS
+
+    if spec is None:
+        return ()
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    names = []
+    for raw in items:
+        name = str(raw).strip().lower()
+        if not name:
+            continue
+        if name in VBR_ARCHS:
+            raise QVRFError(f"--peers {name}: a CompressAI VBR model needs its weights: use --vbr {name}=STATEDICT")
+        if name not in CLASSICAL:
+            raise QVRFError(f"--peers: unknown codec {name!r}; choose from {', '.join(CLASSICAL)}")
+        if name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+def model_rate_points(kind: str, num_levels: int, levels, factors: Sequence[float], source: str = "checkpoint"):
+    """The engine.RatePoint list of one checkpoint: its levels, then its continuous gains (ascending).
+
+    A fixed-rate model has exactly one point, level 0, whatever ``levels`` and ``factors`` say.
+    """
+    from qvrf_bench.engine import RatePoint
+
+    if kind == "fixed":
+        return [RatePoint(level=0, gain=None)]
+    if levels == "all":
+        chosen = list(range(num_levels))
+    else:
+        bad = [s for s in levels if s >= num_levels]
+        if bad:
+            raise QVRFError(f"{source}: has levels 0..{num_levels - 1}; --levels asks for {bad[0]}")
+        chosen = list(levels)
+    return [RatePoint(level=s, gain=None) for s in chosen] + [RatePoint(level=None, gain=float(g)) for g in factors]
+
+
+# --- pure rows ----------------------------------------------------------------------------------
+
+
+@dataclass
+class ImageInfo:
+    """What a row says about its image."""
+
+    name: str  # relative to the dataset, POSIX separators
+    sha256: str
+    width: int
+    height: int
+    notices: tuple[str, ...] = ()
+
+
+@dataclass
+class Measurement:
+    """One rate point on one image: what came back from the codec (or why nothing did)."""
+
+    bytes: int | None
+    payload_bytes: int | None
+    rgb: np.ndarray | None  # decoded (H, W, 3) uint8
+    decode_ok: bool  # the decoder rebuilt what the encoder coded (engine check) / decoded at all
+    enc_s: float | None
+    dec_s: float | None
+    error: str = ""
+    gain: float | None = None  # the float32 gain a model's bitstream carries
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one short line: the first line of its message, its type when not ours."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = lines[0] if lines else ""
+    if not isinstance(exc, QVRFError):
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def measurement_from_result(result) -> Measurement:
+    """An engine.PointResult as a Measurement."""
+    return Measurement(
+        bytes=len(result.data),
+        payload_bytes=int(result.payload_bytes),
+        rgb=result.rgb,
+        decode_ok=bool(result.decode_ok),
+        enc_s=float(result.enc_s),
+        dec_s=float(result.dec_s),
+        gain=float(result.gain),
+    )
+
+
+def model_fields(config, checkpoint: str, checkpoint_sha256: str, point, engine_name: str, method: str | None = None):
+    """The identity columns of one of our checkpoints at one rate point (the measurement excluded).
+
+    ``config`` is the model's ModelConfig; ``gain`` is filled from the measurement (the float32 value
+    the bitstream carries); ``lmbda`` is the level's lambda, null for a continuous gain.
+    """
+    level = point.level if point.gain is None else None
+    return {
+        "method": method or config.label,
+        "arch": config.arch,
+        "kind": config.kind,
+        "engine": f"qvrf-bench/{engine_name}",
+        "checkpoint": str(checkpoint),
+        "checkpoint_sha256": checkpoint_sha256,
+        "level": level,
+        "gain": None if point.gain is None else float(np.float32(point.gain)),
+        "lmbda": None if level is None else float(config.lmbdas[level]),
+        "quality": None,
+        "rate_point": point.label,
+        "codec_version": "",
+    }
+
+
+def build_row(fields: Mapping[str, Any], image: ImageInfo, original: np.ndarray, m: Measurement) -> dict[str, Any]:
+    """The store row of one (method, rate point, image): identity ``fields`` + the measurement.
+
+    Metrics compare the decoded 8-bit image with the original 8-bit image; bpp counts the bytes over
+    the original (unpadded) size. A metric that fails turns the row into an error row.
+    """
+    from qvrf_bench import metrics
+
+    row = dict(fields)
+    pixels = image.width * image.height
+    notices = list(image.notices)
+    row.update(
+        image=image.name,
+        image_sha256=image.sha256,
+        width=image.width,
+        height=image.height,
+        bytes=m.bytes,
+        payload_bytes=m.payload_bytes,
+        bpp_real=None if m.bytes is None else 8.0 * m.bytes / pixels,
+        payload_bpp_real=None if m.payload_bytes is None else 8.0 * m.payload_bytes / pixels,
+        psnr_rgb=None,
+        ms_ssim_rgb=None,
+        ms_ssim_db_rgb=None,
+        enc_s=m.enc_s,
+        dec_s=m.dec_s,
+        decode_ok=False,
+        error=m.error,
+    )
+    if m.gain is not None:
+        row["gain"] = float(m.gain)
+    if not m.error and m.rgb is None:
+        row["error"] = "no decoded image"
+    if not row["error"]:
+        try:
+            if m.rgb.shape != original.shape:
+                raise QVRFError(
+                    f"decoded image is {m.rgb.shape[1]}x{m.rgb.shape[0]}, expected {image.width}x{image.height}"
+                )
+            ms = metrics.ms_ssim_rgb(original, m.rgb)
+            row.update(
+                psnr_rgb=metrics.psnr_rgb(original, m.rgb), ms_ssim_rgb=ms, ms_ssim_db_rgb=metrics.ms_ssim_db(ms)
+            )
+            if math.isnan(ms):
+                notices.append(f"MS-SSIM undefined: shorter side < {metrics.MS_SSIM_MIN_SIDE} px")
+            if m.decode_ok:
+                row["decode_ok"] = True
+            else:
+                row["error"] = (
+                    "decoded latent differs from the encoder's (the bitstream does not decode to what was coded)"
+                )
+        except Exception as exc:  # a broken codec output must not stop the run
+            row["error"] = f"metrics failed: {one_line(exc)}"
+    row["notices"] = "; ".join(notices)
+    return row
+
+
+# --- methods ------------------------------------------------------------------------------------
+
+
+class _Method:
+    """One curve source: a list of rate points, identity columns per point, measure(rgb, points)."""
+
+    name: str
+    kind: str
+    checkpoint_sha256: str = ""
+    device: str | None = None  # the store's device column, when it differs from the run's
+    points: list
+
+    def fields(self, point) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def label(self, point) -> str:
+        return self.fields(point)["rate_point"]
+
+    def measure(self, rgb: np.ndarray, points: list) -> list[Measurement]:
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class _ModelMethod(_Method):
+    def __init__(self, path: str, sha: str, model, engine, levels, factors, name: str | None = None):
+        from qvrf_bench import codec
+
+        self.path, self.checkpoint_sha256, self.model, self.engine = str(path), sha, model, engine
+        self.name = name or model.config.label
+        self.kind = model.config.kind
+        self.fingerprint = codec.model_fingerprint(model)
+        self.points = model_rate_points(self.kind, model.num_levels, levels, factors, source=str(path))
+
+    def fields(self, point):
+        engine_name = getattr(self.engine, "name", type(self.engine).__name__)
+        return model_fields(self.model.config, self.path, self.checkpoint_sha256, point, engine_name, self.name)
+
+    def label(self, point):
+        return point.label
+
+    def measure(self, rgb, points):
+        try:
+            return self._run(rgb, points)
+        except Exception as exc:
+            if len(points) == 1:
+                return [Measurement(None, None, None, False, None, None, f"coding failed: {one_line(exc)}")]
+        # one point broke the shared call: run them one at a time so only that point becomes an error row
+        out = []
+        for pt in points:
+            try:
+                out.extend(self._run(rgb, [pt]))
+            except Exception as exc:
+                out.append(Measurement(None, None, None, False, None, None, f"coding failed: {one_line(exc)}"))
+        return out
+
+    def _run(self, rgb, points):
+        results = self.engine.run_image(self.model, rgb, list(points), self.fingerprint)
+        if [r.point for r in results] != list(points):
+            raise RuntimeError(f"engine {type(self.engine).__name__} returned results for other rate points than asked")
+        return [measurement_from_result(r) for r in results]
+
+    def config(self):
+        c = self.model.config
+        return {
+            "method": self.name,
+            "file": Path(self.path).name,
+            "sha256": self.checkpoint_sha256,
+            "arch": c.arch,
+            "kind": c.kind,
+            "points": [p.label for p in self.points],
+        }
+
+
+class _PeerMethod(_Method):
+    def __init__(self, peer, device: str | None = None):
+        self.peer = peer
+        self.name, self.kind = peer.name, peer.kind
+        self.checkpoint_sha256 = peer.checkpoint_sha256
+        self.points = list(peer.rate_points())
+        self.device = device
+        self._warm = False
+
+    def fields(self, point):
+        return self.peer.row_fields(point)
+
+    def warm_up(self, rate) -> None:
+        """One untimed round trip, so the first image's timings do not include lazy set-up (as the engines do)."""
+        if not self._warm:
+            self._warm = True
+            try:
+                self.peer.decode(self.peer.encode(np.full((64, 64, 3), 128, np.uint8), rate))
+            except Exception:  # a real failure shows up, with its reason, in the measured rows
+                pass
+
+    def measure(self, rgb, points):
+        out = []
+        if points:
+            self.warm_up(points[0])
+        for rate in points:
+            t0 = time.perf_counter()
+            try:
+                data = self.peer.encode(rgb, rate)
+            except Exception as exc:
+                out.append(Measurement(None, None, None, False, None, None, f"encode failed: {one_line(exc)}"))
+                continue
+            t1 = time.perf_counter()
+            try:
+                rec = self.peer.decode(data)
+                t2 = time.perf_counter()
+                payload = self.peer.payload_size(data)
+            except Exception as exc:
+                out.append(Measurement(len(data), None, None, False, t1 - t0, None, f"decode failed: {one_line(exc)}"))
+                continue
+            out.append(Measurement(len(data), payload, rec, True, t1 - t0, t2 - t1))
+        return out
+
+    def config(self):
+        cfg = dict(self.peer.config())
+        if self.kind == "vbr":
+            cfg["checkpoint"] = Path(self.peer.checkpoint).name  # the file's identity is its sha256
+            cfg["sha256"] = self.checkpoint_sha256
+        return cfg
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+@dataclass
+class SweepConfig:
+    """Everything ``run_sweep`` needs. Specs may be given as CLI strings or as Python values.
+
+    dataset: folder of images (searched recursively, hidden files skipped; see images.list_images).
+    out: the run folder (created; an existing run with the same config is resumed).
+    checkpoints: our checkpoint files (QVRF or fixed-rate).
+    levels: "all" or level numbers (QVRF checkpoints only). factors: see :func:`parse_factors`.
+    peers: classical codecs ("jpeg,webp" or a list). vbr: "ARCH=STATEDICT" entries or (arch, path).
+    peer_qualities: peer name -> its rate values (quality, JPEG 2000 ratio, VBR quantization step).
+    device: auto | cpu | cuda[:i]. engine: engine.ENGINES name; None = "fast" when registered, else
+    "serial". shard: "i/N" or (i, N). retry_failed: redo rows that failed before (else they count as
+    done). threads: torch CPU threads (None: torch's default). progress: a tqdm bar on stderr.
+    command: the command line recorded in the manifest (default: rebuilt from this config).
+    """
+
+    dataset: str | os.PathLike
+    out: str | os.PathLike
+    checkpoints: Sequence[str | os.PathLike] = ()
+    levels: str | Sequence[int] = "all"
+    factors: str | Sequence[float] | None = DEFAULT_FACTORS
+    peers: str | Sequence[str] = ()
+    peer_qualities: Mapping[str, Sequence[float]] = field(default_factory=dict)
+    vbr: Sequence[str | tuple[str, str]] = ()
+    device: str = "auto"
+    engine: str | None = None
+    shard: str | tuple[int, int] | None = None
+    retry_failed: bool = False
+    threads: int | None = None
+    progress: bool = True
+    run_id: str | None = None
+    command: Sequence[str] | None = None
+
+
+@dataclass
+class SweepSummary:
+    """What a sweep did (this invocation) and what the run folder holds (all invocations)."""
+
+    run_dir: Path
+    engine: str
+    device: str
+    rows_written: int  # by this invocation
+    rows_already_done: int  # skipped because the store had them (resume)
+    rows_total: int  # in the run folder after this invocation
+    wall_s: float
+    points: Any  # pandas DataFrame: one row per (method, rate_point), see summarize()
+    methods: Any  # pandas DataFrame: one row per method
+    error_rows: list[tuple[str, str, str, str]] = field(default_factory=list)  # method, rate_point, image, error
+    skipped_images: list[tuple[str, str]] = field(default_factory=list)  # image, reason
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # image, the earlier image with its bytes
+
+    @property
+    def n_failures(self) -> int:
+        """Error rows in the run folder plus images that could not be read (``--strict`` fails on > 0)."""
+        return len(self.error_rows) + len(self.skipped_images)
+
+    def text(self) -> str:
+        return format_summary(self)
+
+
+def default_engine() -> str:
+    from qvrf_bench.engine import ENGINES
+
+    return "fast" if "fast" in ENGINES else "serial"
+
+
+def command_line(cfg: SweepConfig) -> list[str]:
+    """The ``qvrf-bench sweep`` command that reproduces ``cfg`` (for the manifest)."""
+    cmd = ["qvrf-bench", "sweep", "--dataset", str(cfg.dataset), "--out", str(cfg.out)]
+    if cfg.checkpoints:
+        cmd += ["--checkpoint", *map(str, cfg.checkpoints)]
+    levels = parse_levels(cfg.levels)
+    cmd += ["--levels", levels if levels == "all" else ",".join(map(str, levels))]
+    factors = cfg.factors if isinstance(cfg.factors, str) else ",".join(f"{v:g}" for v in parse_factors(cfg.factors))
+    cmd += ["--factors", factors or "none"]
+    peer_names = parse_peers(cfg.peers)
+    if peer_names:
+        cmd += ["--peers", ",".join(peer_names)]
+    for name, qs in cfg.peer_qualities.items():
+        cmd += ["--peer-qualities", f"{name}={','.join(f'{float(q):g}' for q in qs)}"]
+    for spec in cfg.vbr:
+        arch, path = parse_vbr(spec)
+        cmd += ["--vbr", f"{arch}={path}"]
+    cmd += ["--device", cfg.device]
+    if cfg.engine:
+        cmd += ["--engine", cfg.engine]
+    if cfg.shard is not None:
+        cmd += ["--shard", cfg.shard if isinstance(cfg.shard, str) else f"{cfg.shard[0]}/{cfg.shard[1]}"]
+    if cfg.retry_failed:
+        cmd.append("--retry-failed")
+    if cfg.threads:
+        cmd += ["--threads", str(cfg.threads)]
+    return cmd
+
+
+def _resolve_device(name: str) -> str:
+    from qvrf_bench.cli._common import resolve_device
+
+    return resolve_device(name)
+
+
+def _list_dataset(folder: Path):
+    """[(path, relative name, sha256 or '' when unreadable, read error)] in sorted order."""
+    from qvrf_bench import images
+    from qvrf_bench.store import sha256_file
+
+    files = images.list_images(folder)
+    if not files:
+        raise QVRFError(f"{folder}: no image files found (looked for {', '.join(images.IMAGE_SUFFIXES)})")
+    out = []
+    for p in files:
+        try:
+            sha, err = sha256_file(p), ""
+        except OSError as exc:
+            sha, err = "", f"cannot read the file ({exc.strerror or exc})"
+        out.append((p, p.relative_to(folder).as_posix(), sha, err))
+    return out
+
+
+def _dataset_identity(folder: Path, listing) -> dict[str, Any]:
+    h = hashlib.sha256()
+    for _, name, sha, _ in listing:
+        h.update(f"{name}\0{sha}\n".encode())
+    return {"name": folder.resolve().name, "images": len(listing), "sha256": h.hexdigest()}
+
+
+def _build_methods(cfg: SweepConfig, device: str, engine) -> list[_Method]:
+    from qvrf_bench import peers as peers_mod
+    from qvrf_bench.models.checkpoints import load_model
+    from qvrf_bench.store import device_string, sha256_file
+
+    levels = parse_levels(cfg.levels)
+    factors = parse_factors(cfg.factors)
+    peer_names = parse_peers(cfg.peers)
+    vbr_specs = [parse_vbr(s) for s in cfg.vbr]
+    qualities = {}
+    for name, qs in dict(cfg.peer_qualities).items():
+        if name not in peer_names and name not in {a for a, _ in vbr_specs}:
+            raise QVRFError(f"--peer-qualities {name}: not among the peers of this run (--peers / --vbr)")
+        qualities[name] = [float(q) for q in qs]
+    if not cfg.checkpoints and not peer_names and not vbr_specs:
+        raise QVRFError("nothing to measure: give --checkpoint, --peers or --vbr")
+
+    methods: list[_Method] = []
+    seen: dict[str, str] = {}
+    for path in cfg.checkpoints:
+        path = str(path)
+        if not Path(path).is_file():
+            raise QVRFError(f"{path}: no such checkpoint file")
+        sha = sha256_file(path)
+        if sha in seen:
+            raise QVRFError(f"{path}: the same file as {seen[sha]} (given twice)")
+        seen[sha] = path
+        model, _ = load_model(path, device=device)
+        methods.append(_ModelMethod(path, sha, model, engine, levels, factors))
+    # two different checkpoints with one label would merge into one curve: tell them apart
+    labels = [m.name for m in methods]
+    for m in methods:
+        if labels.count(m.name) > 1:
+            m.name = f"{m.name}@{m.checkpoint_sha256[:8]}"
+
+    for arch, path in vbr_specs:
+        peer = peers_mod.get_peer(arch, checkpoint=path, device=device, qsteps=qualities.get(arch))
+        if any(isinstance(m, _PeerMethod) and m.name == arch for m in methods):
+            raise QVRFError(f"--vbr {arch}: given twice (one checkpoint per VBR architecture in a run)")
+        methods.append(_PeerMethod(peer))
+    cpu = device_string("cpu")
+    for name in peer_names:
+        # classical codecs run on the CPU whatever --device says
+        methods.append(_PeerMethod(peers_mod.get_peer(name, sweep=qualities.get(name)), device=cpu))
+    return methods
+
+
+def run_sweep(cfg: SweepConfig) -> SweepSummary:
+    """Measure every (method, rate point, image) of ``cfg`` that the run folder does not hold yet.
+
+    Raises QVRFError for bad settings, unreadable checkpoints or a run folder holding another config;
+    per-image and per-point failures become skipped images / error rows (see the module docstring).
+    """
+    import torch
+
+    if not cfg.threads:
+        return _run_sweep(cfg)
+    if int(cfg.threads) < 1:
+        raise QVRFError(f"--threads {cfg.threads}: need at least 1")
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(cfg.threads))
+    try:
+        return _run_sweep(cfg)
+    finally:
+        torch.set_num_threads(before)  # a library call must not change the caller's torch settings
+
+
+def _run_sweep(cfg: SweepConfig) -> SweepSummary:
+    t_start = time.perf_counter()
+    from qvrf_bench import images
+    from qvrf_bench.engine import get_engine
+    from qvrf_bench.store import ResultStore, device_string, parse_shard, shard_filter
+
+    shard = parse_shard(cfg.shard) if isinstance(cfg.shard, str) else (tuple(cfg.shard) if cfg.shard else None)
+    engine_name = cfg.engine or default_engine()
+    try:
+        engine = get_engine(engine_name)
+    except ValueError as exc:
+        raise QVRFError(f"--engine: {exc}") from None
+    device = _resolve_device(cfg.device)
+    dataset = Path(cfg.dataset)
+    listing = _list_dataset(dataset)
+    methods = _build_methods(cfg, device, engine)
+
+    run_config = {
+        "sweep_version": 1,
+        "dataset": _dataset_identity(dataset, listing),
+        "levels": parse_levels(cfg.levels),
+        "factors": list(parse_factors(cfg.factors)),
+        "methods": [m.config() for m in methods],
+    }
+    store = ResultStore(cfg.out)
+    store.start(list(cfg.command or command_line(cfg)), run_config, shard=shard, run_id=cfg.run_id, device=device)
+    done = store.done_keys(include_failed=not cfg.retry_failed)
+
+    # same bytes = same image (the row key is the content hash): measure the first name only
+    first_by_sha: dict[str, str] = {}
+    duplicates, work = [], []
+    for path, name, sha, err in listing:
+        if sha and sha in first_by_sha:
+            duplicates.append((name, first_by_sha[sha]))
+            continue
+        if sha:
+            first_by_sha[sha] = name
+        work.append((path, name, sha, err))
+    if shard is not None:
+        # by content: copies land in the same shard, and each machine picks the same images
+        work = shard_filter(work, shard[0], shard[1], key=lambda w: w[2] or w[1])
+
+    def todo(method: _Method, sha: str, name: str) -> list:
+        image_id = sha or name
+        return [
+            p for p in method.points if (method.name, method.checkpoint_sha256, method.label(p), image_id) not in done
+        ]
+
+    plan = [(w, [(m, todo(m, w[2], w[1])) for m in methods]) for w in work]
+    n_todo = sum(len(pts) for _, per in plan for _, pts in per)
+    n_all = len(work) * sum(len(m.points) for m in methods)
+
+    skipped: list[tuple[str, str]] = []
+    written = 0
+    bar = _progress_bar(n_todo, cfg.progress)
+    try:
+        for (path, name, _sha, err), per_method in plan:
+            n_here = sum(len(pts) for _, pts in per_method)
+            if n_here == 0:
+                continue  # fully measured before: do not even read the image
+            if err:
+                skipped.append((name, err))
+                bar.update(n_here)
+                continue
+            try:
+                img = images.load_image(path)
+            except QVRFError as exc:
+                skipped.append((name, getattr(exc, "reason", None) or one_line(exc)))
+                bar.update(n_here)
+                continue
+            info = ImageInfo(name, img.sha256, img.width, img.height, tuple(img.notices))
+            for method, points in per_method:
+                if not points:
+                    continue
+                bar.set_description_str(f"{method.name} | {name}", refresh=False)
+                measured = method.measure(img.rgb, points)
+                rows = []
+                for pt, m in zip(points, measured, strict=True):
+                    row = build_row(method.fields(pt), info, img.rgb, m)
+                    if method.device:
+                        row["device"] = method.device
+                    rows.append(row)
+                store.append(rows)  # one part per (image, method): a kill loses at most this batch
+                written += len(rows)
+                bar.update(len(points))
+    finally:
+        bar.close()
+
+    df = store.read()
+    points, per_method = summarize(df)
+    errors = df[~(df["decode_ok"].astype(bool) & (df["error"] == ""))]
+    error_rows = [
+        (str(r.method), str(r.rate_point), str(r.image), str(r.error) or "decode failed")
+        for r in errors.itertuples(index=False)
+    ]
+    return SweepSummary(
+        run_dir=Path(cfg.out),
+        engine=getattr(engine, "name", engine_name),
+        device=device_string(device),
+        rows_written=written,
+        rows_already_done=n_all - n_todo,
+        rows_total=len(df),
+        wall_s=time.perf_counter() - t_start,
+        points=points,
+        methods=per_method,
+        error_rows=error_rows,
+        skipped_images=skipped,
+        duplicates=duplicates,
+    )
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    tty = sys.stderr.isatty()
+    return tqdm(total=total, disable=not enabled, unit="pt", dynamic_ncols=True, mininterval=0.5 if tty else 10.0,
+                file=sys.stderr)  # fmt: skip
+
+
+# --- summary ------------------------------------------------------------------------------------
+
+
+def _finite_mean(values) -> float:
+    arr = np.asarray(values, dtype=float)
+    arr = arr[np.isfinite(arr)]
+    return float(arr.mean()) if arr.size else float("nan")
+
+
+def summarize(df):
+    """Per (method, rate_point): images, mean bpp_real / payload_bpp_real / PSNR / MS-SSIM (dB of the
+    mean MS-SSIM, over the images where it is defined), mean enc/dec ms; error rows left out of the
+    means. PSNR means skip +inf (lossless images) and count them in ``n_lossless``. Per method: rows,
+    failures, rate points, images, summed coding time. Both sorted by method, then rate."""
+    import pandas as pd
+
+    from qvrf_bench.metrics import ms_ssim_db
+
+    cols = ["method", "arch", "kind", "rate_point", "gain", "lmbda", "n_images", "bpp_real", "payload_bpp_real",
+            "psnr_rgb", "ms_ssim_db_rgb", "n_lossless", "enc_ms", "dec_ms"]  # fmt: skip
+    mcols = ["method", "arch", "kind", "rows", "failures", "rate_points", "images", "coding_s"]
+    if df.empty:
+        return pd.DataFrame(columns=cols), pd.DataFrame(columns=mcols)
+    ok = df["decode_ok"].astype(bool) & (df["error"] == "")
+    good = df[ok]
+    pts = []
+    for (method, rp), g in good.groupby(["method", "rate_point"], sort=False):
+        psnr = g["psnr_rgb"].to_numpy(dtype=float)
+        ms = g["ms_ssim_rgb"].to_numpy(dtype=float)
+        ms = ms[np.isfinite(ms)]
+        pts.append({
+            "method": method, "arch": g["arch"].iloc[0], "kind": g["kind"].iloc[0], "rate_point": rp,
+            "n_images": int(g["image_sha256"].nunique()),
+            "bpp_real": float(g["bpp_real"].mean()),
+            "payload_bpp_real": float(g["payload_bpp_real"].mean()),
+            "psnr_rgb": _finite_mean(psnr),
+            "ms_ssim_db_rgb": ms_ssim_db(float(ms.mean())) if ms.size else float("nan"),
+            "gain": g["gain"].iloc[0], "lmbda": g["lmbda"].iloc[0],
+            "n_lossless": int(np.isposinf(psnr).sum()),
+            "enc_ms": 1000 * float(g["enc_s"].mean()), "dec_ms": 1000 * float(g["dec_s"].mean()),
+        })  # fmt: skip
+    points = pd.DataFrame(pts, columns=cols)
+    if not points.empty:
+        points = points.sort_values(["method", "bpp_real"], kind="mergesort").reset_index(drop=True)
+    meth = []
+    for method, g in df.groupby("method", sort=True):
+        meth.append({
+            "method": method, "arch": g["arch"].iloc[0], "kind": g["kind"].iloc[0], "rows": len(g),
+            "failures": int((~ok[g.index]).sum()), "rate_points": int(g["rate_point"].nunique()),
+            "images": int(g["image"].nunique()),
+            "coding_s": float(g["enc_s"].fillna(0).sum() + g["dec_s"].fillna(0).sum()),
+        })  # fmt: skip
+    return points, pd.DataFrame(meth, columns=mcols)
+
+
+def _num(v: float, fmt: str) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, float) and math.isinf(v):
+        return "inf"
+    return format(v, fmt)
+
+
+def format_points_table(points, methods) -> str:
+    """The per-method RD table (one block per method, points sorted by rate)."""
+    lines = []
+    for m in methods.itertuples(index=False):
+        lines.append(
+            f"{m.method}  [{m.kind}, {m.arch}]  {m.rate_points} rate points x {m.images} images = {m.rows} rows, "
+            f"{m.failures} failed, coding time {m.coding_s:.1f} s"
+        )
+        sub = points[points["method"] == m.method]
+        if sub.empty:
+            lines.append("    (no successful rows)")
+            continue
+        with_gain = sub["gain"].notna().any()
+        head = f"    {'rate point':<16}" + (f" {'gain':>8} {'lambda':>7}" if with_gain else "")
+        lines.append(head + f" {'images':>6} {'bpp':>8} {'payload':>8} {'PSNR dB':>8} {'MS-SSIM dB':>10} "
+                     f"{'enc ms':>8} {'dec ms':>8}")  # fmt: skip
+        for p in sub.itertuples(index=False):
+            lossless = f"  ({p.n_lossless} lossless, left out of the PSNR mean)" if p.n_lossless else ""
+            gain = f" {_num(p.gain, '.4f'):>8} {_num(p.lmbda, 'g'):>7}" if with_gain else ""
+            lines.append(
+                f"    {p.rate_point:<16}{gain} {p.n_images:>6} {_num(p.bpp_real, '.4f'):>8} "
+                f"{_num(p.payload_bpp_real, '.4f'):>8} {_num(p.psnr_rgb, '.2f'):>8} "
+                f"{_num(p.ms_ssim_db_rgb, '.2f'):>10} {_num(p.enc_ms, '.1f'):>8} {_num(p.dec_ms, '.1f'):>8}{lossless}"
+            )
+    return "\n".join(lines)
+
+
+def format_summary(s: SweepSummary, max_listed: int = 20) -> str:
+    """The closing report: the RD table, then failures, then totals."""
+    out = [format_points_table(s.points, s.methods)] if len(s.methods) else ["(no rows)"]
+    if s.skipped_images:
+        out.append(f"skipped {len(s.skipped_images)} unreadable image(s) (no rows):")
+        out += [f"    {name}: {reason}" for name, reason in s.skipped_images[:max_listed]]
+        if len(s.skipped_images) > max_listed:
+            out.append(f"    ... and {len(s.skipped_images) - max_listed} more")
+    if s.error_rows:
+        out.append(f"{len(s.error_rows)} error row(s):")
+        out += [f"    {m} {rp} {img}: {err}" for m, rp, img, err in s.error_rows[:max_listed]]
+        if len(s.error_rows) > max_listed:
+            out.append(f"    ... and {len(s.error_rows) - max_listed} more")
+    if s.duplicates:
+        out.append(f"{len(s.duplicates)} image(s) with the same bytes as an earlier one, measured once:")
+        out += [f"    {name} = {first}" for name, first in s.duplicates[:max_listed]]
+    out.append(
+        f"{s.run_dir}: {s.rows_total} rows ({s.rows_written} measured now, {s.rows_already_done} already done); "
+        f"{s.n_failures} failure(s); engine {s.engine}, {s.device}; wall time {s.wall_s:.1f} s"
+    )
+    return "\n".join(out)
