@@ -281,7 +281,7 @@ def model_fields(config, checkpoint: str, checkpoint_sha256: str, point, engine_
         "method": method or config.label,
         "arch": config.arch,
         "kind": config.kind,
-        "engine": f"qvrf-bench/{engine_name}",
+        "engine": engine_name,  # "serial" / "fast": the store names our engines bare
         "checkpoint": str(checkpoint),
         "checkpoint_sha256": checkpoint_sha256,
         "level": level,

@@ -98,7 +98,7 @@ def test_model_fields():
     cfg = create("balle", "qvrf", N=8, M=12).config
     f = sweep.model_fields(cfg, "c.pt", "sha", RatePoint(3, None), "serial")
     assert (f["level"], f["lmbda"], f["gain"], f["rate_point"]) == (3, 0.013, None, "level=3")
-    assert f["method"] == "balle-qvrf8-8x12" and f["engine"] == "qvrf-bench/serial"
+    assert f["method"] == "balle-qvrf8-8x12" and f["engine"] == "serial"
     f = sweep.model_fields(cfg, "c.pt", "sha", RatePoint(None, 1.1), "serial")
     assert f["level"] is None and f["lmbda"] is None and f["gain"] == float(np.float32(1.1))
 
@@ -175,7 +175,7 @@ def test_sweep_rows(setup, baseline):
     assert pd.isna(q.loc[("gain=2.0000", "a.png"), "lmbda"]) and q.loc[("gain=2.0000", "a.png"), "gain"] == 2.0
     assert q.loc[("level=0", "a.png"), "level"] == 0 and pd.isna(q.loc[("gain=2.0000", "a.png"), "level"])
     assert (q["checkpoint_sha256"] == sha256_file(setup / "q.pt")).all() and (q["kind"] == "qvrf").all()
-    assert (q["engine"] == "qvrf-bench/serial").all() and (q["image_sha256"].str.len() == 64).all()
+    assert (q["engine"] == "serial").all() and (q["image_sha256"].str.len() == 64).all()
     f = df[df["kind"] == "fixed"]
     assert (f["arch"] == "balle").all() and (f["lmbda"] == 0.0018).all() and (f["gain"] == 1.0).all()
     j = df[df["method"] == "jpeg"]
