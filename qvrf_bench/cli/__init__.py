@@ -28,7 +28,6 @@ COMMANDS = [
     "anchors",
     "compare",
     "report",
-    "demo",
 ]
 
 
