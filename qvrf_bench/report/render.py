@@ -1,0 +1,869 @@
+"""The HTML report: run folders in, ONE self-contained HTML file out.
+
+Flow: :func:`load_runs` (store.ResultStore per folder, rows concatenated) -> :func:`build_context`
+(RD points, BD tables and per-image BD from :mod:`qvrf_bench.rd`, figures from :mod:`.plots` /
+:mod:`.figures`, everything else formatted as strings) -> ``templates/report.html.j2`` (jinja2 with
+autoescape on) -> :func:`render_report` writes the file.
+
+The file has inline SVG and inline CSS only: no JavaScript, no network, no external fonts. Every
+name from the data is escaped by jinja2; the SVG is matplotlib's, whose text is escaped too (and
+:func:`_inline_svg` refuses an SVG holding a script or foreign object, as a second line of defence).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import shlex
+import sys
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from qvrf_bench import rd
+from qvrf_bench.errors import QVRFError
+from qvrf_bench.report import figures as F
+from qvrf_bench.report import plots
+
+TEMPLATE = "report.html.j2"
+METRICS = ("psnr", "ms-ssim")
+# Point-selection sensitivity needs C(n, k) BD computations; a dense sweep of 50 points would need
+# 230,300 (12 points: 495). Above this many subsets the sensitivity column is left empty (and a note says why).
+MAX_SUBSETS = 500
+MAX_ERROR_ROWS = 200  # listed one by one; the summary by reason counts them all
+MAX_PER_IMAGE_COLUMNS = 16
+
+
+# ----------------------------------------------------------------------------------------------
+# Input
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunInfo:
+    path: Path
+    run_id: str
+    manifest: dict
+    n_rows: int
+
+
+def load_runs(run_dirs: Sequence[str | Path]) -> tuple[pd.DataFrame, list[RunInfo]]:
+    """Rows of every run folder (latest row per key within each run), concatenated."""
+    from qvrf_bench.store import MANIFEST_NAME, RESULTS_DIR, ResultStore
+
+    if not run_dirs:
+        raise QVRFError("no run folder given")
+    frames, infos, seen = [], [], set()
+    for d in run_dirs:
+        path = Path(d)
+        if not path.is_dir():
+            raise QVRFError(f"{path}: no such run folder")
+        if path.resolve() in seen:
+            raise QVRFError(f"{path}: run folder given twice")
+        seen.add(path.resolve())
+        store = ResultStore(path)
+        rows = store.read()
+        if rows.empty:
+            raise QVRFError(
+                f"{path}: no result rows (a run folder holds {MANIFEST_NAME} and {RESULTS_DIR}/part-*.parquet)"
+            )
+        frames.append(rows)
+        infos.append(RunInfo(path, store.run_id, store.manifest or {}, len(rows)))
+    return pd.concat(frames, ignore_index=True), infos
+
+
+def dataset_of(infos: Sequence[RunInfo]) -> str | None:
+    """The dataset named in the runs' configs: the sweep's ``{"name", "images", "sha256"}``, or a
+    path / name under 'dataset', 'images' or 'data' (a path's last part)."""
+    names = []
+    for info in infos:
+        cfg = info.manifest.get("config") or {}
+        for key in ("dataset", "images", "data"):
+            value = cfg.get(key) if isinstance(cfg, dict) else None
+            if isinstance(value, dict) and value.get("name"):
+                names.append(str(value["name"]))
+                break
+            if isinstance(value, str) and value:
+                names.append(Path(value).name or value)
+                break
+    names = list(dict.fromkeys(names))
+    return ", ".join(names) if names else None
+
+
+# ----------------------------------------------------------------------------------------------
+# Formatting
+# ----------------------------------------------------------------------------------------------
+
+
+def fmt(x, digits: int = 2, signed: bool = False) -> str:
+    """A number for a table cell ('n/a' for None/NaN/inf); a real minus sign."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return "n/a"
+    if not math.isfinite(v):
+        return "n/a"
+    return (f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}").replace("-", "\N{MINUS SIGN}")
+
+
+def fmt_time(x) -> str:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return "n/a"
+    if not math.isfinite(v):
+        return "n/a"
+    return f"{v * 1000:.1f} ms" if v < 1 else f"{v:.2f} s"
+
+
+def _uniq(values: Iterable) -> list[str]:
+    return sorted({str(v) for v in values if v is not None and str(v) not in ("", "nan", "<NA>", "None")})
+
+
+def _join(values: Iterable, empty: str = "not recorded") -> str:
+    u = _uniq(values)
+    return "; ".join(u) if u else empty
+
+
+# ----------------------------------------------------------------------------------------------
+# Test curves and anchors
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CurveSpec:
+    """A curve for BD: a method, a method's levels only, or the run's fixed-rate models of an arch."""
+
+    name: str
+    fam: str
+    kind: str  # qvrf, vbr, fixed, classical, other
+    points: pd.DataFrame  # aggregated points of this curve only (method column = name)
+    rows: pd.DataFrame  # per-image rows (method = name), for the bootstrap and per-image BD
+
+
+@dataclass
+class AnchorSpec:
+    name: str
+    fam: str | None  # None: compared with every family (classical codecs)
+    curves: dict  # metric -> rd.Curve
+    rows: pd.DataFrame | None  # per-image rows (run anchors only)
+    published: object | None = None  # the Anchor
+
+
+def test_curves(m: F.Measured) -> tuple[list[CurveSpec], dict[str, CurveSpec]]:
+    """(tests, run anchors by family): each QVRF/VBR method (and its levels alone when it also has a
+    continuous sweep), each classical method, and per family the fixed-rate models as one curve."""
+    pts, rows = m.points, m.agg.per_image
+    tests: list[CurveSpec] = []
+    fixed: dict[str, CurveSpec] = {}
+    for method in sorted(set(pts["method"].astype(str))):
+        p = pts.loc[pts["method"] == method]
+        kind, fam = str(p["kind"].iloc[0]), F.family(p["arch"].iloc[0])
+        if kind == "fixed":
+            continue
+        r = rows.loc[rows["method"] == method]
+        tests.append(CurveSpec(method, fam, kind, p, r))
+        lev = p["level"].notna() if "level" in p else pd.Series(False, index=p.index)
+        if kind == "qvrf" and lev.any() and not lev.all():
+            name = f"{method} [levels]"
+            tests.append(
+                CurveSpec(
+                    name, fam, kind, p.loc[lev].assign(method=name), r.loc[r["level"].notna()].assign(method=name)
+                )
+            )
+    for fam in sorted({F.family(a) for a in pts.loc[pts["kind"] == "fixed", "arch"]}):
+        members = m.methods("fixed", fam)
+        name = F.fixed_name(m.arch_of(members[0]))
+        spec = CurveSpec(
+            name, fam, "fixed", rd.merge_methods(pts, members, name), rd.merge_methods(rows, members, name)
+        )
+        fixed[fam] = spec
+        tests.append(spec)
+    return tests, fixed
+
+
+def _curve(spec_points: pd.DataFrame, name: str, metric: str, rate: str) -> rd.Curve | None:
+    try:
+        c = rd.curve_from_points(spec_points, None, metric, name, rate)
+    except QVRFError:
+        return None
+    return c if np.isfinite(c.quality).any() else None
+
+
+@dataclass
+class BDOutput:
+    tables: dict = field(default_factory=dict)  # metric -> rd.results_table DataFrame
+    notes: list = field(default_factory=list)
+    per_image: list = field(default_factory=list)  # (test, anchor, DataFrame) PSNR, run anchors only
+    n_pairs: int = 0
+
+
+def compute_bd(
+    m: F.Measured,
+    anchors: Sequence,
+    *,
+    interp: str = rd.DEFAULT_INTERP,
+    n_boot: int = 200,
+    seed: int = rd.DEFAULT_SEED,
+) -> BDOutput:
+    """Every QVRF/VBR curve against the fixed-rate curve of its family, and every curve of a matching
+    family against each published anchor; both metrics. All numbers come from :mod:`qvrf_bench.rd`."""
+    tests, fixed = test_curves(m)
+    pairs: list[tuple[CurveSpec, AnchorSpec]] = []
+    for t in tests:
+        if t.kind in ("qvrf", "vbr") and t.fam in fixed:
+            f = fixed[t.fam]
+            curves = {mt: _curve(f.points, f.name, mt, m.rate) for mt in METRICS}
+            pairs.append((t, AnchorSpec(f.name, t.fam, curves, f.rows)))
+    for a in anchors:
+        fam = None if a.kind == "classical" else F.family(a.arch)
+        curves = {}
+        for mt in METRICS:
+            try:
+                curves[mt] = a.curve(mt)
+            except QVRFError:
+                curves[mt] = None
+        spec = AnchorSpec(a.name, fam, curves, None, a)
+        matched = [t for t in tests if fam is None or t.fam == fam]
+        if not matched:
+            continue
+        pairs += [(t, spec) for t in matched]
+    out = BDOutput(n_pairs=len(pairs))
+    results: dict[str, list] = {mt: [] for mt in METRICS}
+    for t, a in pairs:
+        for mt in METRICS:
+            tc, ac = _curve(t.points, t.name, mt, m.rate), a.curves.get(mt)
+            if tc is None or ac is None:
+                out.notes.append(f"{t.name} vs {a.name}: no {rd.METRIC_LABELS[mt]} values on one side; skipped")
+                continue
+            sens = "test" if math.comb(len(tc), rd.DEFAULT_SUBSET_SIZE) <= MAX_SUBSETS else "none"
+            if sens == "none" and mt == "psnr":
+                out.notes.append(
+                    f"{t.name}: {len(tc)} points, too many for {rd.DEFAULT_SUBSET_SIZE}-point subset sensitivity "
+                    f"(> {MAX_SUBSETS} subsets); see its [levels] row where there is one"
+                )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", rd.RDWarning)  # the same text is in res.notes
+                try:
+                    res = rd.compare(test=tc, anchor=ac, interp=interp, sensitivity=sens)
+                except QVRFError as exc:
+                    out.notes.append(f"skipped {t.name} vs {a.name} ({mt}): {exc}")
+                    continue
+            out.notes += list(res.notes)
+            out.notes += [f"dropped (dominated/invalid): {d}" for d in (*res.dropped_test, *res.dropped_anchor)]
+            if n_boot > 0:
+                try:
+                    ci = rd.bootstrap_ci(
+                        t.rows,
+                        a.rows if a.rows is not None else ac,
+                        metric=mt,
+                        interp=interp,
+                        n_boot=n_boot,
+                        seed=seed,
+                        rate=m.rate,
+                    )
+                    res = res.with_ci(ci)
+                except QVRFError as exc:
+                    out.notes.append(f"{t.name} vs {a.name} ({mt}): no bootstrap CI ({exc})")
+            results[mt].append(res)
+            if mt == "psnr" and a.rows is not None:
+                df = rd.per_image_bd(
+                    t.rows, a.rows, metric="psnr", interp=interp, test_name=t.name, anchor_name=a.name, rate=m.rate
+                )
+                out.per_image.append((t.name, a.name, df))
+    out.tables = {mt: rd.results_table(results[mt]) for mt in METRICS if results[mt]}
+    out.notes = list(dict.fromkeys(out.notes))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Figures
+# ----------------------------------------------------------------------------------------------
+
+
+def _inline_svg(fig, salt: str):
+    from markupsafe import Markup
+
+    svg = plots.to_svg(fig, salt=salt)
+    low = svg.lower()
+    # matplotlib escapes text, so these can only appear if that ever changes: refuse, never inline.
+    for bad in ("<script", "<foreignobject", "javascript:", "<iframe", "onload="):
+        if bad in low:
+            raise QVRFError(f"figure {salt}: the SVG holds {bad!r}; refusing to inline it")
+    return Markup(svg)
+
+
+@dataclass
+class FigureOut:
+    id: str
+    title: str
+    svg: object
+    caption: str
+
+
+def _series_by_method(m: F.Measured, key_x: str, keys_y: dict[str, str], *, with_fixed: bool = True):
+    """One Series per method (fixed-rate models merged per family), x = ``key_x``, y = columns."""
+    out = []
+    tests, fixed = test_curves(m)
+    specs = [t for t in tests if not t.name.endswith(" [levels]")]
+    for spec in specs:
+        if spec.kind == "fixed" and not with_fixed:
+            continue
+        p = spec.points
+        out.append(
+            plots.Series(
+                label=spec.name,
+                bpp=p[key_x].to_numpy(float),
+                quality={k: p[c].to_numpy(float) for k, c in keys_y.items()},
+                role=spec.kind if spec.kind in plots.ROLES else "other",
+            )
+        )
+    return out
+
+
+def build_figures(m: F.Measured, anchors: Sequence, bd: BDOutput, caption: str) -> tuple[list[FigureOut], dict]:
+    """All report figures; returns (figures, {section: note when a figure could not be drawn})."""
+    figs: list[FigureOut] = []
+    missing: dict[str, str] = {}
+    learned = sorted({F.family(a) for a in m.points.loc[m.points["kind"] != "classical", "arch"]})
+    families = learned or ["classical"]
+    for fam in families:
+        series = F.family_series(m, fam) if fam != "classical" else F.family_series(m, "", with_classical=True)
+        pubs = [a for a in anchors if a.kind == "classical" or F.family(a.arch) == fam]
+        series += [F.anchor_series(a) for a in pubs]
+        if not series:
+            continue
+        fig = plots.rd_figure(series, METRICS, rate_label=F.rate_axis_label(m.rate))
+        title = f"RD curves: {F.FAMILY_TITLES.get(fam, fam)}"
+        pub_text = f" Published curves: {', '.join(a.name for a in pubs)}." if pubs else " No published curve chosen."
+        figs.append(FigureOut(f"fig-rd-{len(figs)}", title, _inline_svg(fig, f"rd{len(figs)}"), caption + pub_text))
+
+    panels = []
+    for method in m.methods("qvrf") + m.methods("vbr"):
+        p = m.points.loc[m.points["method"] == method]
+        lev = p["level"].notna()
+        if not lev.any():
+            continue
+        levels = F.method_series(m, method, label=f"{method}: levels", only_levels=True)
+        sweep = None
+        if (~lev).any():
+            c = p.loc[~lev]
+            sweep = plots.Series(
+                label=f"{method}: continuous gains",
+                bpp=c["bpp"],
+                quality={"psnr": c["psnr_rgb"], "ms-ssim": c["ms_ssim_db_rgb"]},
+                role="qvrf",
+                discrete=np.zeros(len(c), bool),
+            )
+        panels.append(plots.SweepPanel(method, levels, sweep))
+    if panels:
+        fig = plots.levels_figure(panels, "psnr")
+        figs.append(
+            FigureOut(
+                "fig-levels",
+                "Discrete levels on the continuous sweep (PSNR-RGB)",
+                _inline_svg(fig, "levels"),
+                caption + " Large markers: discrete levels s; small dots: continuous gains.",
+            )
+        )
+    else:
+        missing["levels"] = "No QVRF or VBR method has discrete levels."
+
+    gain_series = []
+    for method in m.methods("qvrf") + m.methods("vbr"):
+        p = m.points.loc[(m.points["method"] == method) & m.points["gain"].notna()]
+        if p.empty:
+            continue
+        lev = p["level"].notna().to_numpy()
+        gain_series.append(
+            plots.Series(
+                label=method,
+                bpp=p["gain"],
+                quality={"bpp": p["bpp"]},
+                role="qvrf" if method in m.methods("qvrf") else "vbr",
+                discrete=lev if lev.any() else np.ones(len(p), bool),
+                notes=[f"s={int(v)}" if pd.notna(v) else "" for v in p["level"]],
+            )
+        )
+    if gain_series:
+        fig = plots.gain_map_figure(gain_series)
+        figs.append(
+            FigureOut(
+                "fig-gain",
+                "Gain to bpp map",
+                _inline_svg(fig, "gain"),
+                caption + " x: the gain used at each rate point (log scale); y: mean bpp over images.",
+            )
+        )
+    else:
+        missing["gain"] = "No rate point records a gain."
+
+    dist = {f"{t} vs {a}": df["bd_rate_pct"].to_numpy(float) for t, a, df in bd.per_image}
+    dist = {k: v for k, v in dist.items() if np.isfinite(v).any()}
+    if dist:
+        fig = plots.distribution_figure(dist, xlabel="per-image BD-rate [%] (PSNR-RGB); negative = fewer bits")
+        figs.append(
+            FigureOut(
+                "fig-per-image",
+                "Per-image BD-rate distribution",
+                _inline_svg(fig, "perimage"),
+                caption + " Each dot: one image's test curve against the same image's anchor curve; box: quartiles.",
+            )
+        )
+    else:
+        missing["per_image"] = "No per-image BD: needs a QVRF/VBR method and fixed-rate models of the same arch."
+
+    timing = _series_by_method(m, "bpp", {"enc_s": "enc_s", "dec_s": "dec_s"})
+    if any(s.has("enc_s") or s.has("dec_s") for s in timing):
+        fig = plots.timing_figure(timing)
+        figs.append(
+            FigureOut(
+                "fig-timing",
+                "Encode and decode time per rate point",
+                _inline_svg(fig, "timing"),
+                caption + " Mean wall time per image at each rate point (model/codec and container; no image I/O).",
+            )
+        )
+    else:
+        missing["timing"] = "No encode/decode times recorded."
+    return figs, missing
+
+
+# ----------------------------------------------------------------------------------------------
+# Tables
+# ----------------------------------------------------------------------------------------------
+
+
+def bd_rows(table: pd.DataFrame) -> list[dict]:
+    out = []
+    for _, r in table.iterrows():
+        ci = ""
+        if pd.notna(r["ci_low_pct"]):
+            ci = f"[{fmt(r['ci_low_pct'], 2, True)}, {fmt(r['ci_high_pct'], 2, True)}]"
+        sens = ""
+        if r["sens_n"]:
+            sens = " / ".join(fmt(r[c], 2, True) for c in ("sens_min_pct", "sens_median_pct", "sens_max_pct"))
+        dropped = int(r["n_dropped_test"]) + int(r["n_dropped_anchor"])
+        out.append(
+            {
+                "test": r["test"],
+                "anchor": r["anchor"],
+                "bd_rate": fmt(r["bd_rate_pct"], 2, True),
+                "bd_quality": fmt(r["bd_quality_db"], 3, True),
+                "overlap": fmt(r["overlap_pct"], 0),
+                "low_overlap": bool(r["overlap_pct"] < rd.DEFAULT_MIN_OVERLAP_PCT),
+                "sens": sens or "n/a",
+                "sens_n": int(r["sens_n"]),
+                "ci": ci or "n/a",
+                "points": f"{int(r['n_test'])}/{int(r['n_anchor'])}" + (f" ({dropped} dropped)" if dropped else ""),
+                "better": bool(r["bd_rate_pct"] < 0) if pd.notna(r["bd_rate_pct"]) else None,
+            }
+        )
+    return out
+
+
+def methods_table(rows: pd.DataFrame, m: F.Measured) -> list[dict]:
+    bad = rd.error_mask(rows)
+    out = []
+    for method, g in rows.groupby(rows["method"].astype(str), sort=True):
+        p = m.points.loc[m.points["method"] == method]
+        lev = int(p["level"].notna().sum()) if len(p) else 0
+        out.append(
+            {
+                "method": method,
+                "kind": _join(g["kind"], ""),
+                "arch": _join(g["arch"], ""),
+                "engine": _join(g["engine"], "n/a"),
+                "levels": lev,
+                "continuous": int(len(p) - lev) if g["kind"].iloc[0] in ("qvrf", "vbr") else 0,
+                "points": len(p),
+                "images": int(g["image"].nunique()),
+                "rows": len(g),
+                "errors": int(bad.loc[g.index].sum()),
+                "runs": _join(g["run_id"], ""),
+            }
+        )
+    return out
+
+
+def per_image_bd_table(bd: BDOutput) -> dict | None:
+    """image x comparison BD-rate, with mean/median/min/max rows (values from rd.per_image_bd)."""
+    if not bd.per_image:
+        return None
+    cols = [f"{t} vs {a}" for t, a, _ in bd.per_image]
+    images = sorted({im for _, _, df in bd.per_image for im in df["image"]})
+    values = {c: df.set_index("image")["bd_rate_pct"] for c, (_, _, df) in zip(cols, bd.per_image, strict=True)}
+    body = [{"image": im, "cells": [fmt(values[c].get(im), 2, True) for c in cols]} for im in images]
+    summary = []
+    for label, func in (("mean", np.nanmean), ("median", np.nanmedian), ("min", np.nanmin), ("max", np.nanmax)):
+        cells = []
+        for c in cols:
+            v = values[c].to_numpy(float)
+            cells.append(fmt(func(v), 2, True) if np.isfinite(v).any() else "n/a")
+        summary.append({"image": label, "cells": cells})
+    return {"columns": cols, "rows": body, "summary": summary}
+
+
+def per_image_results(m: F.Measured) -> list[dict]:
+    """Per curve: image x discrete rate point, cells 'bpp / PSNR' (continuous sweeps left out)."""
+    tests, _ = test_curves(m)
+    out = []
+    for spec in tests:
+        if spec.name.endswith(" [levels]"):
+            continue
+        r = spec.rows
+        if spec.kind == "qvrf" and r["level"].notna().any():
+            r = r.loc[r["level"].notna()]
+        pts = spec.points.set_index("rate_point")
+        order = [rp for rp in pts.sort_values("bpp").index if rp in set(r["rate_point"])]
+        shown = order[:MAX_PER_IMAGE_COLUMNS]
+        note = ""
+        if len(order) > len(shown):
+            note = f"first {len(shown)} of {len(order)} rate points (by bpp)"
+        if spec.kind == "qvrf" and len(r) < len(spec.rows):
+            note = (note + "; " if note else "") + "discrete levels only (continuous gains are in the figures)"
+        idx = r.set_index(["image", "rate_point"])
+        body = []
+        for image in sorted(set(r["image"].astype(str))):
+            cells = []
+            for rp in shown:
+                if (image, rp) in idx.index:
+                    row = idx.loc[(image, rp)]
+                    row = row.iloc[0] if isinstance(row, pd.DataFrame) else row
+                    cells.append(f"{fmt(row[m.rate], 3)} / {fmt(row['psnr_rgb'], 2)}")
+                else:
+                    cells.append("–")
+            body.append({"image": image, "cells": cells})
+        out.append({"name": spec.name, "columns": shown, "rows": body, "note": note})
+    return out
+
+
+def timing_table(m: F.Measured) -> list[dict]:
+    tests, _ = test_curves(m)
+    out = []
+    for spec in tests:
+        if spec.name.endswith(" [levels]"):
+            continue
+        p, r = spec.points, spec.rows
+        enc, dec = p["enc_s"].to_numpy(float), p["dec_s"].to_numpy(float)
+
+        def summary(v):
+            v = v[np.isfinite(v)]
+            if not v.size:
+                return "n/a", "n/a"
+            return fmt_time(v.mean()), f"{fmt_time(v.min())} – {fmt_time(v.max())}"
+
+        e_mean, e_range = summary(enc)
+        d_mean, d_range = summary(dec)
+        out.append(
+            {
+                "name": spec.name,
+                "engine": _join(r["engine"], "n/a"),
+                "device": _join(r["device"]),
+                "points": len(p),
+                "images": int(r["image"].nunique()),
+                "enc_mean": e_mean,
+                "enc_range": e_range,
+                "dec_mean": d_mean,
+                "dec_range": d_range,
+            }
+        )
+    return out
+
+
+def error_rows(rows: pd.DataFrame) -> tuple[list[dict], list[dict], int]:
+    """(listed rows, summary by method and reason, total) of rows left out of the curves."""
+    bad = rows.loc[rd.error_mask(rows)].copy()
+    if bad.empty:
+        return [], [], 0
+
+    def reason(r) -> str:
+        err = str(r["error"] or "").strip()
+        if err:
+            return err
+        return "decode check failed (decode_ok = False; no error text)"
+
+    bad["reason"] = bad.apply(reason, axis=1)
+    listed = [
+        {
+            "run": r["run_id"],
+            "method": r["method"],
+            "rate_point": r["rate_point"],
+            "image": r["image"],
+            "checkpoint": r["checkpoint"] or "–",
+            "decode_ok": "yes" if bool(r["decode_ok"]) else "NO",
+            "reason": r["reason"],
+        }
+        for _, r in bad.sort_values(["method", "rate_point", "image"]).head(MAX_ERROR_ROWS).iterrows()
+    ]
+    summary = [
+        {"method": k[0], "reason": k[1], "count": int(v)}
+        for k, v in bad.groupby(["method", "reason"]).size().sort_index().items()
+    ]
+    return listed, summary, len(bad)
+
+
+def provenance(rows: pd.DataFrame, infos: Sequence[RunInfo], anchors: Sequence, dataset: str | None) -> dict:
+    runs = []
+    for info in infos:
+        man = info.manifest
+        cmd = man.get("command") or []
+        resumed = man.get("resumed") or []
+        runs.append(
+            {
+                "run_id": info.run_id,
+                "path": str(info.path),
+                "created": man.get("created_utc") or "not recorded",
+                "command": shlex.join(map(str, cmd)) if cmd else "not recorded (no run.json)",
+                "resumed": [shlex.join(map(str, x.get("command") or [])) + f"  ({x.get('utc', '')})" for x in resumed],
+                "shard": man.get("shard"),
+                "merged_from": [f"{x.get('run_id')} ({x.get('dir')})" for x in man.get("merged_from") or []],
+                "provenance": sorted((man.get("provenance") or {}).items()),
+                "config": json.dumps(man.get("config"), indent=2, sort_keys=True, default=str),
+                "n_rows": info.n_rows,
+            }
+        )
+    vcols = ["device", "engine", "qvrf_bench_version", "torch_version", "compressai_version", "codec_version"]
+    versions = [
+        {**{c: (str(k[i]) or "–") for i, c in enumerate(vcols)}, "rows": int(n)}
+        for k, n in rows.groupby(vcols, dropna=False).size().items()
+    ]
+    ck = rows.loc[rows["checkpoint_sha256"].astype(str) != ""]
+    checkpoints = [
+        {"method": k[0], "checkpoint": k[1], "sha256": k[2]}
+        for k in sorted(set(zip(ck["method"], ck["checkpoint"], ck["checkpoint_sha256"], strict=True)))
+    ]
+    imgs = rows.drop_duplicates(["image", "image_sha256"]).sort_values("image")
+    images = [
+        {"image": r["image"], "sha256": r["image_sha256"] or "–", "size": f"{r['width']}×{r['height']}"}
+        for _, r in imgs.iterrows()
+    ]
+    pubs = [
+        {
+            "name": a.name,
+            "label": a.label,
+            "dataset": a.dataset,
+            "kind": a.kind,
+            "source": " ".join(
+                x
+                for x in (
+                    (a.source or {}).get("repo") or "",
+                    (a.source or {}).get("path") or "",
+                    f"@ {(a.source or {}).get('commit', '')[:12]}" if (a.source or {}).get("commit") else "",
+                )
+                if x
+            ),
+            "measured": f"PSNR on {a.reconstruction} reconstructions; device {a.device or 'not stated'}",
+            "citation": a.citation or "",
+            "notes": a.notes or "",
+        }
+        for a in anchors
+    ]
+    return {
+        "runs": runs,
+        "versions": versions,
+        "checkpoints": checkpoints,
+        "images": images,
+        "dataset": dataset or "not recorded in the run configs",
+        "anchors": pubs,
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Context and rendering
+# ----------------------------------------------------------------------------------------------
+
+
+RATE_TEXT = {
+    "bpp_real": "bpp of whole bitstream files (container header included)",
+    "payload_bpp_real": "bpp of the entropy-coded payload (no header), like published bpp",
+}
+
+
+def measured_caption(m: F.Measured) -> str:
+    """The caption line every figure and table carries: what, where, with which versions."""
+    good = m.agg.per_image
+    return (
+        f"Measured ({m.label}); rate = {RATE_TEXT[m.rate]}; engine: {_join(good['engine'], 'n/a')}; "
+        f"qvrf-bench {_join(good['qvrf_bench_version'])}, torch {_join(good['torch_version'])}, "
+        f"compressai {_join(good['compressai_version'])}."
+    )
+
+
+def conventions(m: F.Measured) -> str:
+    return (
+        "Each RD point is the mean over images at one rate point: mean PSNR-RGB, and MS-SSIM-RGB in dB "
+        "(-10 log10(1 - mean MS-SSIM)); both on 8-bit-rounded reconstructions of real bitstreams. "
+        f"Rate = {RATE_TEXT[m.rate]}. Rows with an error or a failed decode check are left out of every "
+        "curve and listed in section 8."
+    )
+
+
+def build_context(
+    rows: pd.DataFrame,
+    infos: Sequence[RunInfo],
+    *,
+    anchors: Sequence = (),
+    title: str | None = None,
+    dataset: str | None = None,
+    rate: str = "bpp_real",
+    interp: str = rd.DEFAULT_INTERP,
+    n_boot: int = 200,
+    seed: int = rd.DEFAULT_SEED,
+    command: Sequence[str] | None = None,
+) -> dict:
+    """Everything the template shows, as strings, lists and inline SVG."""
+    from qvrf_bench import __version__
+
+    rd.check_interp(interp)
+    dataset = dataset or dataset_of(infos)
+    m = F.measure(rows, rate=rate, dataset=dataset)
+    caption = measured_caption(m)
+    notes = []
+    if m.agg.n_error_rows:
+        per = ", ".join(f"{k}: {v}" for k, v in sorted(m.agg.error_rows_by_method.items()))
+        notes.append(f"{m.agg.n_error_rows} row(s) with an error or a failed decode left out of the curves ({per})")
+    dup = int(m.agg.per_image.duplicated(["method", "checkpoint_sha256", "rate_point", "image"]).sum())
+    if dup:
+        notes.append(f"{dup} (method, rate point, image) row(s) appear in more than one run; all are averaged in")
+    for method, counts in m.agg.unequal_image_counts().items():
+        notes.append(f"{method}: rate points average different numbers of images {counts}")
+    if anchors and rate == "bpp_real":
+        notes.append(
+            "published bpp counts the entropy-coded strings only; the measured bpp here includes the container "
+            "header (render with --rate payload to compare like with like)"
+        )
+    if anchors and dataset and any(a.dataset != dataset.lower() for a in anchors):
+        notes.append(
+            f"the measured dataset ({dataset}) differs from the published curves' "
+            f"({', '.join(sorted({a.dataset for a in anchors}))}): compare shapes, not absolute values"
+        )
+    bd = compute_bd(m, anchors, interp=interp, n_boot=n_boot, seed=seed)
+    figs, missing = build_figures(m, anchors, bd, caption)
+    errors, error_summary, n_errors = error_rows(rows)
+    bd_caption = (
+        f"BD via the bjontegaard package ({interp}), monotone hull, overlap = shared quality range / union; "
+        f"sensitivity = min / median / max BD-rate over every {rd.DEFAULT_SUBSET_SIZE}-point subset of the test "
+        f"curve; CI = 95% percentile bootstrap over images ({n_boot} resamples, seed {seed}; paired for run "
+        "anchors). Negative BD-rate = fewer bits than the anchor. " + caption
+    )
+    now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    return {
+        "title": title or "qvrf-bench report: " + ", ".join(i.run_id for i in infos),
+        "created": now,
+        "version": __version__,
+        "command": shlex.join(command) if command else "",
+        "python": sys.version.split()[0],
+        "caption": caption,
+        "conventions": conventions(m),
+        "summary": {
+            "runs": [i.run_id for i in infos],
+            "methods": len(set(rows["method"])),
+            "images": m.n_images,
+            "rows": len(rows),
+            "errors": n_errors,
+            "devices": "; ".join(m.devices) or "not recorded",
+            "dataset": dataset or "not recorded",
+            "anchors": [a.name for a in anchors],
+        },
+        "notes": notes,
+        "methods": methods_table(rows, m),
+        "figures": figs,
+        "rd_figures": [f for f in figs if f.id.startswith("fig-rd")],
+        "figure": {f.id: f for f in figs},
+        "missing": missing,
+        "bd": {mt: bd_rows(t) for mt, t in bd.tables.items()},
+        "bd_text": {
+            mt: {"markdown": rd.format_markdown(t), "latex": rd.format_latex(t), "csv": rd.format_csv(t)}
+            for mt, t in bd.tables.items()
+        },
+        "bd_notes": bd.notes,
+        "bd_caption": bd_caption,
+        "metric_labels": rd.METRIC_LABELS,
+        "per_image_bd": per_image_bd_table(bd),
+        "per_image": per_image_results(m),
+        "timing": timing_table(m),
+        "errors": errors,
+        "error_summary": error_summary,
+        "n_errors": n_errors,
+        "max_error_rows": MAX_ERROR_ROWS,
+        "provenance": provenance(rows, infos, anchors, dataset),
+    }
+
+
+def environment():
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    return Environment(
+        loader=FileSystemLoader(str(Path(__file__).with_name("templates"))),
+        autoescape=True,  # every name from the data is escaped; only the checked SVG is Markup
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def render_html(context: dict) -> str:
+    return environment().get_template(TEMPLATE).render(**context)
+
+
+def render_report(
+    runs: Sequence[str | Path],
+    output: str | Path,
+    *,
+    anchors: Sequence[object] = (),
+    title: str | None = None,
+    dataset: str | None = None,
+    rate: str = "bpp_real",
+    interp: str = rd.DEFAULT_INTERP,
+    n_boot: int = 200,
+    seed: int = rd.DEFAULT_SEED,
+    anchor_dirs: Sequence[str | Path] | None = None,
+    command: Sequence[str] | None = None,
+    figures_dir: str | Path | None = None,
+) -> Path:
+    """Write the report of one or more run folders to ``output`` (one self-contained HTML file).
+
+    ``anchors``: published curves (names or Anchor objects). ``figures_dir``: also write each
+    figure as PNG and SVG there (for papers). Returns the path written.
+    """
+    rows, infos = load_runs(runs)
+    published = F.load_published(anchors, anchor_dirs)
+    ctx = build_context(
+        rows,
+        infos,
+        anchors=published,
+        title=title,
+        dataset=dataset,
+        rate=rate,
+        interp=interp,
+        n_boot=n_boot,
+        seed=seed,
+        command=command,
+    )
+    html = render_html(ctx)
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(out)  # a reader never sees half a report
+    if figures_dir is not None:
+        save_figures(rows, figures_dir, anchors=published, dataset=ctx["summary"]["dataset"], rate=rate)
+    return out
+
+
+def save_figures(rows: pd.DataFrame, folder: str | Path, *, anchors: Sequence = (), dataset=None, rate="bpp_real"):
+    """The RD figure of each family as ``rd-<family>.png/.svg`` in ``folder``; returns the paths."""
+    m = F.measure(rows, rate=rate, dataset=dataset)
+    paths = []
+    for fam in sorted({F.family(a) for a in m.points.loc[m.points["kind"] != "classical", "arch"]}):
+        pubs = [a for a in anchors if a.kind == "classical" or F.family(a.arch) == fam]
+        fig = F.qvrf_vs_anchors(fam, rows, published=pubs, metrics=METRICS, dataset=dataset, rate=rate)
+        paths += plots.save(fig, Path(folder) / f"rd-{fam}", salt=fam)
+    return paths

@@ -1,0 +1,123 @@
+"""The report in a real headless Chromium: it renders, the plots are visible, the console is clean.
+
+Skips when Chromium is absent (Debian: ``apt-get install -y chromium``; or set QVRF_CHROMIUM).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+# Flags that keep a headless run offline, quiet and fast (no first-run UI, no updates, no sync).
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--hide-scrollbars",
+    "--enable-logging=stderr",
+    "--v=0",
+)
+WIDTH, HEIGHT = 1280, 9000
+
+
+def chromium() -> str:
+    path = os.environ.get("QVRF_CHROMIUM") or next(filter(None, map(shutil.which, CANDIDATES)), None)
+    if not path:
+        pytest.skip("headless Chromium not found (apt-get install -y chromium, or set QVRF_CHROMIUM)")
+    return path
+
+
+def _helpers():
+    # The synthetic run lives in test_report.py; tests/ is not a package (importlib mode).
+    spec = importlib.util.spec_from_file_location("_report_helpers", Path(__file__).with_name("test_report.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _run(browser: str, tmp: Path, *args: str) -> subprocess.CompletedProcess:
+    profile = tmp / "profile"
+    cmd = [browser, *FLAGS, f"--user-data-dir={profile}", f"--window-size={WIDTH},{HEIGHT}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env={**os.environ, "HOME": str(tmp)})
+
+
+def console_problems(log: str) -> list[str]:
+    """Console output of the page: Chromium logs every console message (console.error included, at
+    INFO level) as "...:CONSOLE:<line>] ..." and uncaught exceptions as "Uncaught ...". The report has
+    no scripts, so any such line is a problem."""
+    return [line for line in log.splitlines() if ":CONSOLE" in line or "CONSOLE(" in line or "Uncaught" in line]
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    browser = chromium()
+    from qvrf_bench.report import render_report
+
+    tmp = tmp_path_factory.mktemp("browser")
+    runs = _helpers().make_runs(tmp / "runs", n_images=3, n_continuous=6)
+    html = render_report(runs, tmp / "report" / "index.html", anchors=["qvrf/kodak/hyper+qvrf"], n_boot=20)
+    shot = tmp / "shot.png"
+    res = _run(browser, tmp, f"--screenshot={shot}", "--dump-dom", html.resolve().as_uri())
+    if not shot.is_file() or res.returncode != 0:
+        pytest.fail(f"chromium failed (rc {res.returncode}): {res.stderr[-2000:]}")
+    return {"shot": shot, "dom": res.stdout, "log": res.stderr, "html": html, "browser": browser, "tmp": tmp}
+
+
+def test_console_is_clean(page):
+    problems = console_problems(page["log"])
+    assert not problems, "\n".join(problems)
+    assert "net::ERR" not in page["log"]  # the page asked for nothing over the network
+
+
+def test_console_check_catches_errors(page):
+    # The check above is only worth something if this Chromium reports console errors as parsed.
+    bad = page["tmp"] / "bad.html"
+    bad.write_text('<html><body><script>console.error("boom"); missingFunction();</script></body></html>')
+    res = _run(page["browser"], page["tmp"], "--dump-dom", bad.resolve().as_uri())
+    problems = console_problems(res.stderr)
+    assert any("boom" in p for p in problems) and any("Uncaught" in p for p in problems), res.stderr[-2000:]
+
+
+def test_dom_has_visible_plots(page):
+    dom = page["dom"]
+    assert "<script" not in dom.lower()
+    svgs = re.findall(r'<svg class="plot" viewBox="0 0 ([\d.]+) ([\d.]+)"', dom)
+    assert len(svgs) == 5
+    assert all(float(w) > 100 and float(h) > 100 for w, h in svgs)
+    assert dom.count("<text") > 100  # axis labels, ticks, legends are real text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
+
+
+def test_screenshot_is_not_blank(page):
+    import numpy as np
+    from PIL import Image
+
+    full = np.asarray(Image.open(page["shot"]).convert("RGB"))
+    assert full.shape == (HEIGHT, WIDTH, 3)
+    img = full[::2, ::2].astype(np.int32)  # every other pixel is enough and 4x cheaper
+    codes = img[..., 0] * 65536 + img[..., 1] * 256 + img[..., 2]
+    assert np.unique(codes).size > 200  # text, lines and markers in many colours, not a blank page
+
+    def present(rgb) -> bool:
+        return bool((np.abs(img - np.array(rgb)).max(axis=2) < 30).sum() > 50)
+
+    # The plot colours are on the page: the QVRF blue and the VBR green of the measured curves.
+    assert present((0x1F, 0x77, 0xB4)) and present((0x2C, 0xA0, 0x2C))
+    # Content reaches far down the page (figures and tables took their space).
+    dark_rows = np.flatnonzero((img.min(axis=2) < 200).any(axis=1))
+    assert dark_rows.size and 2 * dark_rows.max() > 3000
