@@ -833,7 +833,8 @@ def summarize(df):
         })  # fmt: skip
     points = pd.DataFrame(pts, columns=cols)
     if not points.empty:
-        points = points.sort_values(["method", "bpp_real"], kind="mergesort").reset_index(drop=True)
+        # equal rates (e.g. gains below the model's useful range) fall back to the gain's order
+        points = points.sort_values(["method", "bpp_real", "gain"], kind="mergesort").reset_index(drop=True)
     meth = []
     for method, g in df.groupby("method", sort=True):
         meth.append({
@@ -854,7 +855,7 @@ def _num(v: float, fmt: str) -> str:
 
 
 def format_points_table(points, methods) -> str:
-    """The per-method RD table (one block per method, points sorted by rate)."""
+    """The per-method RD table (one block per method, points sorted by rate), with a legend."""
     lines = []
     for m in methods.itertuples(index=False):
         lines.append(
@@ -877,6 +878,11 @@ def format_points_table(points, methods) -> str:
                 f"{_num(p.payload_bpp_real, '.4f'):>8} {_num(p.psnr_rgb, '.2f'):>8} "
                 f"{_num(p.ms_ssim_db_rgb, '.2f'):>10} {_num(p.enc_ms, '.1f'):>8} {_num(p.dec_ms, '.1f'):>8}{lossless}"
             )
+    lines.append(
+        "means over images, error rows left out; bpp = 8*bytes/pixels of the whole file, payload = the "
+        "entropy-coded strings only; PSNR = mean of per-image PSNR-RGB (8-bit); MS-SSIM dB = -10log10(1 - mean "
+        "MS-SSIM), '-' where images are too small (<= 160 px)"
+    )
     return "\n".join(lines)
 
 
