@@ -17,10 +17,10 @@ def register(sub) -> None:
     p = sub.add_parser(
         "sweep",
         help="measure checkpoints and peers on a dataset into a run folder (resumable)",
-        description="Encode, decode and measure every (method, rate point, image): our QVRF / fixed-rate "
-        "checkpoints through the rate-point engine, classical codecs and CompressAI VBR models through "
-        "their peers. Rows go to OUT/results as they complete; rerunning the same command resumes. "
-        "Unreadable images are listed and skipped, failed rate points become error rows; the run "
+        description="Encode, decode and measure every (method, rate point, image): our QVRF / fixed-rate\n"
+        "checkpoints through the rate-point engine, classical codecs and CompressAI VBR models through\n"
+        "their peers. Rows go to OUT/results as they complete; rerunning the same command resumes.\n"
+        "Unreadable images are listed and skipped, failed rate points become error rows; the run\n"
         "always finishes (--strict: exit 1 when anything failed).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
