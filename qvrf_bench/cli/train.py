@@ -58,6 +58,8 @@ def register(sub) -> None:
     o.add_argument("--channels", metavar="N[,M]", help="widths N,M (cheng2020: N)")
     o.add_argument("--lr", type=positive_float, metavar="LR", help="main Adam learning rate")
     o.add_argument("--aux-lr", type=positive_float, metavar="LR", help="aux Adam (EB quantiles) learning rate")
+    o.add_argument("--gain-lr", type=positive_float, metavar="LR",
+                   help="learning rate of the QVRF gains (default: lr * a_0, i.e. lr with [QRAF]'s a_0 = 1)")  # fmt: skip
     o.add_argument("--batch-size", type=int, metavar="B")
     o.add_argument("--test-batch-size", type=int, metavar="B", help="validation batch size")
     o.add_argument("--patch-size", type=int, metavar="P", help="crop size, a multiple of 64")
@@ -118,7 +120,7 @@ def config_from_args(args: argparse.Namespace):
         val=args.val, val_fraction=args.val_fraction, max_val_images=args.max_val_images, cache=args.cache,
         cache_mb=args.cache_mb, pad_mode=args.pad_mode, workers=args.workers,
         N=ch[0] if ch else None, M=ch[1] if len(ch) > 1 else None, lr=args.lr, aux_lr=args.aux_lr,
-        batch_size=args.batch_size, test_batch_size=args.test_batch_size, patch_size=args.patch_size,
+        gain_lr=args.gain_lr, batch_size=args.batch_size, test_batch_size=args.test_batch_size, patch_size=args.patch_size,
         clip=args.clip, plateau_factor=args.plateau_factor, plateau_patience=args.plateau_patience,
         steps=args.steps, epochs=args.epochs, val_every=args.val_every, save_every=args.save_every,
         log_every=args.log_every, seed=args.seed, device=args.device, threads=args.threads,

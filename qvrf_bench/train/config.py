@@ -62,6 +62,7 @@ class TrainConfig:
     M: int | None = None
     lr: float | None = None
     aux_lr: float | None = None
+    gain_lr: float | None = None  # None: lr * a_0 (see loop.default_gain_lr)
     batch_size: int | None = None
     test_batch_size: int | None = None
     patch_size: int | None = None
@@ -126,7 +127,7 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"{name} must be >= 1 (got {v})")
-        for name in ("lr", "aux_lr", "epochs", "plateau_factor"):
+        for name in ("lr", "aux_lr", "gain_lr", "epochs", "plateau_factor"):
             v = getattr(self, name)
             if v is not None and not (v > 0 and math.isfinite(v)):
                 raise ValueError(f"{name} must be a finite number > 0 (got {v})")

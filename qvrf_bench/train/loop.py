@@ -12,7 +12,11 @@ Stages ([QRAF] train.py; section 3 of the method notes):
 
 Optimisation ([QRAF]): Adam on every parameter but the entropy-bottleneck quantiles, an aux Adam on
 the quantiles stepped every iteration after the main step, gradient clipping (max-norm over all
-parameters), ReduceLROnPlateau on the summed validation loss at every validation.
+parameters), ReduceLROnPlateau on the summed validation loss at every validation. One addition:
+the gains are a parameter group of their own with lr ``gain_lr``, by default lr * a_0 -- the
+official lr when a_0 = 1, scaled when the gains are normalised otherwise (see
+:func:`default_gain_lr`). A gradient spike whose float32 norm overflows (finite gradients) is
+zeroed by the clipping, as in the official loop, and noted; NaN/inf loss or gradients stop the run.
 
 Run folder (``out``): ``last.pt`` (resumable: model, both optimisers, scheduler, step, RNG states,
 best loss, config; every ``save_every`` steps and at the end, written atomically), ``best.pt``
@@ -59,15 +63,24 @@ def resolve_device(name: str) -> torch.device:
         raise QVRFError(f"unknown device {name!r} (use auto, cpu or cuda[:i])") from None
 
 
-def split_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """(main, aux): the EB quantiles go to the aux optimiser, every other trainable parameter to
-    the main one (the gains included)."""
-    main, aux = [], []
+def split_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter], list[nn.Parameter]]:
+    """(main, gain, aux): the EB quantiles go to the aux optimiser; the gain vector (when it trains)
+    and every other trainable parameter to the main one, the gain in its own parameter group."""
+    main, gain, aux = [], [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (aux if name.endswith(".quantiles") else main).append(p)
-    return main, aux
+        (aux if name.endswith(".quantiles") else gain if name == "gain" else main).append(p)
+    return main, gain, aux
+
+
+def default_gain_lr(model: nn.Module, lr: float) -> float:
+    """lr * a_0 (a_0 = gain[0], frozen). Adam's step does not depend on the gradient's scale, so a
+    gain vector normalised to a_0 = c moves c times too fast, relatively, under the main lr. With
+    [QRAF]'s a_0 = 1 this is the official lr; from a lambda=0.18 fixed model (decision 1: a_0 = 0.1)
+    it is lr / 10, which keeps a level's gain from running into the 1e-4 clamp, where it stops
+    training for good."""
+    return lr * float(model.gain.detach()[0].abs())
 
 
 @dataclass
@@ -165,8 +178,12 @@ def train(config: TrainConfig) -> Path:
     workers = cfg.workers if cfg.workers is not None else (0 if cache else min(4, max(1, (os.cpu_count() or 2) - 1)))
 
     model = model.to(device)
-    main_params, aux_params = split_parameters(model)
-    opt = torch.optim.Adam(main_params, lr=cfg.lr)
+    main_params, gain_params, aux_params = split_parameters(model)
+    groups = [{"params": main_params, "lr": cfg.lr}]
+    if gain_params:
+        cfg.gain_lr = cfg.gain_lr or default_gain_lr(model, cfg.lr)
+        groups.append({"params": gain_params, "lr": cfg.gain_lr})
+    opt = torch.optim.Adam(groups, lr=cfg.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=cfg.aux_lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.plateau_factor,
                                                        patience=cfg.plateau_patience)  # fmt: skip
@@ -260,6 +277,7 @@ def train(config: TrainConfig) -> Path:
                 for r in res.rows:
                     val_log.write({"step": done, "stage": cfg.stage if cfg.kind == "qvrf" else 0, **r,
                                    "total_loss": res.total, "lr": opt.param_groups[0]["lr"], "is_best": is_best})  # fmt: skip
+                _check_levels(model, res, log)
                 if is_best:
                     save_checkpoint(out / BEST, model, training={"step": done, "best_loss": best,
                                                                  "config": cfg.to_dict()})  # fmt: skip
@@ -330,6 +348,18 @@ def _total_hint(state: dict, cfg: TrainConfig) -> float:
     if state.get("config", {}).get("epochs") == cfg.epochs:
         return int(state.get("total_steps", 0))
     return math.inf
+
+
+def _check_levels(model: nn.Module, res: ValResult, log) -> None:
+    """Notices (once each) for a learned gain stuck at the training clamp, and for levels whose
+    estimated rates are out of order."""
+    if model.gain.requires_grad:
+        for s, g in enumerate(model.gain.detach().tolist()):
+            if s > 0 and g <= 1e-4:
+                log(f"gain of level {s} reached the 1e-4 clamp and no longer trains (lower --gain-lr)", once=True)
+    bpps = [r["bpp_est"] for r in res.rows]
+    if len(bpps) > 1 and any(b <= a for a, b in zip(bpps, bpps[1:], strict=False)):
+        log("validation: estimated rates are not increasing with the level", once=True)
 
 
 def _clip_gradients(model: nn.Module, clip: float | None) -> float:

@@ -71,6 +71,8 @@ def test_stage2_draws_levels_and_learns_gains(tiny):
     gain = model.gain.detach()
     assert gain[0] == init[0]  # a_0 frozen
     assert not torch.equal(gain[1:], init[1:])  # the others learned
+    groups = read_file(final.parent / "last.pt")["training"]["optimizer"]["param_groups"]
+    assert groups[1]["lr"] == groups[0]["lr"]  # a_0 = 1: the official single lr
     fixed = tiny(steps=4, fixed_gains=True, out=str(Path(cfg.out).parent / "fixedgains"))
     m2, _ = load_model(train(fixed))
     assert torch.equal(m2.gain.detach(), torch.tensor(m2.config.gains_init))
@@ -216,9 +218,12 @@ def test_init_from_a_fixed_rate_checkpoint_keeps_its_weights(tiny, tmp_path):
     torch.save({k: v for k, v in ref.items() if k != "gain"}, raw)
     zoo = initial_model(tiny(stage=2, init_from=str(raw), init_lambda=0.0483).resolved(), lambda *a, **k: None)
     assert all(torch.equal(zoo.state_dict()[k], sd[k]) for k in sd if sd[k].numel())
-    # And the run itself trains from it.
-    final = train(tiny(stage=2, init_from=str(fixed), out=str(tmp_path / "vr")))
+    # And the run itself trains from it, the gains at lr * a_0 (a_0 = sqrt(0.0018 / 0.0483)).
+    final = train(tiny(stage=2, init_from=str(fixed), out=str(tmp_path / "vr"), lr=1e-3))
     assert read_file(final)["config"]["kind"] == "qvrf"
+    groups = read_file(final.parent / "last.pt")["training"]["optimizer"]["param_groups"]
+    assert groups[0]["lr"] == 1e-3 and groups[1]["lr"] == pytest.approx(1e-3 * math.sqrt(0.0018 / 0.0483))
+    assert len(groups[1]["params"]) == 1
 
 
 def test_resume_does_not_need_the_init_file_again(tiny, tmp_path):
