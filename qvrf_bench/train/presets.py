@@ -19,11 +19,13 @@ field (and a command-line option) that overrides it.
     size the hyperprior's 64-pixel stride accepts), batch 8, lr 1e-3 (10x paper: small nets, short
     runs), the same clipping and aux set-up, validation on at most 24 centre crops every 100 steps,
     plateau patience 4 validations. Lengths in **steps**: anchor / stage 1: 800, stage 2: 2400,
-    stage 3: 300 (the AR models' serial STE loop makes stage 3 slow). On one core of a shared
-    2-core machine a balle step takes ~0.09 s: ~75 s an anchor, ~4 min a stage 2, so the 8 anchors
-    plus a stage-2 model take ~15 minutes (bench/smoke_balle.py). Measured on BSDS500: PSNR rises
-    from ~5 dB to ~20 dB in the first 600 steps of an anchor (lr 3e-3 and 5e-4, batch 16, 128px
-    crops and N=M=64 were tried and are no faster per unit of wall time).
+    stage 3: 300 (the AR models' serial STE loop makes stage 3 slow). Measured for balle on BSDS500,
+    one torch thread of a shared 2-core machine: ~0.06-0.09 s a step, so an anchor takes ~1 min and
+    a stage 2 ~3-4 min. PSNR rises from ~5 dB to ~20 dB in the first 600 steps and ~23 dB by 3000
+    (lr 3e-3 and 5e-4, no clipping, batch 16, 128px crops and N=M=64 were tried: none is faster per
+    unit of wall time; plain CompressAI ScaleHyperprior learns at the same pace). From scratch, the
+    8 anchors therefore all end near the same PSNR; bench/smoke_balle.py fine-tunes them (and the
+    QVRF model) from one shared lambda=0.18 base instead.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import signal
@@ -59,6 +60,16 @@ def test_every_stage_runs(tiny, tmp_path, arch):
         val = rows(final.parent / "val_log.csv")
         n_levels = 8 if kind == "qvrf" and stage > 1 else 1
         assert len(val) == n_levels and all(math.isfinite(float(r["psnr"])) for r in val)
+
+
+def test_broken_images_are_named_and_the_run_goes_on(tiny, photos, tmp_path):
+    final = train(tiny(dataset=str(photos), out=str(tmp_path / "broken"), val_fraction=0.0))
+    events = (final.parent / "events.log").read_text()
+    info = json.loads((final.parent / "run.json").read_text())
+    for name in ("text.png", "empty.png", "truncated.png"):
+        assert name in events
+        assert any(name in s for s in info["skipped"])
+    assert info["train_images"] == 5 and "smaller than 64x64: reflect-padded" in events
 
 
 def test_stage2_draws_levels_and_learns_gains(tiny):
