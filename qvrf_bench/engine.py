@@ -13,11 +13,47 @@ through the same synthesis on the same device give the same image, so this is th
 Timing: wall-clock seconds with CUDA synchronised; a warm-up encode/decode runs once per model
 before anything is timed. An engine that codes several points at once reports each point's share
 of the shared work (documented per engine).
+
+:class:`FastEngine` (``fast``) gives the same bytes, images and decode checks as the serial engine
+while doing per image only what depends on the rate:
+
+- Shared per image (models/batching.py): g_a, h_a, the z string and h_s are computed once: QVRF
+  never scales z, so the z string is the same at every rate point. That is checked, not assumed:
+  at warm-up the model's own ``compress`` at two gains must give one z string, equal to the
+  shared one, and every container of an image must carry the same z bytes. The decoder side
+  decodes z once from the first container's bytes and runs h_s once.
+- Batched over rate points (``max_batch`` points at a time, further bounded by
+  ``max_batch_bytes`` of latent-sized tensors, which bounds the per-image peak memory): the
+  symbols, indexes and y strings (elementwise for balle and minnen-mean; one serial loop over
+  latent positions serving all points for minnen and cheng2020, encoder and decoder alike), the
+  containers (``codec.pack`` with the Header the serial path writes), the y decoding.
+- Per point, as the serial path: g_s on the decoded latent (a batch of one: batching the
+  synthesis saves no compute on images of this size, and oneDNN's batched convolutions are not
+  bitwise equal to batch one), crop, 8-bit conversion.
+
+Batch invariance. Batching is only allowed where an item's numbers cannot depend on the batch:
+elementwise operations (scaling, rounding, index building, dequantization), and the
+autoregressive step, which models/autoregressive.py defines on fixed tiles of ``TILE`` rows with
+64-byte aligned rows, for the one-image coder (``qvrf-bench encode/decode``) as for this engine.
+Batched convolutions and plain batched matrix products are not batch invariant on CPU (measured:
+oneDNN's 1x1 convolutions and MKL's sgemm change kernel with the batch size; the non-oneDNN
+convolution depends on each item's memory alignment), so they are never used across points.
+Warm-up checks each model on this machine: the tile invariance of the step
+(``tile_invariance_ok``; if it fails the engine codes the autoregressive models one point at a
+time, still sharing the analysis, and warns) and a probe image coded by both engines (any
+difference raises).
+
+Timing attribution: each point's ``enc_s`` is the shared analysis divided evenly among the
+image's points plus its share (1/batch size) of its batch's latent coding and packing; ``dec_s``
+is the shared z decoding and h_s divided evenly, plus its share of its batch's y decoding, plus
+its own g_s and conversion. The sums over an image's points are the image's wall time. On CUDA,
+tensors live on the model's device and every timer is synchronised.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +61,8 @@ import torch
 from torch import nn
 
 from qvrf_bench import codec, images
+from qvrf_bench.models import batching
+from qvrf_bench.models.autoregressive import tile_invariance_ok
 
 
 @dataclass(frozen=True)
@@ -95,7 +133,163 @@ class SerialEngine:
         return results
 
 
-ENGINES = {"serial": SerialEngine}
+def resolve_point(model: nn.Module, pt: RatePoint) -> tuple[int | None, float]:
+    """(header level, float32 gain) exactly as the serial engine's ``codec.encode_tensor`` call
+    resolves them: a point with a gain is coded by gain (header level 255), else by its level."""
+    if pt.gain is None:
+        if pt.level is None:
+            raise ValueError("give exactly one of level or gain")
+        return pt.level, float(np.float32(float(model.level_gain(pt.level))))
+    if not (np.isfinite(pt.gain) and pt.gain > 0):
+        raise ValueError(f"gain must be a finite number > 0 (got {pt.gain})")
+    return None, float(np.float32(pt.gain))
+
+
+def _batches(n: int, size: int) -> list[range]:
+    return [range(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+class FastEngine:
+    """Per image: the analysis once, the rate points in batches (see the module docstring)."""
+
+    name = "fast"
+
+    def __init__(self, max_batch: int = 64, max_batch_bytes: int = 1 << 30, self_check: bool = True):
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1 (got {max_batch})")
+        self.max_batch = int(max_batch)
+        self.max_batch_bytes = int(max_batch_bytes)
+        self.self_check = self_check
+        self._limit: dict[int, int] = {}  # id(model) -> most points per batch the model allows
+
+    def warm_up(self, model: nn.Module, fingerprint: str) -> None:
+        if id(model) in self._limit:
+            return
+        limit = self.max_batch
+        if batching.family(model) == "autoregressive" and not tile_invariance_ok(model):
+            warnings.warn(
+                f"{model.config.arch}: the autoregressive step is not batch invariant on this machine; "
+                "the fast engine codes one rate point at a time for this model",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            limit = 1
+        self._limit[id(model)] = limit
+        if self.self_check:
+            self._check_against_serial(model, fingerprint)
+
+    @torch.no_grad()
+    def _check_against_serial(self, model: nn.Module, fingerprint: str) -> None:
+        """A probe image through both engines (also the warm-up): any difference is an error."""
+        g = torch.Generator().manual_seed(0)
+        rgb = (torch.rand(40, 72, 3, generator=g) * 255).round().to(torch.uint8).numpy()
+        top = float(model.level_gain(model.num_levels - 1))
+        points = [RatePoint(0, None), RatePoint(None, 0.37), RatePoint(None, top * 1.3)]
+        points += [RatePoint(None, 0.5 + 0.7 * i) for i in range(batching.rows_per_point(model))]
+        device = codec.model_device(model)
+        an = batching.analyse(model, images.pad(images.rgb8_to_tensor(rgb).to(device), images.centred_padding(40, 72)))
+        for gain in (0.5, top):
+            out = model.compress(images.pad(images.rgb8_to_tensor(rgb).to(device), images.centred_padding(40, 72)),
+                                 torch.tensor(gain, dtype=torch.float32, device=device))  # fmt: skip
+            if out["strings"][1][0] != an.z_string:
+                raise RuntimeError(
+                    f"{model.config.arch}: the z string depends on the gain; the fast engine needs it not to"
+                )
+        fast = self._run(model, rgb, points, fingerprint)
+        serial = SerialEngine().run_image(model, rgb, points, fingerprint)
+        for f, s in zip(fast, serial, strict=True):
+            if f.data != s.data or not np.array_equal(f.rgb, s.rgb) or f.decode_ok != s.decode_ok:
+                raise RuntimeError(
+                    f"{model.config.arch}: the fast engine disagrees with the serial engine at {f.point.label} "
+                    "on this machine; use the serial engine"
+                )
+
+    def batch_size(self, model: nn.Module, y: torch.Tensor) -> int:
+        # ~8 latent-sized float32 tensors live per point in a batch (y*a, symbols, indexes, y_hat,
+        # the decoder's copies); the AR loop adds its padded buffers, of the same order.
+        per_point = 8 * y[0].numel() * 4
+        limit = self._limit.get(id(model), self.max_batch)
+        return max(1, min(limit, self.max_batch_bytes // per_point))
+
+    def run_image(
+        self, model: nn.Module, rgb: np.ndarray, points: list[RatePoint], fingerprint: str
+    ) -> list[PointResult]:
+        self.warm_up(model, fingerprint)
+        return self._run(model, rgb, points, fingerprint)
+
+    @torch.no_grad()
+    def _run(self, model: nn.Module, rgb: np.ndarray, points: list[RatePoint], fingerprint: str) -> list[PointResult]:
+        n = len(points)
+        if n == 0:
+            return []
+        device = codec.model_device(model)
+        resolved = [resolve_point(model, pt) for pt in points]
+        x = images.rgb8_to_tensor(rgb)
+        height, width = x.shape[-2:]
+        padding = images.centred_padding(height, width, codec.PAD_MULTIPLE)
+        fp = bytes.fromhex(fingerprint)
+
+        synchronize(device)
+        t0 = time.perf_counter()
+        an = batching.analyse(model, images.pad(x.to(device), padding))
+        synchronize(device)
+        enc_s = [(time.perf_counter() - t0) / n] * n
+        dec_s = [0.0] * n
+        results: list[PointResult | None] = [None] * n
+        z_string = params_dec = None
+        for batch in _batches(n, self.batch_size(model, an.y)):
+            k = len(batch)
+            # Encode the batch: y strings, then the containers the serial path writes.
+            synchronize(device)
+            t0 = time.perf_counter()
+            gains = torch.tensor([resolved[i][1] for i in batch], dtype=torch.float32, device=device)
+            y_strings, y_enc = batching.code_latent(model, an.y, an.params, gains)
+            datas = []
+            for j, i in enumerate(batch):
+                level, gain = resolved[i]
+                header = codec.Header(model.config.arch, level, gain, fp, height, width, padding, an.z_shape,
+                                      (len(y_strings[j]), len(an.z_string)))  # fmt: skip
+                datas.append(codec.pack(header, [y_strings[j], an.z_string]))
+            synchronize(device)
+            for i in batch:
+                enc_s[i] += (time.perf_counter() - t0) / k
+
+            # Decode the batch from its bytes alone.
+            t0 = time.perf_counter()
+            parsed = [codec.unpack(d) for d in datas]
+            for header, _ in parsed:
+                codec.check_header(model, header, "bitstream", fingerprint)
+            if z_string is None:  # z once per image, from the first container
+                z_string = parsed[0][1][1]
+                params_dec = batching.hyper_synthesis(model, z_string, parsed[0][0].z_shape)
+                synchronize(device)
+                t_z = time.perf_counter() - t0
+                for i in range(n):
+                    dec_s[i] += t_z / n
+                t0 = time.perf_counter()
+            if any(strings[1] != z_string for _, strings in parsed):
+                raise RuntimeError("the z string differs between rate points of one image")
+            gains_dec = torch.tensor([h.gain for h, _ in parsed], dtype=torch.float32, device=device)
+            y_dec = batching.decode_latent(model, [strings[0] for _, strings in parsed], params_dec, gains_dec)
+            synchronize(device)
+            for i in batch:
+                dec_s[i] += (time.perf_counter() - t0) / k
+            for j, i in enumerate(batch):
+                t0 = time.perf_counter()
+                x_hat = images.crop(model.g_s(y_dec[j : j + 1]).clamp_(0, 1), parsed[j][0].padding)
+                rgb_dec = images.tensor_to_rgb8(x_hat)
+                synchronize(device)
+                dec_s[i] += time.perf_counter() - t0
+                ok = bool(torch.equal(y_dec[j : j + 1], y_enc[j : j + 1]))
+                payload = len(y_strings[j]) + len(an.z_string)
+                results[i] = PointResult(points[i], datas[j], payload, resolved[i][1], rgb_dec, ok, enc_s[i], 0.0)
+        for i, r in enumerate(results):
+            r.dec_s = dec_s[i]
+            r.enc_s = enc_s[i]
+        return results
+
+
+ENGINES = {"serial": SerialEngine, "fast": FastEngine}
 
 
 def get_engine(name: str):

@@ -9,21 +9,103 @@ Every function here takes a gain of shape [] or [B], one gain per batch item: th
 then serves several rate points (or images) at once, which is what the fast sweep engine uses.
 
 Encoder and decoder run the *same* step function on the *same* buffer contents (zeros where a
-position is not decoded yet, masked weights), so the decoder reproduces the encoder bit for bit
-by construction rather than by the coincidence of two code paths agreeing.
+position is not decoded yet), so the decoder reproduces the encoder bit for bit by construction
+rather than by the coincidence of two code paths agreeing.
+
+The step is batch invariant: the (scales, means) of one item do not depend on how many items share
+the loop, nor on where the item sits in the batch, so a bitstream coded for 35 rate points at once
+decodes with the one-image decoder. Measured on CPU (torch 2.14, MKL, oneDNN), neither a batched
+convolution nor one batched matrix product is: oneDNN's 1x1 convolutions and MKL's sgemm pick
+their kernel and summation order by batch size (B=1 goes to a GEMV); the non-oneDNN
+convolution runs one GEMV per item but its result depends on the item's memory alignment (item
+offsets of 1066 or 853 floats). So the step is defined on fixed tiles (:func:`tile_linear`):
+every linear layer runs as ``F.linear`` on blocks of exactly ``TILE`` rows, zero-padded, with the
+reduction width padded to a 64-byte multiple. One shape means one kernel, whatever the batch; an
+item's row is computed the same way at any position in its tile (checked by
+:func:`tile_invariance_ok`, by the fast engine at warm-up, and by the tests). The per-position
+work is the context convolution on its causal taps only (12 of 25 for mask A) and the
+entropy-parameter layers; the params half of the first entropy-parameter layer does not depend on
+the context, so it is one 1x1 convolution per image (per item, never batched) before the loop.
+These are CompressAI's operations in another summation order: means and scales can differ from
+CompressAI's in the last bit, so a fixed model's bytes equal CompressAI's except where a value
+lands within an ulp of a rounding or scale-table boundary (~1e-7 per symbol; the 64x64 checkpoint
+tests see none). The tile costs the one-image coder nothing: a GEMM on 8 rows reads each weight
+once, like a GEMV, and the step is faster than CompressAI's per-position convolutions.
+
+Decoding passes the rANS decoder only the CDF rows that the position uses (renumbered): pybind
+converts the whole table on every call, which dominates CompressAI's own serial decoder; the rows'
+contents are the same, so the symbols are too.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from compressai.ans import BufferedRansEncoder, RansDecoder
-from torch import Tensor
+from torch import Tensor, nn
 
 from qvrf_bench.models.qvrf import noise_like, ste_round
 
 KERNEL = 5  # context_prediction kernel size
 PAD = (KERNEL - 1) // 2
+TILE = 8  # rows per matrix product in the step: one shape, one kernel, at any batch size
+ALIGN = 16  # float32 elements in 64 bytes: every row of every tile starts equally aligned
+
+
+def _round_up(n: int, k: int) -> int:
+    return -(-n // k) * k
+
+
+def tile_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``F.linear`` on consecutive blocks of ``TILE`` rows. ``x`` must already have a multiple of
+    TILE rows and ``weight.shape[1]`` columns; every call then has the same shape, whatever the batch."""
+    if x.shape[0] == TILE:
+        return F.linear(x, weight, bias)
+    return torch.cat([F.linear(x[i : i + TILE], weight, bias) for i in range(0, x.shape[0], TILE)])
+
+
+def _pad_linear(weight: Tensor, bias: Tensor | None, rows: int, cols: int):
+    """A 1x1 conv or linear weight zero-padded to [rows, cols] (padded outputs are exactly 0)."""
+    w = weight.reshape(weight.shape[0], -1)
+    w = F.pad(w, (0, cols - w.shape[1], 0, rows - w.shape[0]))
+    b = None if bias is None else F.pad(bias, (0, rows - bias.shape[0]))
+    return w, b
+
+
+@dataclass
+class StepWeights:
+    """The step's weights, laid out for :func:`tile_linear` (built per call: they follow training)."""
+
+    taps: Tensor  # flat indexes of the causal taps in the KERNEL x KERNEL window
+    ctx: tuple  # (weight [2M_p, taps*M_p], bias)
+    params: tuple  # the params half of entropy_parameters[0], as a 1x1 conv (weight, bias), padded out
+    layers: list  # [(weight, bias, negative_slope or None)]: the ctx half of layer 0, then the rest
+    out: int  # 2M: scales and means
+
+    def in_width(self) -> int:
+        return self.ctx[0].shape[1]
+
+
+def tile_invariance_ok(model, batch: int = 2 * TILE + 3, seed: int = 0) -> bool:
+    """Whether the step gives every item the same (scales, means) alone as in a batch, for this
+    model's shapes, on this machine and device (one random probe; the kernels do not branch on data)."""
+    sw = model._step_weights()
+    M = model.M
+    dev = sw.ctx[0].device
+    g = torch.Generator().manual_seed(seed)
+    buf = torch.randn(batch, M, KERNEL, KERNEL, generator=g).to(dev)
+    params = torch.randn(1, sw.params[0].shape[1], 1, 1, generator=g).to(dev)
+    with torch.no_grad():
+        p0 = model._params_pre(sw, params)
+        scales, means = model._step(sw, buf, p0, 0, 0)
+        for i in range(batch):
+            s1, m1 = model._step(sw, buf[i : i + 1].clone(), p0, 0, 0)
+            if not (torch.equal(s1[0], scales[i]) and torch.equal(m1[0], means[i])):
+                return False
+    return True
 
 
 def batch_gain(gain: Tensor, batch: int) -> Tensor:
@@ -39,15 +121,65 @@ def batch_gain(gain: Tensor, batch: int) -> Tensor:
 class AutoregressiveMixin:
     """forward / compress / decompress for QVRF models with a masked-conv context model."""
 
-    def _masked_weight(self) -> Tensor:
-        return self.context_prediction.weight * self.context_prediction.mask
+    def _step_weights(self) -> StepWeights:
+        cp = self.context_prediction
+        mask = cp.mask[0, 0].reshape(-1)
+        if not torch.equal(cp.mask, mask.reshape(1, 1, KERNEL, KERNEL).expand_as(cp.mask)):
+            raise NotImplementedError("the context mask must be the same for every channel pair")
+        taps = torch.nonzero(mask).reshape(-1)
+        M2 = cp.weight.shape[0]  # 2M
+        M2p = _round_up(M2, ALIGN)
+        w = cp.weight.flatten(2)[:, :, taps].flatten(1)  # masked taps only: the others are zeros
+        ctx = _pad_linear(w, cp.bias, M2p, _round_up(w.shape[1], ALIGN))
+        convs = list(self.entropy_parameters)
+        first = convs[0]
+        if not (isinstance(first, nn.Conv2d) and first.kernel_size == (1, 1) and first.in_channels == 2 * M2):
+            raise NotImplementedError("entropy_parameters must start with a 1x1 conv on cat(params, ctx)")
+        c1p = _round_up(first.out_channels, ALIGN)
+        wp, bp = _pad_linear(first.weight[:, :M2], first.bias, c1p, M2)
+        params = (wp.reshape(c1p, M2, 1, 1), bp)
+        layers = [(*_pad_linear(first.weight[:, M2:], None, c1p, M2p), None)]
+        cols = c1p
+        for mod in convs[1:]:
+            if isinstance(mod, nn.LeakyReLU):
+                w_, b_, _ = layers[-1]
+                layers[-1] = (w_, b_, mod.negative_slope)
+            elif isinstance(mod, nn.Conv2d) and mod.kernel_size == (1, 1):
+                rows = _round_up(mod.out_channels, ALIGN)
+                layers.append((*_pad_linear(mod.weight, mod.bias, rows, cols), None))
+                cols = rows
+            else:
+                raise NotImplementedError(f"entropy_parameters layer {mod} is not a 1x1 conv or LeakyReLU")
+        return StepWeights(taps.to(cp.weight.device), ctx, params, layers, M2)
 
-    def _step_params(self, buf: Tensor, params: Tensor, h: int, w: int, weight: Tensor):
-        """Gaussian (scales, means) at latent position (h, w), each [B, M, 1, 1]."""
-        crop = buf[:, :, h : h + KERNEL, w : w + KERNEL].clone()  # clone: buf is written later
-        ctx = F.conv2d(crop, weight, bias=self.context_prediction.bias)
-        gp = self.entropy_parameters(torch.cat((params[:, :, h : h + 1, w : w + 1], ctx), dim=1))
-        scales, means = gp.chunk(2, 1)
+    def _params_pre(self, sw: StepWeights, params: Tensor) -> Tensor:
+        """params [Bp, 2M, H, W] -> the params half of entropy_parameters[0] (with its bias) as
+        [Bp, H, W, C1_p]: one 1x1 conv per item on a fresh tensor, so batching never changes it."""
+        w, b = sw.params
+        pre = [F.conv2d(params[i : i + 1].clone(), w, b) for i in range(params.shape[0])]
+        return torch.cat(pre).permute(0, 2, 3, 1).contiguous()
+
+    def _step(self, sw: StepWeights, buf: Tensor, pre: Tensor, h: int, w: int):
+        """Gaussian (scales, means) at latent position (h, w), each [B, M, 1, 1]; ``pre`` from
+        :meth:`_params_pre` with 1 or B items. Every item's row is computed alone (batch invariant)."""
+        B, M = buf.shape[:2]
+        rows = _round_up(B, TILE)
+        # The taps straight from the flat buffer (one gather, no copy of the whole window).
+        row = buf.shape[-1]
+        offsets = (sw.taps // KERNEL) * row + sw.taps % KERNEL + (h * row + w)
+        x = buf.flatten(2).index_select(2, offsets).flatten(1)
+        x = F.pad(x, (0, sw.in_width() - x.shape[1], 0, rows - B))
+        x = tile_linear(x, *sw.ctx)
+        p = pre[:, h, w]
+        if p.shape[0] > 1:
+            p = F.pad(p, (0, 0, 0, rows - B))
+        for i, (weight, bias, slope) in enumerate(sw.layers):
+            x = tile_linear(x, weight, bias)
+            if i == 0:
+                x = x + p
+            if slope is not None:
+                x = F.leaky_relu(x, slope)
+        scales, means = x[:B, : sw.out].reshape(B, sw.out, 1, 1).chunk(2, 1)
         return scales, means
 
     # --- training / evaluation forward ----------------------------------------------------------
@@ -81,10 +213,11 @@ class AutoregressiveMixin:
         a_det = batch_gain(a_det, B)
         buf = y.new_zeros(B, M, H + 2 * PAD, W + 2 * PAD)
         likelihoods = y.new_zeros(B, M, H, W)
-        weight = self._masked_weight()
+        sw = self._step_weights()
+        pre = self._params_pre(sw, params)
         for h in range(H):
             for w in range(W):
-                scales, means = self._step_params(buf, params, h, w, weight)
+                scales, means = self._step(sw, buf, pre, h, w)
                 y_c = y[:, :, h : h + 1, w : w + 1]
                 _, lik = self.gaussian_conditional((y_c - means) * a, scales * a)
                 likelihoods[:, :, h : h + 1, w : w + 1] = lik
@@ -111,16 +244,18 @@ class AutoregressiveMixin:
 
     @torch.no_grad()
     def compress_latent(self, y: Tensor, params: Tensor, gain: Tensor) -> tuple[list[bytes], Tensor]:
-        """Serially code y ([B, M, H, W]) with one gain per item; one string per item."""
+        """Serially code y ([B, M, H, W]; may be an expanded view) with one gain per item; one
+        string per item. ``params`` has B items or 1 shared by all."""
         B, M, H, W = y.shape
         a = batch_gain(gain, B)
         gc = self.gaussian_conditional
         buf = y.new_zeros(B, M, H + 2 * PAD, W + 2 * PAD)
-        weight = self._masked_weight()
+        sw = self._step_weights()
+        pre = self._params_pre(sw, params)
         symbols, indexes = [], []
         for h in range(H):
             for w in range(W):
-                scales, means = self._step_params(buf, params, h, w, weight)
+                scales, means = self._step(sw, buf, pre, h, w)
                 idx = gc.build_indexes(scales * a)
                 sym = torch.round((y[:, :, h : h + 1, w : w + 1] - means) * a)
                 buf[:, :, h + PAD : h + PAD + 1, w + PAD : w + PAD + 1] = sym / a + means
@@ -151,6 +286,7 @@ class AutoregressiveMixin:
 
     @torch.no_grad()
     def decompress_latent(self, y_strings: list[bytes], params: Tensor, gain: Tensor) -> Tensor:
+        """Decode one string per item; ``params`` has one item per string or 1 shared by all."""
         B = len(y_strings)
         _, _, H, W = params.shape
         M = self.M
@@ -163,12 +299,18 @@ class AutoregressiveMixin:
             d.set_stream(s)
             decoders.append(d)
         buf = params.new_zeros(B, M, H + 2 * PAD, W + 2 * PAD)
-        weight = self._masked_weight()
+        sw = self._step_weights()
+        pre = self._params_pre(sw, params)
         for h in range(H):
             for w in range(W):
-                scales, means = self._step_params(buf, params, h, w, weight)
-                idx = gc.build_indexes(scales * a).reshape(B, M).cpu().tolist()
-                rv = [decoders[i].decode_stream(idx[i], cdf, cdf_len, offsets) for i in range(B)]
+                scales, means = self._step(sw, buf, pre, h, w)
+                idx = gc.build_indexes(scales * a).reshape(B, M).cpu().numpy()
+                rv = []
+                for i in range(B):
+                    rows, local = np.unique(idx[i], return_inverse=True)
+                    rows = rows.tolist()
+                    tables = [cdf[r] for r in rows], [cdf_len[r] for r in rows], [offsets[r] for r in rows]
+                    rv.append(decoders[i].decode_stream(local.tolist(), *tables))
                 sym = torch.tensor(rv, dtype=torch.float32, device=params.device).reshape(B, M, 1, 1)
                 buf[:, :, h + PAD : h + PAD + 1, w + PAD : w + PAD + 1] = sym / a + means
         return buf[:, :, PAD : PAD + H, PAD : PAD + W]
