@@ -200,6 +200,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     ap.add_argument("--reps", type=int, default=3, help="timed repetitions of the CompressAI check (default 3)")
     ap.add_argument("--no-compressai", action="store_true", help="skip the CompressAI comparison")
+    ap.add_argument("--no-sweep", action="store_true", help="only the CompressAI comparison")
     ap.add_argument("--quick", action="store_true",
                     help="256x384 centre crops, 1 image, 4 levels + 9 factors, 3 serial points")  # fmt: skip
     ap.add_argument("--out", type=Path, help="write the results as JSON")
@@ -230,8 +231,11 @@ def main(argv=None) -> int:
     }  # fmt: skip
     for arch in archs:
         imgs = load_images(args.dataset, args.ar_images if arch in AR else args.images, crop)
-        log(f"{arch}: {len(imgs)} image(s) x {len(points)} points, serial measured on {args.serial_points} per image")
-        results["sweep"].append(sweep(arch, imgs, points, args.serial_points, args.max_batch, log))
+        if not args.no_sweep:
+            log(
+                f"{arch}: {len(imgs)} image(s) x {len(points)} points, serial measured on {args.serial_points} per image"
+            )
+            results["sweep"].append(sweep(arch, imgs, points, args.serial_points, args.max_batch, log))
         if not args.no_compressai:
             results["compressai"].append(compressai_check(arch, imgs[0][1], args.reps, log))
         if args.out:

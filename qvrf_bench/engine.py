@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import time
 import warnings
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -160,10 +161,11 @@ class FastEngine:
         self.max_batch = int(max_batch)
         self.max_batch_bytes = int(max_batch_bytes)
         self.self_check = self_check
-        self._limit: dict[int, int] = {}  # id(model) -> most points per batch the model allows
+        # model -> most points per batch it allows, once warm and checked (weak: models come and go)
+        self._limit: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def warm_up(self, model: nn.Module, fingerprint: str) -> None:
-        if id(model) in self._limit:
+        if model in self._limit:
             return
         limit = self.max_batch
         if batching.family(model) == "autoregressive" and not tile_invariance_ok(model):
@@ -174,9 +176,13 @@ class FastEngine:
                 stacklevel=2,
             )
             limit = 1
-        self._limit[id(model)] = limit
+        self._limit[model] = limit
         if self.self_check:
-            self._check_against_serial(model, fingerprint)
+            try:
+                self._check_against_serial(model, fingerprint)
+            except Exception:
+                del self._limit[model]  # never skip the check next time
+                raise
 
     @torch.no_grad()
     def _check_against_serial(self, model: nn.Module, fingerprint: str) -> None:
@@ -187,10 +193,10 @@ class FastEngine:
         points = [RatePoint(0, None), RatePoint(None, 0.37), RatePoint(None, top * 1.3)]
         points += [RatePoint(None, 0.5 + 0.7 * i) for i in range(batching.rows_per_point(model))]
         device = codec.model_device(model)
-        an = batching.analyse(model, images.pad(images.rgb8_to_tensor(rgb).to(device), images.centred_padding(40, 72)))
+        xp = images.pad(images.rgb8_to_tensor(rgb).to(device), images.centred_padding(40, 72))
+        an = batching.analyse(model, xp)
         for gain in (0.5, top):
-            out = model.compress(images.pad(images.rgb8_to_tensor(rgb).to(device), images.centred_padding(40, 72)),
-                                 torch.tensor(gain, dtype=torch.float32, device=device))  # fmt: skip
+            out = model.compress(xp, torch.tensor(gain, dtype=torch.float32, device=device))
             if out["strings"][1][0] != an.z_string:
                 raise RuntimeError(
                     f"{model.config.arch}: the z string depends on the gain; the fast engine needs it not to"
@@ -208,7 +214,7 @@ class FastEngine:
         # ~8 latent-sized float32 tensors live per point in a batch (y*a, symbols, indexes, y_hat,
         # the decoder's copies); the AR loop adds its padded buffers, of the same order.
         per_point = 8 * y[0].numel() * 4
-        limit = self._limit.get(id(model), self.max_batch)
+        limit = self._limit.get(model, self.max_batch)
         return max(1, min(limit, self.max_batch_bytes // per_point))
 
     def run_image(
