@@ -26,9 +26,7 @@ def resolve_device(name: str) -> str:
 
 
 def add_device(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--device", default="auto", help="auto (cuda when present), cpu or cuda[:i] (default: auto)"
-    )
+    p.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda[:i] (default: auto)")
 
 
 def positive_float(text: str) -> float:

@@ -41,9 +41,7 @@ def run(args: argparse.Namespace) -> int:
     model, _ = load_model(args.checkpoint, device=resolve_device(args.device))
     level = args.level if args.level is not None or args.gain is not None else 0
     if args.gain is None and not 0 <= level < model.num_levels:
-        raise QVRFError(
-            f"--level {level} out of range: {args.checkpoint} has levels 0..{model.num_levels - 1}"
-        )
+        raise QVRFError(f"--level {level} out of range: {args.checkpoint} has levels 0..{model.num_levels - 1}")
     t0 = time.perf_counter()
     enc = codec.encode_tensor(model, images.rgb8_to_tensor(img.rgb), level=None if args.gain else level,
                               gain=args.gain)  # fmt: skip

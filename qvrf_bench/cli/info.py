@@ -36,9 +36,7 @@ def run(args: argparse.Namespace) -> int:
     model, obj = load_model(path, for_coding=False)
     c = model.config
     gains = ", ".join(f"{g:.4f}" for g in model.gain.detach().tolist())
-    print(
-        f"checkpoint {path}: {c.label} (arch {c.arch} = CompressAI {c.zoo_name}, kind {c.kind}, N={c.N}, M={c.M})"
-    )
+    print(f"checkpoint {path}: {c.label} (arch {c.arch} = CompressAI {c.zoo_name}, kind {c.kind}, N={c.N}, M={c.M})")
     print(f"  lambdas: {c.lmbdas}\n  gains:   [{gains}]")
     print(
         f"  parameters: {sum(p.numel() for p in model.parameters()):,}; fingerprint {codec.model_fingerprint(model)[:16]}"

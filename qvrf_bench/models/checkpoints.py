@@ -113,9 +113,7 @@ def infer_arch(sd: dict) -> tuple[str, int, int]:
         n = sd["g_a.0.conv1.weight"].shape[0]
         return "cheng2020", n, n
     if "g_a.0.weight" not in sd or "g_a.6.weight" not in sd:
-        raise ValueError(
-            "not a bmshj2018-hyperprior / mbt2018 / cheng2020-attn state dict (no g_a.0 weights)"
-        )
+        raise ValueError("not a bmshj2018-hyperprior / mbt2018 / cheng2020-attn state dict (no g_a.0 weights)")
     N, M = sd["g_a.0.weight"].shape[0], sd["g_a.6.weight"].shape[0]
     if "context_prediction.weight" in sd:
         return "minnen", N, M
@@ -158,9 +156,7 @@ def load_model(
     obj = read_file(path)
     if is_own(obj):
         if obj.get("format_version", 0) > FORMAT_VERSION:
-            raise CheckpointError(
-                f"{path}: checkpoint format {obj['format_version']} is newer than this qvrf-bench"
-            )
+            raise CheckpointError(f"{path}: checkpoint format {obj['format_version']} is newer than this qvrf-bench")
         try:
             config = ModelConfig.from_dict(obj["config"])
             model = build_model(config)
@@ -196,18 +192,14 @@ def _load_foreign(obj, path, arch, kind, lmbda, levels) -> nn.Module:
         try:
             lmbdas = lambdas_for_levels(n)
         except ValueError:
-            raise CheckpointError(
-                f"{path}: Gain has {n} entries; only 8- or 11-level QVRF models are known"
-            ) from None
+            raise CheckpointError(f"{path}: Gain has {n} entries; only 8- or 11-level QVRF models are known") from None
         config = make_config(found_arch, "qvrf", N=N, M=M, lmbdas=list(lmbdas), gains=initial_gains(lmbdas))
         sd["gain"] = gain.float()
     else:  # CompressAI zoo layout
         kind = kind or "fixed"
         if kind == "fixed":
             if lmbda is None:
-                raise CheckpointError(
-                    f"{path}: a CompressAI state dict; say which lambda it was trained at (--lambda)"
-                )
+                raise CheckpointError(f"{path}: a CompressAI state dict; say which lambda it was trained at (--lambda)")
             config = make_config(found_arch, "fixed", N=N, M=M, lmbda=lmbda)
         else:
             lmbdas = lambdas_for_levels(levels or 8)
