@@ -574,9 +574,9 @@ def command_line(cfg: SweepConfig) -> list[str]:
 
 
 def _resolve_device(name: str) -> str:
-    from qvrf_bench.cli._common import resolve_device
+    from qvrf_bench.devices import resolve_device
 
-    return resolve_device(name)
+    return str(resolve_device(name))
 
 
 def _list_dataset(folder: Path):

@@ -13,16 +13,10 @@ def quiet_warnings() -> None:
 
 
 def resolve_device(name: str) -> str:
-    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error."""
-    import torch
+    """The device name as torch spells it (see :func:`qvrf_bench.devices.resolve_device`)."""
+    from qvrf_bench.devices import resolve_device as resolve
 
-    from qvrf_bench.errors import QVRFError
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise QVRFError("--device cuda asked for, but torch sees no CUDA device")
-    return name
+    return str(resolve(name))
 
 
 def add_device(p: argparse.ArgumentParser) -> None:

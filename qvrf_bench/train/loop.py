@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from qvrf_bench.devices import resolve_device
 from qvrf_bench.errors import QVRFError
 from qvrf_bench.models.checkpoints import load_model, read_file, save_checkpoint
 from qvrf_bench.train import data as D
@@ -49,18 +50,6 @@ from qvrf_bench.train.loss import rate_distortion
 from qvrf_bench.train.state import level_for_step, rng_state, seed_everything, set_rng_state
 
 LAST, BEST, FINAL = "last.pt", "best.pt", "final.pt"
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto``: the current CUDA device when torch sees one, else the CPU (never a fixed index)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise QVRFError("--device cuda asked for, but torch sees no CUDA device")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise QVRFError(f"unknown device {name!r} (use auto, cpu or cuda[:i])") from None
 
 
 def split_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter], list[nn.Parameter]]:
