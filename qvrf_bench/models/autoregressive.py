@@ -185,13 +185,7 @@ class AutoregressiveMixin:
     # --- training / evaluation forward ----------------------------------------------------------
 
     def forward(self, x: Tensor, level: int | None = 0, gain=None, quant: str | None = None) -> dict:
-        quant = self.resolve_quant(quant, self.training)
-        a = self.resolve_gain(level, gain)
-        a_det = a.detach()
-        y = self.g_a(x)
-        z = self.h_a(y)
-        z_hat, z_likelihoods = self.entropy_bottleneck(z)
-        params = self.h_s(self.z_for_synthesis(z, z_hat, quant))
+        quant, a, a_det, y, params, z_likelihoods = self.begin_forward(x, level, gain, quant)
         if quant == "noise":
             # [QRAF] noise path: y_tilde = (a*y + U(-.5,.5)) / a feeds both the context and g_s.
             y_hat = (y * a + noise_like(y)) / a_det

@@ -19,14 +19,11 @@ class QVRFScaleHyperprior(GainMixin, ScaleHyperprior):
         super().__init__(N=N, M=M)
         self.init_gains(lmbdas, gains, learn_gains)
 
+    def hyper_input(self, y: Tensor) -> Tensor:
+        return torch.abs(y)
+
     def forward(self, x: Tensor, level: int | None = 0, gain=None, quant: str | None = None) -> dict:
-        quant = self.resolve_quant(quant, self.training)
-        a = self.resolve_gain(level, gain)
-        a_det = a.detach()
-        y = self.g_a(x)
-        z = self.h_a(torch.abs(y))
-        z_hat, z_likelihoods = self.entropy_bottleneck(z)
-        scales = self.h_s(self.z_for_synthesis(z, z_hat, quant))
+        quant, a, a_det, y, scales, z_likelihoods = self.begin_forward(x, level, gain, quant)
         ya = y * a
         # Rate: CompressAI's GaussianConditional draws its own noise in training (separate draw).
         _, y_likelihoods = self.gaussian_conditional(ya, scales * a)

@@ -49,7 +49,7 @@ def rows_per_point(model: nn.Module) -> int:
 def analyse(model: nn.Module, x: Tensor) -> Analysis:
     """The gain-independent half of ``model.compress`` on a padded (1, 3, H, W) image."""
     y = model.g_a(x)
-    z = model.h_a(torch.abs(y) if family(model) == "scale" else y)  # balle's h_a sees |y|
+    z = model.h_a(model.hyper_input(y))  # balle's h_a sees |y| (GainMixin.hyper_input)
     shape = z.size()[-2:]
     z_strings = model.entropy_bottleneck.compress(z)
     z_hat = model.entropy_bottleneck.decompress(z_strings, shape)

@@ -22,13 +22,8 @@ class QVRFMeanScaleHyperprior(GainMixin, MeanScaleHyperprior):
         self.init_gains(lmbdas, gains, learn_gains)
 
     def forward(self, x: Tensor, level: int | None = 0, gain=None, quant: str | None = None) -> dict:
-        quant = self.resolve_quant(quant, self.training)
-        a = self.resolve_gain(level, gain)
-        a_det = a.detach()
-        y = self.g_a(x)
-        z = self.h_a(y)
-        z_hat, z_likelihoods = self.entropy_bottleneck(z)
-        scales, means = self.h_s(self.z_for_synthesis(z, z_hat, quant)).chunk(2, 1)
+        quant, a, a_det, y, params, z_likelihoods = self.begin_forward(x, level, gain, quant)
+        scales, means = params.chunk(2, 1)
         _, y_likelihoods = self.gaussian_conditional((y - means) * a, scales * a)
         if quant == "noise":
             # Uncentred noise as [STF-Q]; distributionally the same as centring first.

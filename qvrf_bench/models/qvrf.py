@@ -138,6 +138,21 @@ class GainMixin:
             return self.train_gain(level)
         return self.level_gain(level)
 
+    def hyper_input(self, y: Tensor) -> Tensor:
+        """What h_a sees: y itself (mbt2018, cheng2020); Balle overrides it with |y|."""
+        return y
+
+    def begin_forward(self, x: Tensor, level: int | None, gain, quant: str | None):
+        """The start every forward shares: quant mode, gain a (and a detached copy for 1/a), y, and
+        the hyper path (h_a on the unscaled y, the EB, h_s). Returns (quant, a, a_det, y, h_s output,
+        z likelihoods)."""
+        quant = self.resolve_quant(quant, self.training)
+        a = self.resolve_gain(level, gain)
+        y = self.g_a(x)
+        z = self.h_a(self.hyper_input(y))
+        z_hat, z_likelihoods = self.entropy_bottleneck(z)
+        return quant, a, a.detach(), y, self.h_s(self.z_for_synthesis(z, z_hat, quant)), z_likelihoods
+
     def z_for_synthesis(self, z: Tensor, z_hat_noisy: Tensor, quant: str) -> Tensor:
         """z_hat fed to h_s: the EB's own (noisy in training, rounded in eval), or STE-rounded
         around the EB medians in the STE stage ([QRAF] stage 3)."""
