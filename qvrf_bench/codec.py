@@ -1,9 +1,9 @@
 """Real bitstreams: a small versioned container around CompressAI's entropy-coded strings.
 
-Layout (big-endian), version 1::
+Layout (big-endian), version 2::
 
     magic      4s   b"QVRF"
-    version    B    1
+    version    B    2 (1 is read too)
     arch       B    index into models.ARCHS
     level      B    the discrete level, 255 for a continuous gain
     reserved   B    0
@@ -15,6 +15,12 @@ Layout (big-endian), version 1::
     n          B    number of entropy-coded strings (2: y then z)
     lengths    n*I
     strings    the entropy-coded bytes
+
+Versions differ only in the autoregressive models' (minnen, cheng2020) y string: version 2 holds
+its symbols in wavefront order (models/autoregressive.py: the decoder computes a whole anti-diagonal
+of latent positions per step, 141 steps instead of 1536 at Kodak size), version 1 in raster order
+(CompressAI's order, one position per step). The symbols themselves, hence the decoded image, are
+the same; the encoder writes version 2, the decoder reads both.
 
 bpp is always counted from bytes: ``bpp_real`` over the whole file, ``payload_bpp_real`` over the
 entropy-coded strings alone (the header costs 49 bytes with its two strings).
@@ -37,8 +43,11 @@ from qvrf_bench import images
 from qvrf_bench.errors import BitstreamError
 from qvrf_bench.models.registry import ARCHS
 
+AR_ARCHS = ("minnen", "cheng2020")  # the models whose y string order depends on the format version
+
 MAGIC = b"QVRF"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)
 PAD_MULTIPLE = 64
 _HEAD = struct.Struct(">4sBBBBf8sII4HHHB")
 NO_LEVEL = 255
@@ -70,15 +79,25 @@ class Header:
     padding: tuple[int, int, int, int]
     z_shape: tuple[int, int]
     lengths: tuple[int, ...]
+    version: int = VERSION
+
+
+def symbol_order(header: Header) -> dict:
+    """Keyword arguments telling an autoregressive model's decompress the y symbol order."""
+    if header.arch not in AR_ARCHS:
+        return {}
+    return {"order": "raster" if header.version == 1 else "wavefront"}
 
 
 def pack(header: Header, strings: list[bytes]) -> bytes:
     """Header + strings -> container bytes (pure)."""
+    if header.version not in READS:
+        raise ValueError(f"cannot write format version {header.version}")
     if len(strings) > 255:
         raise ValueError("too many strings")
     level = NO_LEVEL if header.level is None else int(header.level)
     head = _HEAD.pack(
-        MAGIC, VERSION, ARCHS.index(header.arch), level, 0, float(header.gain), header.fingerprint[:8],
+        MAGIC, header.version, ARCHS.index(header.arch), level, 0, float(header.gain), header.fingerprint[:8],
         header.height, header.width, *header.padding, *header.z_shape, len(strings),
     )  # fmt: skip
     lengths = struct.pack(f">{len(strings)}I", *(len(s) for s in strings))
@@ -92,8 +111,10 @@ def unpack(data: bytes, name: str = "bitstream") -> tuple[Header, list[bytes]]:
     if len(data) < _HEAD.size or data[:4] != MAGIC:
         raise BitstreamError(f"{name}: not a qvrf-bench bitstream (bad magic number)")
     magic, version, arch_i, level, _, gain, fp, h, w, pl, pr, pt, pb, zh, zw, n = _HEAD.unpack_from(data)
-    if version != VERSION:
-        raise BitstreamError(f"{name}: bitstream format version {version}, this qvrf-bench reads {VERSION}")
+    if version not in READS:
+        raise BitstreamError(
+            f"{name}: bitstream format version {version}, this qvrf-bench reads {', '.join(map(str, READS))}"
+        )
     if arch_i >= len(ARCHS):
         raise BitstreamError(f"{name}: unknown architecture id {arch_i}")
     off = _HEAD.size
@@ -110,7 +131,7 @@ def unpack(data: bytes, name: str = "bitstream") -> tuple[Header, list[bytes]]:
         strings.append(data[off : off + ln])
         off += ln
     header = Header(ARCHS[arch_i], None if level == NO_LEVEL else level, gain, fp, h, w,
-                    (pl, pr, pt, pb), (zh, zw), tuple(lengths))  # fmt: skip
+                    (pl, pr, pt, pb), (zh, zw), tuple(lengths), version)  # fmt: skip
     return header, strings
 
 
@@ -195,7 +216,7 @@ def decode_full(model: nn.Module, data: bytes, name: str = "bitstream", fingerpr
     device = model_device(model)
     g = torch.tensor(header.gain, dtype=torch.float32, device=device)
     try:
-        out = model.decompress([[s] for s in strings], torch.Size(header.z_shape), g)
+        out = model.decompress([[s] for s in strings], torch.Size(header.z_shape), g, **symbol_order(header))
     except Exception as exc:  # a corrupt payload can make the rANS decoder or shapes fail
         raise BitstreamError(f"{name}: corrupt bitstream payload ({exc.__class__.__name__}: {exc})") from None
     return images.crop(out["x_hat"], header.padding), out["y_hat"], header

@@ -53,6 +53,8 @@ KERNEL = 5  # context_prediction kernel size
 PAD = (KERNEL - 1) // 2
 TILE = 8  # rows per matrix product in the step: one shape, one kernel, at any batch size
 ALIGN = 16  # float32 elements in 64 bytes: every row of every tile starts equally aligned
+ORDERS = ("wavefront", "raster")  # the order of the y symbols in the string (codec format 2 / 1)
+DEFAULT_ORDER = "wavefront"
 
 
 def _round_up(n: int, k: int) -> int:
@@ -90,22 +92,45 @@ class StepWeights:
 
 
 def tile_invariance_ok(model, batch: int = 2 * TILE + 3, seed: int = 0) -> bool:
-    """Whether the step gives every item the same (scales, means) alone as in a batch, for this
-    model's shapes, on this machine and device (one random probe; the kernels do not branch on data)."""
+    """Whether the step gives every row the same (scales, means) alone as among others, for this
+    model's shapes, on this machine and device (one random probe; the kernels do not branch on
+    data): items of a batch at one position (the fast engine's points), and several positions of
+    one item (the wavefront encoder's diagonals)."""
     sw = model._step_weights()
     M = model.M
     dev = sw.ctx[0].device
     g = torch.Generator().manual_seed(seed)
-    buf = torch.randn(batch, M, KERNEL, KERNEL, generator=g).to(dev)
-    params = torch.randn(1, sw.params[0].shape[1], 1, 1, generator=g).to(dev)
+    buf = torch.randn(batch, M, KERNEL, KERNEL + 2, generator=g).to(dev)
+    params = torch.randn(1, sw.params[0].shape[1], 1, 3, generator=g).to(dev)
+    at = torch.tensor([0], device=dev)
     with torch.no_grad():
         p0 = model._params_pre(sw, params)
-        scales, means = model._step(sw, buf, p0, 0, 0)
-        for i in range(batch):
-            s1, m1 = model._step(sw, buf[i : i + 1].clone(), p0, 0, 0)
-            if not (torch.equal(s1[0], scales[i]) and torch.equal(m1[0], means[i])):
-                return False
+        cases = [(buf, at, at), (buf[:3], torch.tensor([0, 0, 0], device=dev), torch.tensor([0, 1, 2], device=dev))]
+        for b, hs, ws in cases:
+            scales, means = model._step(sw, b, p0, hs, ws)  # [B, M, P]
+            for i in range(b.shape[0]):
+                for j in range(hs.numel()):
+                    s1, m1 = model._step(sw, b[i : i + 1].clone(), p0, hs[j : j + 1], ws[j : j + 1])
+                    if not (torch.equal(s1[0, :, 0], scales[i, :, j]) and torch.equal(m1[0, :, 0], means[i, :, j])):
+                        return False
     return True
+
+
+def wavefront(taps: Tensor, H: int, W: int) -> list[tuple[Tensor, Tensor]]:
+    """The latent positions in groups that can be computed together: group t holds the (h, w)
+    with k*h + w = t, where k is the smallest slope for which every causal tap (dh, dw) of the
+    mask has k*dh + dw < 0 (k = 3 for CompressAI's 5x5 mask A). Every position's context then lies
+    in earlier groups, so H*W serial steps become k*(H-1) + W (141 instead of 1536 at Kodak size).
+    Returns (hs, ws) index tensors per group, in order."""
+    offs = [(int(t) // KERNEL - PAD, int(t) % KERNEL - PAD) for t in taps]
+    if any(dh > 0 or (dh == 0 and dw >= 0) for dh, dw in offs):
+        raise NotImplementedError("the context mask must be causal in raster order")
+    k = max([0] + [dw // -dh + 1 for dh, dw in offs if dh < 0])
+    groups = []
+    for t in range(k * (H - 1) + W):
+        hs = [h for h in range(H) if 0 <= t - k * h < W]
+        groups.append((torch.tensor(hs), torch.tensor([t - k * h for h in hs])))
+    return groups
 
 
 def batch_gain(gain: Tensor, batch: int) -> Tensor:
@@ -159,28 +184,58 @@ class AutoregressiveMixin:
         pre = [F.conv2d(params[i : i + 1].clone(), w, b) for i in range(params.shape[0])]
         return torch.cat(pre).permute(0, 2, 3, 1).contiguous()
 
-    def _step(self, sw: StepWeights, buf: Tensor, pre: Tensor, h: int, w: int):
-        """Gaussian (scales, means) at latent position (h, w), each [B, M, 1, 1]; ``pre`` from
-        :meth:`_params_pre` with 1 or B items. Every item's row is computed alone (batch invariant)."""
+    def _step(self, sw: StepWeights, buf: Tensor, pre: Tensor, hs: Tensor, ws: Tensor):
+        """Gaussian (scales, means) at the P latent positions (hs[j], ws[j]), each [B, M, P];
+        ``pre`` from :meth:`_params_pre` with 1 or B items. Every (item, position) is one row of
+        the tiles, computed alone (batch invariant)."""
         B, M = buf.shape[:2]
-        rows = _round_up(B, TILE)
-        # The taps straight from the flat buffer (one gather, no copy of the whole window).
+        P = hs.numel()
+        rows = _round_up(B * P, TILE)
+        # The taps straight from the flat buffer (one gather, no copy of the whole window); rows are
+        # item-major, and each row is channel-major, tap-minor like the ctx weight.
         row = buf.shape[-1]
-        offsets = (sw.taps // KERNEL) * row + sw.taps % KERNEL + (h * row + w)
-        x = buf.flatten(2).index_select(2, offsets).flatten(1)
-        x = F.pad(x, (0, sw.in_width() - x.shape[1], 0, rows - B))
+        offsets = ((sw.taps // KERNEL) * row + sw.taps % KERNEL)[None, :] + (hs * row + ws)[:, None]  # [P, T]
+        x = buf.flatten(2)[:, :, offsets].transpose(1, 2).reshape(B * P, -1)
+        x = F.pad(x, (0, sw.in_width() - x.shape[1], 0, rows - B * P))
         x = tile_linear(x, *sw.ctx)
-        p = pre[:, h, w]
-        if p.shape[0] > 1:
-            p = F.pad(p, (0, 0, 0, rows - B))
+        p = pre[:, hs, ws]  # [1 or B, P, C1_p]
+        p = F.pad(p.expand(B, -1, -1).reshape(B * P, -1), (0, 0, 0, rows - B * P))
         for i, (weight, bias, slope) in enumerate(sw.layers):
             x = tile_linear(x, weight, bias)
             if i == 0:
                 x = x + p
             if slope is not None:
                 x = F.leaky_relu(x, slope)
-        scales, means = x[:B, : sw.out].reshape(B, sw.out, 1, 1).chunk(2, 1)
+        scales, means = x[: B * P, : sw.out].reshape(B, P, sw.out).transpose(1, 2).chunk(2, 1)
         return scales, means
+
+    def _row_invariant(self, device) -> bool:
+        """:func:`tile_invariance_ok` for this model on ``device``, probed once (it depends on the
+        shapes and the kernels, not on the weights' values)."""
+        cache = self.__dict__.setdefault("_row_invariance", {})
+        key = str(device)
+        if key not in cache:
+            cache[key] = tile_invariance_ok(self)
+        return cache[key]
+
+    def _groups(self, sw: StepWeights, H: int, W: int, device, order: str) -> list[tuple[Tensor, Tensor]]:
+        """The latent positions as (hs, ws) groups in ``order``: 'wavefront' diagonals or 'raster'
+        singletons."""
+        if order == "wavefront":
+            groups = wavefront(sw.taps.cpu(), H, W)
+        elif order == "raster":
+            groups = [(torch.tensor([h]), torch.tensor([w])) for h in range(H) for w in range(W)]
+        else:
+            raise ValueError(f"unknown symbol order {order!r}; one of {', '.join(ORDERS)}")
+        return [(hs.to(device), ws.to(device)) for hs, ws in groups]
+
+    def _step_group(self, sw: StepWeights, buf: Tensor, pre: Tensor, hs: Tensor, ws: Tensor, together: bool):
+        """:meth:`_step` on a group of positions: in one call where the step is row invariant
+        (``together``), else position by position; the numbers are the same either way."""
+        if together or hs.numel() == 1:
+            return self._step(sw, buf, pre, hs, ws)
+        parts = [self._step(sw, buf, pre, hs[j : j + 1], ws[j : j + 1]) for j in range(hs.numel())]
+        return torch.cat([q[0] for q in parts], 2), torch.cat([q[1] for q in parts], 2)
 
     # --- training / evaluation forward ----------------------------------------------------------
 
@@ -203,22 +258,22 @@ class AutoregressiveMixin:
 
     def _serial_forward(self, y: Tensor, params: Tensor, a: Tensor, a_det: Tensor, rounder):
         B, M, H, W = y.shape
-        a = batch_gain(a, B)
-        a_det = batch_gain(a_det, B)
+        a = batch_gain(a, B).reshape(B, 1, 1)
+        a_det = batch_gain(a_det, B).reshape(B, 1, 1)
         buf = y.new_zeros(B, M, H + 2 * PAD, W + 2 * PAD)
         likelihoods = y.new_zeros(B, M, H, W)
         sw = self._step_weights()
         pre = self._params_pre(sw, params)
-        for h in range(H):
-            for w in range(W):
-                scales, means = self._step(sw, buf, pre, h, w)
-                y_c = y[:, :, h : h + 1, w : w + 1]
-                _, lik = self.gaussian_conditional((y_c - means) * a, scales * a)
-                likelihoods[:, :, h : h + 1, w : w + 1] = lik
-                # Means detached in the reconstruction, as [QRAF] (with STE the gradient w.r.t. mu
-                # would cancel anyway).
-                m = means.detach()
-                buf[:, :, h + PAD : h + PAD + 1, w + PAD : w + PAD + 1] = rounder((y_c - m) * a) / a_det + m
+        together = self._row_invariant(y.device)
+        for hs, ws in self._groups(sw, H, W, y.device, "wavefront"):
+            scales, means = self._step_group(sw, buf, pre, hs, ws, together)  # [B, M, P]
+            y_c = y[:, :, hs, ws]
+            _, lik = self.gaussian_conditional((y_c - means) * a, scales * a)
+            likelihoods[:, :, hs, ws] = lik
+            # Means detached in the reconstruction, as [QRAF] (with STE the gradient w.r.t. mu
+            # would cancel anyway).
+            m = means.detach()
+            buf[:, :, hs + PAD, ws + PAD] = rounder((y_c - m) * a) / a_det + m
         return buf[:, :, PAD : PAD + H, PAD : PAD + W], likelihoods
 
     # --- real bitstreams ------------------------------------------------------------------------
@@ -231,39 +286,46 @@ class AutoregressiveMixin:
         return y, z, z_strings, self.h_s(z_hat)
 
     @torch.no_grad()
-    def compress(self, x: Tensor, gain: Tensor) -> dict:
+    def compress(self, x: Tensor, gain: Tensor, order: str = DEFAULT_ORDER) -> dict:
         y, z, z_strings, params = self._hyper_compress(x)
-        y_strings, y_hat = self.compress_latent(y, params, gain)
+        y_strings, y_hat = self.compress_latent(y, params, gain, order)
         return {"strings": [y_strings, z_strings], "shape": z.size()[-2:], "y_hat": y_hat}
 
     @torch.no_grad()
-    def compress_latent(self, y: Tensor, params: Tensor, gain: Tensor) -> tuple[list[bytes], Tensor]:
-        """Serially code y ([B, M, H, W]; may be an expanded view) with one gain per item; one
-        string per item. ``params`` has B items or 1 shared by all."""
+    def compress_latent(
+        self, y: Tensor, params: Tensor, gain: Tensor, order: str = DEFAULT_ORDER
+    ) -> tuple[list[bytes], Tensor]:
+        """Code y ([B, M, H, W]; may be an expanded view) with one gain per item; one string per
+        item. ``params`` has B items or 1 shared by all. The encoder knows y, so it always computes
+        by wavefront diagonals; ``order`` is only the order the symbols go into the string
+        ('raster' is CompressAI's)."""
         B, M, H, W = y.shape
-        a = batch_gain(gain, B)
+        a = batch_gain(gain, B).reshape(B, 1, 1)
         gc = self.gaussian_conditional
         buf = y.new_zeros(B, M, H + 2 * PAD, W + 2 * PAD)
         sw = self._step_weights()
         pre = self._params_pre(sw, params)
-        symbols, indexes = [], []
-        for h in range(H):
-            for w in range(W):
-                scales, means = self._step(sw, buf, pre, h, w)
-                idx = gc.build_indexes(scales * a)
-                sym = torch.round((y[:, :, h : h + 1, w : w + 1] - means) * a)
-                buf[:, :, h + PAD : h + PAD + 1, w + PAD : w + PAD + 1] = sym / a + means
-                symbols.append(sym.reshape(B, M))
-                indexes.append(idx.reshape(B, M))
-        sym_all = torch.stack(symbols, 1).to(torch.int32).cpu()  # [B, H*W, M]: position-major
-        idx_all = torch.stack(indexes, 1).cpu()
+        symbols = torch.zeros(B, H, W, M, dtype=torch.int32, device=y.device)
+        indexes = torch.zeros(B, H, W, M, dtype=torch.int32, device=y.device)
+        together = self._row_invariant(y.device)
+        groups = self._groups(sw, H, W, y.device, "wavefront")
+        for hs, ws in groups:
+            scales, means = self._step_group(sw, buf, pre, hs, ws, together)  # [B, M, P]
+            sym = torch.round((y[:, :, hs, ws] - means) * a)
+            buf[:, :, hs + PAD, ws + PAD] = sym / a + means
+            symbols[:, hs, ws] = sym.transpose(1, 2).to(torch.int32)
+            indexes[:, hs, ws] = gc.build_indexes(scales * a).transpose(1, 2)
+        symbols, indexes = symbols.reshape(B, H * W, M), indexes.reshape(B, H * W, M)
+        if order != "raster":
+            stream = self._groups(sw, H, W, y.device, order)
+            perm = torch.cat([hs * W + ws for hs, ws in stream])
+            symbols, indexes = symbols[:, perm], indexes[:, perm]
+        sym_all, idx_all = symbols.reshape(B, -1).cpu(), indexes.reshape(B, -1).cpu()  # position-major
         cdf, cdf_len, offsets = self._coder_tables()
         strings = []
         for i in range(B):
             enc = BufferedRansEncoder()
-            enc.encode_with_indexes(
-                sym_all[i].reshape(-1).tolist(), idx_all[i].reshape(-1).tolist(), cdf, cdf_len, offsets
-            )
+            enc.encode_with_indexes(sym_all[i].tolist(), idx_all[i].tolist(), cdf, cdf_len, offsets)
             strings.append(enc.flush())
         return strings, buf[:, :, PAD : PAD + H, PAD : PAD + W]
 
@@ -272,19 +334,22 @@ class AutoregressiveMixin:
         return gc.quantized_cdf.tolist(), gc.cdf_length.reshape(-1).tolist(), gc.offset.reshape(-1).tolist()
 
     @torch.no_grad()
-    def decompress(self, strings: list, shape, gain: Tensor) -> dict:
+    def decompress(self, strings: list, shape, gain: Tensor, order: str = DEFAULT_ORDER) -> dict:
         z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
         params = self.h_s(z_hat)
-        y_hat = self.decompress_latent(strings[0], params, gain)
+        y_hat = self.decompress_latent(strings[0], params, gain, order)
         return {"x_hat": self.g_s(y_hat).clamp_(0, 1), "y_hat": y_hat}
 
     @torch.no_grad()
-    def decompress_latent(self, y_strings: list[bytes], params: Tensor, gain: Tensor) -> Tensor:
-        """Decode one string per item; ``params`` has one item per string or 1 shared by all."""
+    def decompress_latent(
+        self, y_strings: list[bytes], params: Tensor, gain: Tensor, order: str = DEFAULT_ORDER
+    ) -> Tensor:
+        """Decode one string per item; ``params`` has one item per string or 1 shared by all. The
+        decoder follows the string's ``order``: a wavefront group's symbols are read in one call."""
         B = len(y_strings)
         _, _, H, W = params.shape
         M = self.M
-        a = batch_gain(gain, B)
+        a = batch_gain(gain, B).reshape(B, 1, 1)
         gc = self.gaussian_conditional
         cdf, cdf_len, offsets = self._coder_tables()
         decoders = []
@@ -295,16 +360,19 @@ class AutoregressiveMixin:
         buf = params.new_zeros(B, M, H + 2 * PAD, W + 2 * PAD)
         sw = self._step_weights()
         pre = self._params_pre(sw, params)
-        for h in range(H):
-            for w in range(W):
-                scales, means = self._step(sw, buf, pre, h, w)
-                idx = gc.build_indexes(scales * a).reshape(B, M).cpu().numpy()
-                rv = []
-                for i in range(B):
-                    rows, local = np.unique(idx[i], return_inverse=True)
-                    rows = rows.tolist()
-                    tables = [cdf[r] for r in rows], [cdf_len[r] for r in rows], [offsets[r] for r in rows]
-                    rv.append(decoders[i].decode_stream(local.tolist(), *tables))
-                sym = torch.tensor(rv, dtype=torch.float32, device=params.device).reshape(B, M, 1, 1)
-                buf[:, :, h + PAD : h + PAD + 1, w + PAD : w + PAD + 1] = sym / a + means
+        together = self._row_invariant(params.device)
+        for hs, ws in self._groups(sw, H, W, params.device, order):
+            P = hs.numel()
+            scales, means = self._step_group(sw, buf, pre, hs, ws, together)  # [B, M, P]
+            idx = gc.build_indexes(scales * a).transpose(1, 2).reshape(B, P * M).cpu().numpy()
+            rv = []
+            for i in range(B):
+                # Only the CDF rows this group uses, renumbered: pybind converts the whole table on
+                # every call otherwise (the rows' contents are the same, so the symbols are too).
+                rows, local = np.unique(idx[i], return_inverse=True)
+                rows = rows.tolist()
+                tables = [cdf[r] for r in rows], [cdf_len[r] for r in rows], [offsets[r] for r in rows]
+                rv.append(decoders[i].decode_stream(local.tolist(), *tables))
+            sym = torch.tensor(rv, dtype=torch.float32, device=params.device).reshape(B, P, M).transpose(1, 2)
+            buf[:, :, hs + PAD, ws + PAD] = sym / a + means
         return buf[:, :, PAD : PAD + H, PAD : PAD + W]

@@ -1,0 +1,87 @@
+"""The autoregressive entropy path: wavefront scheduling, symbol orders, row invariance fallback."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from qvrf_bench.models import autoregressive as ar
+from qvrf_bench.models import create, prepare_for_coding
+from qvrf_bench.models.autoregressive import KERNEL, PAD, wavefront
+
+WIDTHS = {"minnen": (8, 12), "cheng2020": (12, 12)}
+
+
+def model_for(arch):
+    torch.manual_seed(0)
+    N, M = WIDTHS[arch]
+    return prepare_for_coding(create(arch, "qvrf", N=N, M=M))
+
+
+def mask_a_taps():
+    mask = torch.ones(KERNEL, KERNEL)
+    mask[PAD, PAD:] = 0
+    mask[PAD + 1 :] = 0
+    return torch.nonzero(mask.reshape(-1)).reshape(-1)
+
+
+@pytest.mark.parametrize("H, W", [(1, 1), (1, 7), (6, 1), (5, 9), (12, 4)])
+def test_wavefront_covers_every_position_once_after_its_context(H, W):
+    taps = mask_a_taps()
+    groups = wavefront(taps, H, W)
+    assert len(groups) == 3 * (H - 1) + W  # k = 3 for the 5x5 mask A
+    when = {}
+    for t, (hs, ws) in enumerate(groups):
+        for h, w in zip(hs.tolist(), ws.tolist(), strict=True):
+            assert (h, w) not in when
+            when[(h, w)] = t
+    assert len(when) == H * W
+    offsets = [(int(t) // KERNEL - PAD, int(t) % KERNEL - PAD) for t in taps]
+    for (h, w), t in when.items():
+        for dh, dw in offsets:
+            if (h + dh, w + dw) in when:
+                assert when[(h + dh, w + dw)] < t, ((h, w), (dh, dw))
+
+
+def test_wavefront_refuses_a_non_causal_mask():
+    with pytest.raises(NotImplementedError, match="causal"):
+        wavefront(torch.tensor([PAD * KERNEL + PAD]), 3, 3)  # the centre tap
+
+
+@pytest.mark.parametrize("arch", list(WIDTHS))
+def test_both_symbol_orders_code_the_same_symbols(arch):
+    model = model_for(arch)
+    x = torch.rand(1, 3, 64, 192)
+    gains = torch.tensor([0.7, 3.0])
+    with torch.no_grad():
+        y, _, _, params = model._hyper_compress(x)
+        yb = y.expand(2, -1, -1, -1)
+        wave, y_wave = model.compress_latent(yb, params, gains, order="wavefront")
+        raster, y_raster = model.compress_latent(yb, params, gains, order="raster")
+        assert torch.equal(y_wave, y_raster)
+        assert wave != raster  # another order of the same symbols: another string
+        assert torch.equal(model.decompress_latent(wave, params, gains, order="wavefront"), y_wave)
+        assert torch.equal(model.decompress_latent(raster, params, gains, order="raster"), y_wave)
+        # the eval forward (the training loss's exact quantization) reconstructs the same latent
+        out = model.compress(x, torch.tensor(3.0))
+        assert out["strings"][0][0] == wave[1] and torch.equal(out["y_hat"], y_wave[1:2])
+        with pytest.raises(ValueError, match="symbol order"):
+            model.compress_latent(yb, params, gains, order="zigzag")
+
+
+@pytest.mark.parametrize("arch", list(WIDTHS))
+def test_without_row_invariance_positions_are_computed_one_at_a_time_with_the_same_result(arch, monkeypatch):
+    model = model_for(arch)
+    x = torch.rand(1, 3, 64, 128)
+    with torch.no_grad():
+        want = model.compress(x, torch.tensor(2.0))
+        calls = []
+        step = model._step
+        monkeypatch.setattr(ar, "tile_invariance_ok", lambda m: False)
+        monkeypatch.setattr(model, "_step", lambda *a: calls.append(a[3].numel()) or step(*a))
+        model.__dict__.pop("_row_invariance", None)
+        got = model.compress(x, torch.tensor(2.0))
+        assert set(calls) == {1}
+        assert got["strings"] == want["strings"] and torch.equal(got["y_hat"], want["y_hat"])
+        dec = model.decompress(got["strings"], got["shape"], torch.tensor(2.0))
+        assert torch.equal(dec["y_hat"], want["y_hat"])
