@@ -24,8 +24,9 @@ while doing per image only what depends on the rate:
   decodes z once from the first container's bytes and runs h_s once.
 - Batched over rate points (``max_batch`` points at a time, further bounded by
   ``max_batch_bytes`` of latent-sized tensors, which bounds the per-image peak memory): the
-  symbols, indexes and y strings (elementwise for balle and minnen-mean; one serial loop over
-  latent positions serving all points for minnen and cheng2020, encoder and decoder alike), the
+  symbols, indexes and y strings (elementwise for balle and minnen-mean; for minnen and cheng2020
+  one loop over the latent positions' wavefront diagonals serving all points, encoder and decoder
+  alike), the
   containers (``codec.pack`` with the Header the serial path writes), the y decoding.
 - Per point, as the serial path: g_s on the decoded latent (a batch of one: batching the
   synthesis saves no compute on images of this size, and oneDNN's batched convolutions are not

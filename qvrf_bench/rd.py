@@ -58,6 +58,9 @@ SENSITIVITY_MODES = ("test", "anchor", "paired", "both", "none")
 DEFAULT_INTERP = "akima"
 DEFAULT_MIN_OVERLAP_PCT = 50.0
 DEFAULT_SUBSET_SIZE = 4  # the QVRF paper's Table 1 used 4 RD points
+# A subset pair whose quality ranges overlap on less than this share of the narrower one is not
+# counted (NaN, "skipped"): a BD average over a sliver says nothing and can read -100 %.
+MIN_SUBSET_OVERLAP = 0.25
 DEFAULT_N_BOOT = 1000
 DEFAULT_SEED = 0
 #: ``rate`` argument values: a per-image column, averaged over images into an RD point.
@@ -573,7 +576,8 @@ def subset_bd_rates(
     subsets of the anchor; ``paired`` = the same point indices on both curves (needs equal point
     counts, e.g. 8 QVRF levels vs 8 fixed models, which is how a paper picks "4 lambdas");
     ``both`` = every test subset against every anchor subset (C(n,k)*C(m,k) values).
-    A curve with fewer than ``k`` points is used whole.
+    A curve with fewer than ``k`` points is used whole. A pair of subsets whose quality ranges
+    overlap on less than ``MIN_SUBSET_OVERLAP`` of the narrower range gives NaN too.
     """
     check_interp(interp)
     if mode not in SENSITIVITY_MODES or mode == "none":
@@ -590,6 +594,13 @@ def subset_bd_rates(
             (_interpolate(c.quality[list(s)], np.log10(c.rate[list(s)]), interp), c.quality[list(s)]) for s in idx_list
         ]
 
+    def pct(a, t) -> float:
+        (fa_, qa), (ft_, qt) = a, t
+        overlap = min(qa[-1], qt[-1]) - max(qa[0], qt[0])
+        if overlap < MIN_SUBSET_OVERLAP * min(qa[-1] - qa[0], qt[-1] - qt[0]):
+            return math.nan
+        return _pct(_log_delta(fa_, qa, ft_, qt))
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if mode == "paired":
@@ -600,11 +611,11 @@ def subset_bd_rates(
                 )
             idx = subsets(test)
             fa, ft = interps(anchor, idx), interps(test, idx)
-            values = [_pct(_log_delta(a[0], a[1], t[0], t[1])) for a, t in zip(fa, ft, strict=True)]
+            values = [pct(a, t) for a, t in zip(fa, ft, strict=True)]
         else:
             fa = interps(anchor, subsets(anchor) if mode in ("anchor", "both") else [tuple(range(len(anchor)))])
             ft = interps(test, subsets(test) if mode in ("test", "both") else [tuple(range(len(test)))])
-            values = [_pct(_log_delta(a[0], a[1], t[0], t[1])) for a in fa for t in ft]
+            values = [pct(a, t) for a in fa for t in ft]
     return np.asarray(values, dtype=float)
 
 

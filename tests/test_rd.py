@@ -171,6 +171,18 @@ def test_subset_fast_path_matches_bjontegaard():
             assert values[i] == pytest.approx(ref, abs=1e-9)
 
 
+def test_subsets_that_barely_overlap_are_skipped_not_counted():
+    # Anchor 30..40 dB; the test curve's low subsets end where the anchor starts: the first 4-point
+    # subset overlaps the anchor on 0.2 dB of its 3 dB, which must not become a BD-rate.
+    anchor = rd.Curve("a", rate_at([30.0, 32.5, 35.0, 37.5, 40.0], 1.0), [30.0, 32.5, 35.0, 37.5, 40.0])
+    q = [27.2, 28.2, 29.2, 30.2, 34.0, 38.0]
+    test = rd.Curve("t", rate_at(q, 0.8), q)
+    values = rd.subset_bd_rates(test=test, anchor=anchor, mode="test", k=4)
+    assert math.isnan(values[0])  # subset (0, 1, 2, 3): overlap 0.2 of 3.0 dB
+    finite = values[np.isfinite(values)]
+    assert finite.size > 0 and np.all(np.abs(finite + 20.0) < 1.0)  # the others see the true -20 %
+
+
 def test_sensitivity_modes_and_counts():
     t, a = rd.Curve("t", *REAL_TEST), rd.Curve("a", *REAL_ANCHOR)
     assert rd.subset_stats(test=t, anchor=a, mode="test").n == math.comb(10, 4)

@@ -8,6 +8,15 @@ round((y - mu) * a) and the reconstruction is symbols / a + mu.
 Every function here takes a gain of shape [] or [B], one gain per batch item: the same serial loop
 then serves several rate points (or images) at once, which is what the fast sweep engine uses.
 
+Wavefront. The 5x5 mask A context of position (h, w) lies in rows h-2..h-1 (columns w-2..w+2) and
+at (h, w-2), (h, w-1), so every position with 3h + w = t depends only on positions with smaller t
+(:func:`wavefront` derives the slope 3 from the mask). The encoder, which knows y, computes each
+such anti-diagonal in one step: 141 steps instead of 1536 for a 512x768 image. The decoder can do
+the same only if the string holds the symbols in that order, so codec format 2 does (a group's
+symbols are read in one rANS call); format 1, CompressAI's raster order, still decodes, one position
+per step. This needs the step to be row invariant (below): where the warm-up probe says it is not,
+positions are computed one at a time (same numbers, the old speed).
+
 Encoder and decoder run the *same* step function on the *same* buffer contents (zeros where a
 position is not decoded yet), so the decoder reproduces the encoder bit for bit by construction
 rather than by the coincidence of two code paths agreeing.

@@ -24,6 +24,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+from compressai.entropy_models import GaussianConditional
 from torch import Tensor, nn
 
 # The CompressAI MSE lambdas of qualities 1..8 (x 255^2 MSE convention), the QVRF level set.
@@ -83,6 +84,21 @@ def ste_round(x: Tensor) -> Tensor:
     return (torch.round(x) - x).detach() + x
 
 
+class SearchGaussianConditional(GaussianConditional):
+    """CompressAI's GaussianConditional with ``build_indexes`` as one ``torch.searchsorted``.
+
+    CompressAI's loop ``indexes = L-1 - sum_s (scale <= table[s])`` over the table's first L-1
+    entries costs three passes over the whole latent per entry (the QVRF table has 64+): at 35
+    rate points of a Kodak image that is seconds. The index is the number of those entries strictly
+    below the (lower-bounded) scale, which ``searchsorted(..., right=False)`` counts exactly: the
+    same float32 comparisons, the same integers (tested against CompressAI's loop)."""
+
+    def build_indexes(self, scales: Tensor) -> Tensor:
+        scales = self.lower_bound_scale(scales)
+        table = self.scale_table[:-1].to(device=scales.device, dtype=scales.dtype).contiguous()
+        return torch.searchsorted(table, scales.contiguous(), right=False).int()
+
+
 class GainMixin:
     """Adds the QVRF gain vector and its selection rules to a CompressAI model.
 
@@ -102,6 +118,10 @@ class GainMixin:
         self.lmbdas = tuple(float(v) for v in lmbdas)
         self.learn_gains = bool(learn_gains)
         self.gain = nn.Parameter(torch.tensor(list(gains), dtype=torch.float32), requires_grad=learn_gains)
+        # CompressAI builds GaussianConditional(None) in every one of these models; ours differs only
+        # in how it finds the scale indexes (same integers, one binary search instead of a pass per
+        # table entry): no parameters or buffers change, so state dicts load as before.
+        self.gaussian_conditional = SearchGaussianConditional(None)
 
     @property
     def num_levels(self) -> int:

@@ -103,3 +103,23 @@ def test_rate_grows_with_gain_in_eval_forward(arch):
             lk = m(x, gain=a)["likelihoods"]["y"]
             bits.append(float(-torch.log2(lk).sum()))
     assert bits[0] < bits[1] < bits[2]
+
+
+def test_search_build_indexes_equals_compressais_loop():
+    from compressai.entropy_models import GaussianConditional
+
+    from qvrf_bench.models.qvrf import SearchGaussianConditional, scale_table
+
+    table = scale_table(12.0)
+    ours, ref = SearchGaussianConditional(table.tolist()), GaussianConditional(table.tolist())
+    g = torch.Generator().manual_seed(0)
+    scales = torch.cat([
+        torch.exp(torch.rand(20000, generator=g) * 12 - 6),  # around and beyond the table
+        table, torch.nextafter(table, torch.zeros(())), torch.nextafter(table, torch.full((), 1e9)),
+        torch.tensor([0.0, -1.0, 1e-12, 1e30, float("inf")]),
+    ]).reshape(1, -1, 1, 1)  # fmt: skip
+    got, want = ours.build_indexes(scales), ref.build_indexes(scales)
+    assert got.dtype == want.dtype == torch.int32
+    assert torch.equal(got, want)
+    assert got.min() == 0 and got.max() == len(table) - 1
+    assert isinstance(create("minnen", "qvrf", N=8, M=12).gaussian_conditional, SearchGaussianConditional)
