@@ -1,3 +1,3 @@
 """qvrf-bench: benchmark and RD-analysis suite for variable-rate learned image compression."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
