@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     if head == codec.MAGIC:
         h, strings = codec.unpack(path.read_bytes(), str(path))
         px = h.width * h.height
-        print(f"bitstream {path}: {h.arch}, {h.width}x{h.height}, "
+        print(f"bitstream {path} (format {h.version}): {h.arch}, {h.width}x{h.height}, "
               f"{'level ' + str(h.level) if h.level is not None else 'continuous'} gain {h.gain:.6g}, "
               f"checkpoint {h.fingerprint.hex()}, padding {h.padding}, strings {list(h.lengths)} bytes, "
               f"{8 * path.stat().st_size / px:.4f} bpp")  # fmt: skip

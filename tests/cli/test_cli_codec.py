@@ -77,7 +77,7 @@ def test_continuous_gain_and_update(ckpt, photo, tmp_path):
     assert "gain 3.3000" in p.stdout
     upd = run("update", ckpt, "-o", tmp_path).stdout.strip()
     run("decode", "-c", upd, tmp_path / "g.bin", tmp_path / "g.png")  # same fingerprint after update
-    assert "continuous gain 3.3" in run("info", tmp_path / "g.bin").stdout
+    assert "(format 2): balle" in (out := run("info", tmp_path / "g.bin").stdout) and "continuous gain 3.3" in out
     assert "balle-qvrf8-8x12" in run("info", ckpt).stdout
 
 
