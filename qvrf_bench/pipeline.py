@@ -208,7 +208,7 @@ def run(args) -> int:
         caption = "checkpoints given on the command line"
     else:
         ckpts, scale = train_all(args, train_dir, out / "train", log)
-        caption = " | ".join(f"{a}: {s}" for a, s in scale.items())
+        caption = scale  # each figure states only its own architecture's schedule
 
     log(f"sweeping {len(ckpts)} checkpoints on {test_dir}")
     summary = run_sweep(SweepConfig(dataset=test_dir, out=out / "sweep", checkpoints=[str(c) for c in ckpts],

@@ -15,7 +15,7 @@ the figure so that a small model is never mistaken for the paper's.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -415,7 +415,7 @@ def readme_figures(
     rows: pd.DataFrame,
     *,
     published: bool = True,
-    caption: str = "",
+    caption: str | Mapping[str, str] = "",
     dataset: str | None = None,
     metric: str = "psnr",
     rate: str = "bpp_real",
@@ -424,6 +424,8 @@ def readme_figures(
 
     Names are :data:`README_FIGURES`. ``published=True`` draws :data:`PUBLISHED` beside the measured
     curves (VariableRate and moreLagrangeMultiplier use the curves of their model's architecture).
+    ``caption``: one text for every figure, or ``{arch: text}`` (how each architecture was trained),
+    of which each figure shows only its own architecture's.
     """
     m = measure(rows, rate=rate, dataset=dataset)
     figs: dict[str, object] = {}
@@ -431,6 +433,11 @@ def readme_figures(
 
     def pub(arch: str) -> tuple[str, ...]:
         return PUBLISHED.get(family(arch), ()) if published else ()
+
+    def cap(arch: str) -> str:
+        if isinstance(caption, str):
+            return caption
+        return " | ".join(f"{a}: {text}" for a, text in caption.items() if family(a) == family(arch))
 
     def attempt(name: str, build) -> None:
         try:
@@ -446,20 +453,28 @@ def readme_figures(
     attempt(
         "VariableRate",
         lambda: variable_rate(
-            rows, method=vr_method, published=pub(vr_arch), metric=metric, caption=caption, dataset=dataset, rate=rate
+            rows,
+            method=vr_method,
+            published=pub(vr_arch),
+            metric=metric,
+            caption=cap(vr_arch),
+            dataset=dataset,
+            rate=rate,
         ),  # fmt: skip
     )
     for name, arch in (("Balle", "balle"), ("Minnen", "minnen"), ("Cheng2020", "cheng2020")):
         attempt(
             name,
             lambda arch=arch: qvrf_vs_anchors(
-                arch, rows, published=pub(arch), metrics=(metric,), caption=caption, dataset=dataset, rate=rate
+                arch, rows, published=pub(arch), metrics=(metric,), caption=cap(arch), dataset=dataset, rate=rate
             ),
         )
     many = [x for x in qvrf if max_level(m.points.loc[m.points["method"] == x]) >= 8]
     ml_arch = m.arch_of(many[0]) if many else ""
     attempt(
         "moreLagrangeMultiplier",
-        lambda: more_lagrange(rows, published=pub(ml_arch), metric=metric, caption=caption, dataset=dataset, rate=rate),
+        lambda: more_lagrange(
+            rows, published=pub(ml_arch), metric=metric, caption=cap(ml_arch), dataset=dataset, rate=rate
+        ),
     )
     return figs, skipped

@@ -314,6 +314,10 @@ def test_readme_figures_measured_alone_and_with_published():
         svg = __import__("qvrf_bench.report.plots", fromlist=["to_svg"]).to_svg(figs["Balle"])
         assert "(measured)" in svg and caption in svg
         assert ("(published: bytedance/QRAF, kodak)" in svg) is published
+    # Per-architecture captions: each figure states only its own architecture's training.
+    figs, _ = figures.readme_figures(rows, caption={"balle": "balle at N=8", "cheng2020": "cheng at N=12"})
+    svg = __import__("qvrf_bench.report.plots", fromlist=["to_svg"]).to_svg(figs["Balle"])
+    assert "balle: balle at N=8" in svg and "cheng at N=12" not in svg
     with pytest.raises(Exception, match="no QVRF rows"):
         figures.variable_rate(rows.loc[rows["kind"] == "fixed"])
 
