@@ -540,7 +540,8 @@ def device_string(device: Any = None) -> str:
 
     dev = torch.device(device if device is not None else "cpu")
     if dev.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads, {cpu_model()})"
+        n = torch.get_num_threads()
+        return f"cpu ({n} thread{'s' if n != 1 else ''}, {cpu_model()})"
     if dev.type == "cuda":
         index = dev.index if dev.index is not None else torch.cuda.current_device()
         return f"cuda:{index} ({torch.cuda.get_device_name(index)}, CUDA {torch.version.cuda})"

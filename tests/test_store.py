@@ -446,7 +446,7 @@ def test_provenance():
               "pillow_version", "device"):  # fmt: skip
         assert p[k], k
     assert p["compressai_version"] == "1.2.8"
-    assert p["device"].startswith("cpu (") and "threads" in p["device"]
+    assert p["device"].startswith("cpu (") and "thread" in p["device"]
 
 
 def test_sha256_file(tmp_path):
@@ -478,3 +478,16 @@ def test_compact_rewrites_parts_as_one(tmp_path):
     assert s.parts() == [part]
     assert s.read().equals(before)
     assert s.compact() == part  # nothing to do
+
+
+def test_device_string_names_threads_and_cpu():
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert store.device_string(torch.device("cpu")).startswith("cpu (1 thread, ")
+        torch.set_num_threads(2)
+        assert store.device_string(torch.device("cpu")).startswith("cpu (2 threads, ")
+    finally:
+        torch.set_num_threads(threads)
