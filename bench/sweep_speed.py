@@ -42,8 +42,9 @@ sys.path.insert(0, str(REPO))
 from qvrf_bench import codec, images  # noqa: E402
 from qvrf_bench.engine import FastEngine, RatePoint, SerialEngine  # noqa: E402
 from qvrf_bench.models import ARCHS, LAMBDAS_8, PAPER_FACTORS, create, prepare_for_coding  # noqa: E402
+from qvrf_bench.models.registry import AUTOREGRESSIVE  # noqa: E402
 
-AR = ("minnen", "cheng2020")
+AR = AUTOREGRESSIVE
 # arch -> (CompressAI zoo builder, quality whose widths equal our default QVRF widths)
 ZOO = {"balle": ("bmshj2018_hyperprior", 8), "minnen-mean": ("mbt2018_mean", 8), "minnen": ("mbt2018", 8),
        "cheng2020": ("cheng2020_attn", 6)}  # fmt: skip

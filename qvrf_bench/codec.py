@@ -41,9 +41,7 @@ from torch import nn
 
 from qvrf_bench import images
 from qvrf_bench.errors import BitstreamError
-from qvrf_bench.models.registry import ARCHS
-
-AR_ARCHS = ("minnen", "cheng2020")  # the models whose y string order depends on the format version
+from qvrf_bench.models.registry import ARCHS, AUTOREGRESSIVE
 
 MAGIC = b"QVRF"
 VERSION = 2
@@ -84,7 +82,7 @@ class Header:
 
 def symbol_order(header: Header) -> dict:
     """Keyword arguments telling an autoregressive model's decompress the y symbol order."""
-    if header.arch not in AR_ARCHS:
+    if header.arch not in AUTOREGRESSIVE:
         return {}
     return {"order": "raster" if header.version == 1 else "wavefront"}
 

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 from torch import nn
 
+from qvrf_bench.models.autoregressive import AutoregressiveMixin
 from qvrf_bench.models.balle import QVRFScaleHyperprior
 from qvrf_bench.models.cheng2020 import QVRFCheng2020Attention
 from qvrf_bench.models.minnen import QVRFJointAutoregressive, QVRFMeanScaleHyperprior
@@ -30,6 +31,9 @@ _CLASSES = {
     "minnen": (QVRFJointAutoregressive, "mbt2018"),
     "cheng2020": (QVRFCheng2020Attention, "cheng2020-attn"),
 }
+
+# The joint autoregressive ones (context model; their y symbol order depends on the codec format).
+AUTOREGRESSIVE = tuple(a for a, (cls, _) in _CLASSES.items() if issubclass(cls, AutoregressiveMixin))
 
 # CompressAI 1.2.8 zoo widths by quality 1..8 (cheng2020-attn stops at 6; 7-8 reuse N=192).
 _ZOO_WIDTHS = {
