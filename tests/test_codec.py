@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import small_model
 
 from qvrf_bench import codec, images
 from qvrf_bench.errors import BitstreamError
 from qvrf_bench.models import ARCHS, create, prepare_for_coding
 
-WIDTHS = {"balle": (8, 12), "minnen-mean": (8, 12), "minnen": (8, 12), "cheng2020": (12, 12)}
 SIZES = [(7, 13), (1, 1), (333, 501)]
 
 
@@ -29,10 +29,7 @@ def photo(h, w, seed=0):
 )
 def model(request):
     arch, kind = request.param
-    torch.manual_seed(0)
-    N, M = WIDTHS[arch]
-    m = create(arch, kind, N=N, M=M, lmbda=0.0483 if kind == "fixed" else None)
-    return prepare_for_coding(m)
+    return small_model(arch, kind)
 
 
 def own_reconstruction(model, rgb, level=None, gain=None):

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import small_model
 
 from qvrf_bench import codec, engine
 from qvrf_bench.engine import FastEngine, RatePoint, SerialEngine, get_engine
 from qvrf_bench.models import ARCHS, create, prepare_for_coding
 from qvrf_bench.models.autoregressive import TILE, tile_invariance_ok
 
-WIDTHS = {"balle": (8, 12), "minnen-mean": (8, 12), "minnen": (8, 12), "cheng2020": (12, 12)}
 GAINS = (0.5, 1.7, 3.3, 12.0)
 
 
@@ -34,9 +34,7 @@ def points_for(model):
 def coded(request):
     """A model, its points, and both engines' results on an image whose sides are not multiples of 64."""
     arch, kind = request.param
-    torch.manual_seed(0)
-    N, M = WIDTHS[arch]
-    model = prepare_for_coding(create(arch, kind, N=N, M=M, lmbda=0.0483 if kind == "fixed" else None))
+    model = small_model(arch, kind)
     fp = codec.model_fingerprint(model)
     rgb = photo(70, 131)
     pts = points_for(model)
@@ -69,14 +67,12 @@ def test_fast_bitstreams_decode_with_the_plain_decoder(coded):
 
 @pytest.mark.parametrize("arch", ["balle", "minnen", "cheng2020"])
 def test_small_batches_and_other_sizes_give_the_same_results(arch):
-    torch.manual_seed(1)
-    N, M = WIDTHS[arch]
-    model = prepare_for_coding(create(arch, "qvrf", N=N, M=M))
+    model = small_model(arch, seed=1)
     fp = codec.model_fingerprint(model)
     rgb = photo(45, 97, seed=2)
     pts = [RatePoint(None, 0.4 + 0.6 * i) for i in range(TILE + 3)] + [RatePoint(7, None)]
     ref = FastEngine().run_image(model, rgb, pts, fp)
-    assert FastEngine().batch_size(model, torch.zeros(1, M, 4, 8)) >= len(pts)  # one batch by default
+    assert FastEngine().batch_size(model, torch.zeros(1, model.M, 4, 8)) >= len(pts)  # one batch by default
     for eng in (FastEngine(max_batch=3, self_check=False), FastEngine(max_batch_bytes=1, self_check=False)):
         out = eng.run_image(model, rgb, pts, fp)
         assert [r.data for r in out] == [r.data for r in ref]
@@ -87,9 +83,7 @@ def test_small_batches_and_other_sizes_give_the_same_results(arch):
 
 @pytest.mark.parametrize("arch", ["minnen", "cheng2020"])
 def test_autoregressive_step_is_batch_invariant(arch):
-    torch.manual_seed(0)
-    N, M = WIDTHS[arch]
-    model = prepare_for_coding(create(arch, "qvrf", N=N, M=M))
+    model = small_model(arch)
     assert tile_invariance_ok(model)
     # The coder itself: a point coded among others gives the string and latent it gets alone.
     x = torch.rand(1, 3, 64, 128)

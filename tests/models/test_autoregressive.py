@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import small_model
 
 from qvrf_bench.models import autoregressive as ar
-from qvrf_bench.models import create, prepare_for_coding
 from qvrf_bench.models.autoregressive import KERNEL, PAD, wavefront
-
-WIDTHS = {"minnen": (8, 12), "cheng2020": (12, 12)}
-
-
-def model_for(arch):
-    torch.manual_seed(0)
-    N, M = WIDTHS[arch]
-    return prepare_for_coding(create(arch, "qvrf", N=N, M=M))
+from qvrf_bench.models.registry import AUTOREGRESSIVE
 
 
 def mask_a_taps():
@@ -48,9 +41,9 @@ def test_wavefront_refuses_a_non_causal_mask():
         wavefront(torch.tensor([PAD * KERNEL + PAD]), 3, 3)  # the centre tap
 
 
-@pytest.mark.parametrize("arch", list(WIDTHS))
+@pytest.mark.parametrize("arch", AUTOREGRESSIVE)
 def test_both_symbol_orders_code_the_same_symbols(arch):
-    model = model_for(arch)
+    model = small_model(arch)
     x = torch.rand(1, 3, 64, 192)
     gains = torch.tensor([0.7, 3.0])
     with torch.no_grad():
@@ -69,9 +62,9 @@ def test_both_symbol_orders_code_the_same_symbols(arch):
             model.compress_latent(yb, params, gains, order="zigzag")
 
 
-@pytest.mark.parametrize("arch", list(WIDTHS))
+@pytest.mark.parametrize("arch", AUTOREGRESSIVE)
 def test_without_row_invariance_positions_are_computed_one_at_a_time_with_the_same_result(arch, monkeypatch):
-    model = model_for(arch)
+    model = small_model(arch)
     x = torch.rand(1, 3, 64, 128)
     with torch.no_grad():
         want = model.compress(x, torch.tensor(2.0))

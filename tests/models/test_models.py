@@ -6,19 +6,14 @@ import math
 
 import pytest
 import torch
+from helpers import small_model
 
 from qvrf_bench.models import ARCHS, LAMBDAS_8, LAMBDAS_11, create, initial_gains, prepare_for_coding
 from qvrf_bench.models.qvrf import scale_table
 
-WIDTHS = {"balle": (8, 12), "minnen-mean": (8, 12), "minnen": (8, 12), "cheng2020": (12, 12)}
-
 
 def tiny(arch, kind="qvrf", **kw):
-    torch.manual_seed(0)
-    N, M = WIDTHS[arch]
-    if kind == "fixed":
-        kw.setdefault("lmbda", 0.0483)
-    return create(arch, kind, N=N, M=M, **kw)
+    return small_model(arch, kind, coding=False, **kw)
 
 
 def test_initial_gains_are_sqrt_lambda_ratios():

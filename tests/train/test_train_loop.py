@@ -152,19 +152,25 @@ def test_kill_9_then_resume(tmp_path, clean_photos):
     assert steps_of(out / "train_log.csv") == list(range(1, total + 1))
 
 
-def test_nan_loss_stops_with_the_step_named(tiny, tmp_path, monkeypatch):
+def scale_loss_at_step(monkeypatch, step: int, factor: float) -> None:
+    """Multiply the training loss of one step by ``factor`` (validation is stubbed out, so the
+    calls of rate_distortion are the training steps)."""
     real = loop_module.rate_distortion
     calls = {"n": 0}
 
-    def poisoned(out, x, lmbda):
+    def scaled(out, x, lmbda):
         calls["n"] += 1
         rd = real(out, x, lmbda)
-        if calls["n"] == 4:  # training step 4 (validation is stubbed out below, so calls = steps)
-            rd["loss"] = rd["loss"] * float("nan")
+        if calls["n"] == step:
+            rd["loss"] = rd["loss"] * factor
         return rd
 
-    monkeypatch.setattr(loop_module, "rate_distortion", poisoned)
+    monkeypatch.setattr(loop_module, "rate_distortion", scaled)
     monkeypatch.setattr(loop_module, "validate", lambda *a, **k: loop_module.ValResult([], 1.0))
+
+
+def test_nan_loss_stops_with_the_step_named(tiny, tmp_path, monkeypatch):
+    scale_loss_at_step(monkeypatch, 4, float("nan"))
     cfg = tiny(kind="fixed", lmbda=0.0483, steps=6, save_every=2, val_every=100, out=str(tmp_path / "nan"))
     with pytest.raises(QVRFError, match=r"non-finite loss \(nan\) at step 4.*last\.pt \(step 2\)"):
         train(cfg)
@@ -176,18 +182,7 @@ def test_nan_loss_stops_with_the_step_named(tiny, tmp_path, monkeypatch):
 
 
 def test_a_gradient_spike_is_zeroed_by_clipping_not_fatal(tiny, tmp_path, monkeypatch):
-    real = loop_module.rate_distortion
-    calls = {"n": 0}
-
-    def spiky(out, x, lmbda):
-        calls["n"] += 1
-        rd = real(out, x, lmbda)
-        if calls["n"] == 2:  # finite gradients, but their float32 norm overflows
-            rd["loss"] = rd["loss"] * 1e30
-        return rd
-
-    monkeypatch.setattr(loop_module, "rate_distortion", spiky)
-    monkeypatch.setattr(loop_module, "validate", lambda *a, **k: loop_module.ValResult([], 1.0))
+    scale_loss_at_step(monkeypatch, 2, 1e30)  # finite gradients, but their float32 norm overflows
     final = train(tiny(kind="fixed", lmbda=0.0483, steps=3, out=str(tmp_path / "spike")))
     assert read_file(final)["training"]["step"] == 3
     assert "step 2: gradient norm overflowed" in (tmp_path / "spike" / "events.log").read_text()
