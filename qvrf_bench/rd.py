@@ -861,6 +861,11 @@ def _num(x: float, digits: int, signed: bool = False, minus: str = "-") -> str:
     return s.replace("-", minus)
 
 
+def insufficient_overlap(overlap_pct: float, min_overlap_pct: float = DEFAULT_MIN_OVERLAP_PCT) -> bool:
+    """True when a BD-rate's quality overlap is too small for the number to be presented as a result."""
+    return not (overlap_pct >= min_overlap_pct)
+
+
 def _display_rows(table: pd.DataFrame, minus: str = "-") -> tuple[list[str], list[str], list[list[str]]]:
     """Headers, alignment (l/r) and cell strings shared by the Markdown and LaTeX formatters."""
     metrics = set(table["metric"]) if len(table) else {"psnr"}
@@ -880,17 +885,21 @@ def _display_rows(table: pd.DataFrame, minus: str = "-") -> tuple[list[str], lis
     align += ["r"]
     body = []
     for _, r in table.iterrows():
+        # Below the overlap threshold a BD-rate is an extrapolation, not a result: the tables say
+        # so instead of printing the number (the CSV keeps it, and the report's notes give it).
+        low = insufficient_overlap(r["overlap_pct"])
         cells = [
             str(r["test"]),
             str(r["anchor"]),
-            _num(r["bd_rate_pct"], 2, True, minus),
+            f"insufficient overlap ({_num(r['overlap_pct'], 0)} %)" if low else _num(r["bd_rate_pct"], 2, True, minus),
             _num(r["bd_quality_db"], 3, True, minus),
             _num(r["overlap_pct"], 0),
         ]
         if has_sens:
-            cells += [_num(r[c], 2, True, minus) for c in ("sens_min_pct", "sens_median_pct", "sens_max_pct")]
+            cells += ["n/a" if low else _num(r[c], 2, True, minus)
+                      for c in ("sens_min_pct", "sens_median_pct", "sens_max_pct")]  # fmt: skip
         if has_ci:
-            cells += [f"[{_num(r['ci_low_pct'], 2, True, minus)}, {_num(r['ci_high_pct'], 2, True, minus)}]"]
+            cells += ["n/a" if low else f"[{_num(r['ci_low_pct'], 2, True, minus)}, {_num(r['ci_high_pct'], 2, True, minus)}]"]
         pts = f"{int(r['n_test'])}/{int(r['n_anchor'])}"
         dropped = int(r["n_dropped_test"]) + int(r["n_dropped_anchor"])
         cells += [pts + (f" ({dropped} dropped)" if dropped else "")]

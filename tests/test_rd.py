@@ -120,6 +120,26 @@ def test_partial_overlap_percentage_and_warning():
         rd.compare(test=t, anchor=anchor_curve(), min_overlap_pct=20.0)  # no warning
 
 
+def test_tables_do_not_present_a_low_overlap_bd_rate_as_a_result():
+    q = np.array([36.0, 39.0, 42.0, 45.0, 48.0, 51.0])  # 25 % overlap with the anchor
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rd.RDWarning)
+        low = rd.compare(test=rd.Curve("low", rate_at(q, 0.9), q), anchor=anchor_curve())
+    good = rd.compare(test=rd.Curve("good", rate_at(ANCHOR_Q, 0.9), ANCHOR_Q), anchor=anchor_curve())
+    table = rd.results_table([low, good])
+    md = rd.format_markdown(table)
+    low_line = next(line for line in md.splitlines() if line.startswith("| low "))
+    good_line = next(line for line in md.splitlines() if line.startswith("| good "))
+    assert "insufficient overlap (25 %)" in low_line and "-10.00" not in low_line
+    assert "-10.00" in good_line and "insufficient" not in good_line
+    assert "insufficient overlap (25 \\%)" in rd.format_latex(table)
+    # the machine-readable CSV keeps the number
+    csv_low = next(line for line in rd.format_csv(table).splitlines() if line.startswith("low,"))
+    assert float(csv_low.split(",")[4]) == pytest.approx(-10.0, abs=1e-6)
+    assert rd.insufficient_overlap(49.9) and not rd.insufficient_overlap(50.0)
+    assert rd.insufficient_overlap(float("nan"))
+
+
 def test_too_few_points():
     t = rd.Curve("t", rate_at([30.0, 33.0, 36.0]), [30.0, 33.0, 36.0])
     with pytest.raises(QVRFError, match="cubic interpolation needs at least 4"):

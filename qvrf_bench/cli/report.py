@@ -54,6 +54,8 @@ def register(subparsers) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     p.add_argument("--figures", metavar="DIR", help="also write each architecture's RD figure as PNG and SVG to DIR")
+    p.add_argument("--cross-dataset", action="store_true",
+                   help="also compute BD-rates against published curves of another test set (default: only the same set)")  # fmt: skip
     p.add_argument("--dir", action="append", default=[], metavar="DIR", help="extra folder of user anchors")
     p.set_defaults(func=run)
 
@@ -93,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         anchor_dirs=args.dir,
         command=_command(args),
         figures_dir=args.figures,
+        cross_dataset=args.cross_dataset,
     )
     print(f"wrote {out}", file=sys.stderr)
     return 0

@@ -77,6 +77,8 @@ def register(sub) -> None:
     o.add_argument(
         "--save-every", type=int, metavar="N", help="checkpoint every N steps (default: preset; paper: every epoch)"
     )
+    o.add_argument("--keep-every", type=int, metavar="N",
+                   help="also keep a model snapshot every N steps in <out>/snapshots (for learning curves)")  # fmt: skip
     o.add_argument("--log-every", type=int, metavar="N", help="one CSV row every N steps")
     r = p.add_argument_group("run control")
     r.add_argument("--seed", type=int, default=1926)
@@ -122,7 +124,7 @@ def config_from_args(args: argparse.Namespace):
         N=ch[0] if ch else None, M=ch[1] if len(ch) > 1 else None, lr=args.lr, aux_lr=args.aux_lr,
         gain_lr=args.gain_lr, batch_size=args.batch_size, test_batch_size=args.test_batch_size, patch_size=args.patch_size,
         clip=args.clip, plateau_factor=args.plateau_factor, plateau_patience=args.plateau_patience,
-        steps=args.steps, epochs=args.epochs, val_every=args.val_every, save_every=args.save_every,
+        steps=args.steps, epochs=args.epochs, val_every=args.val_every, save_every=args.save_every, keep_every=args.keep_every,
         log_every=args.log_every, seed=args.seed, device=args.device, threads=args.threads,
         resume="yes" if args.resume else "no" if args.restart else "auto", progress=not args.no_progress,
     ), lmbda == "all"  # fmt: skip

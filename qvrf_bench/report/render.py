@@ -203,6 +203,15 @@ class BDOutput:
     n_pairs: int = 0
 
 
+def same_dataset(measured: str | None, published: str | None) -> bool:
+    """Whether a measured set and a published curve's set are the same test set, by name."""
+
+    def norm(v):
+        return "".join(ch for ch in str(v or "").lower() if ch.isalnum())
+
+    return bool(norm(measured)) and norm(measured) == norm(published)
+
+
 def compute_bd(
     m: F.Measured,
     anchors: Sequence,
@@ -210,10 +219,17 @@ def compute_bd(
     interp: str = rd.DEFAULT_INTERP,
     n_boot: int = 200,
     seed: int = rd.DEFAULT_SEED,
+    cross_dataset: bool = False,
 ) -> BDOutput:
     """Every QVRF/VBR curve against the fixed-rate curve of its family, and every curve of a matching
-    family against each published anchor; both metrics. All numbers come from :mod:`qvrf_bench.rd`."""
+    family against each published anchor; both metrics. All numbers come from :mod:`qvrf_bench.rd`.
+
+    A published anchor measured on another dataset than ``m.dataset`` is compared only with
+    ``cross_dataset`` (a BD-rate between two test sets mixes codec and content). A BD-rate whose
+    quality overlap is below the threshold is kept in the table data but shown as "insufficient
+    overlap"; its number goes to the notes."""
     tests, fixed = test_curves(m)
+    out = BDOutput()
     pairs: list[tuple[CurveSpec, AnchorSpec]] = []
     for t in tests:
         if t.kind in ("qvrf", "vbr") and t.fam in fixed:
@@ -232,8 +248,12 @@ def compute_bd(
         matched = [t for t in tests if fam is None or t.fam == fam]
         if not matched:
             continue
+        if not cross_dataset and not same_dataset(m.dataset, a.dataset):
+            out.notes.append(f"{a.name}: published on {a.dataset}, measured here on {m.dataset or 'an unnamed set'}; "
+                             "no BD-rate between different test sets (ask with --cross-dataset)")  # fmt: skip
+            continue
         pairs += [(t, spec) for t in matched]
-    out = BDOutput(n_pairs=len(pairs))
+    out.n_pairs = len(pairs)
     results: dict[str, list] = {mt: [] for mt in METRICS}
     for t, a in pairs:
         for mt in METRICS:
@@ -270,6 +290,9 @@ def compute_bd(
                     res = res.with_ci(ci)
                 except QVRFError as exc:
                     out.notes.append(f"{t.name} vs {a.name} ({mt}): no bootstrap CI ({exc})")
+            if rd.insufficient_overlap(res.overlap_pct):
+                out.notes.append(f"{t.name} vs {a.name} ({mt}): BD-rate {res.bd_rate:+.2f} % not shown as a result: "
+                                 f"quality overlap {res.overlap_pct:.0f} % < {rd.DEFAULT_MIN_OVERLAP_PCT:.0f} %")  # fmt: skip
             results[mt].append(res)
             if mt == "psnr" and a.rows is not None:
                 df = rd.per_image_bd(
@@ -449,11 +472,14 @@ def bd_rows(table: pd.DataFrame) -> list[dict]:
         if r["sens_n"]:
             sens = " / ".join(fmt(r[c], 2, True) for c in ("sens_min_pct", "sens_median_pct", "sens_max_pct"))
         dropped = int(r["n_dropped_test"]) + int(r["n_dropped_anchor"])
+        low = rd.insufficient_overlap(r["overlap_pct"])
+        if low:  # not a result: no number, no win/loss colour (the number is in the notes)
+            sens, ci = "", ""
         out.append(
             {
                 "test": r["test"],
                 "anchor": r["anchor"],
-                "bd_rate": fmt(r["bd_rate_pct"], 2, True),
+                "bd_rate": f"insufficient overlap ({fmt(r['overlap_pct'], 0)} %)" if low else fmt(r["bd_rate_pct"], 2, True),
                 "bd_quality": fmt(r["bd_quality_db"], 3, True),
                 "overlap": fmt(r["overlap_pct"], 0),
                 "low_overlap": bool(r["overlap_pct"] < rd.DEFAULT_MIN_OVERLAP_PCT),
@@ -461,7 +487,7 @@ def bd_rows(table: pd.DataFrame) -> list[dict]:
                 "sens_n": int(r["sens_n"]),
                 "ci": ci or "n/a",
                 "points": f"{int(r['n_test'])}/{int(r['n_anchor'])}" + (f" ({dropped} dropped)" if dropped else ""),
-                "better": bool(r["bd_rate_pct"] < 0) if pd.notna(r["bd_rate_pct"]) else None,
+                "better": bool(r["bd_rate_pct"] < 0) if pd.notna(r["bd_rate_pct"]) and not low else None,
             }
         )
     return out
@@ -716,6 +742,7 @@ def build_context(
     n_boot: int = 200,
     seed: int = rd.DEFAULT_SEED,
     command: Sequence[str] | None = None,
+    cross_dataset: bool = False,
 ) -> dict:
     """Everything the template shows, as strings, lists and inline SVG."""
     from qvrf_bench import __version__
@@ -738,12 +765,12 @@ def build_context(
             "published bpp counts the entropy-coded strings only; the measured bpp here includes the container "
             "header (render with --rate payload to compare like with like)"
         )
-    if anchors and dataset and any(a.dataset != dataset.lower() for a in anchors):
+    if cross_dataset and anchors and dataset and any(not same_dataset(dataset, a.dataset) for a in anchors):
         notes.append(
             f"the measured dataset ({dataset}) differs from the published curves' "
             f"({', '.join(sorted({a.dataset for a in anchors}))}): compare shapes, not absolute values"
         )
-    bd = compute_bd(m, anchors, interp=interp, n_boot=n_boot, seed=seed)
+    bd = compute_bd(m, anchors, interp=interp, n_boot=n_boot, seed=seed, cross_dataset=cross_dataset)
     figs, missing = build_figures(m, anchors, bd, caption)
     errors, error_summary, n_errors = error_rows(rows)
     bd_caption = (
@@ -827,6 +854,7 @@ def render_report(
     anchor_dirs: Sequence[str | Path] | None = None,
     command: Sequence[str] | None = None,
     figures_dir: str | Path | None = None,
+    cross_dataset: bool = False,
 ) -> Path:
     """Write the report of one or more run folders to ``output`` (one self-contained HTML file).
 
@@ -846,6 +874,7 @@ def render_report(
         n_boot=n_boot,
         seed=seed,
         command=command,
+        cross_dataset=cross_dataset,
     )
     html = render_html(ctx)
     out = Path(output)

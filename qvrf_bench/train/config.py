@@ -73,6 +73,7 @@ class TrainConfig:
     epochs: float | None = None
     val_every: int | None = None
     save_every: int | None = None
+    keep_every: int | None = None  # also keep snapshots/step-NNNNNNN.pt every N steps (learning curves)
     log_every: int | None = None
     # run control
     seed: int = 1926
@@ -123,7 +124,7 @@ class TrainConfig:
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"--val-fraction must be in [0, 1) (got {self.val_fraction})")
         for name in ("batch_size", "test_batch_size", "patch_size", "steps", "val_every", "save_every",
-                     "log_every", "plateau_patience", "N", "M"):  # fmt: skip
+                     "keep_every", "log_every", "plateau_patience", "N", "M"):  # fmt: skip
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"{name} must be >= 1 (got {v})")

@@ -22,7 +22,7 @@ Run folder (``out``): ``last.pt`` (resumable: model, both optimisers, scheduler,
 best loss, config; every ``save_every`` steps and at the end, written atomically), ``best.pt``
 (lowest validation loss of *this* run, so a new stage starts a new record), ``final.pt`` (the end
 model, loadable by ``qvrf-bench encode -c``), ``train_log.csv``, ``val_log.csv``, ``events.log``,
-``run.json``. Rerunning the same command resumes from ``last.pt`` (or returns at once when the run
+``run.json``, and with ``keep_every`` model-only ``snapshots/step-NNNNNNN.pt``. Rerunning the same command resumes from ``last.pt`` (or returns at once when the run
 is finished); a folder holding a *different* run is an error unless ``resume="no"`` (``--restart``).
 """
 
@@ -50,6 +50,7 @@ from qvrf_bench.train.loss import rate_distortion
 from qvrf_bench.train.state import level_for_step, rng_state, seed_everything, set_rng_state
 
 LAST, BEST, FINAL = "last.pt", "best.pt", "final.pt"
+SNAPSHOTS = "snapshots"  # model-only checkpoints every keep_every steps (learning curves)
 
 
 def split_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter], list[nn.Parameter]]:
@@ -270,6 +271,11 @@ def train(config: TrainConfig) -> Path:
                 if is_best:
                     save_checkpoint(out / BEST, model, training={"step": done, "best_loss": best,
                                                                  "config": cfg.to_dict()})  # fmt: skip
+            if cfg.keep_every and done % cfg.keep_every == 0:
+                (out / SNAPSHOTS).mkdir(exist_ok=True)
+                save_checkpoint(out / SNAPSHOTS / f"step-{done:07d}.pt", model,
+                                training={"step": done, "config": cfg.to_dict(),
+                                          "elapsed_s": elapsed0 + time.perf_counter() - t0})  # fmt: skip
             if done % save_every == 0 or done == total:
                 save_checkpoint(out / LAST, model, training=training_state(done))
                 last_saved = done
@@ -285,7 +291,8 @@ def train(config: TrainConfig) -> Path:
     if last_saved != step:  # e.g. resumed at the end without final.pt
         save_checkpoint(out / LAST, model, training=training_state(step))
     final = save_checkpoint(out / FINAL, model, training={"step": step, "total_steps": total, "best_loss": best,
-                                                          "config": cfg.to_dict(), "final": True})  # fmt: skip
+                                                          "config": cfg.to_dict(), "final": True,
+                                                          "elapsed_s": training_state(step)["elapsed_s"]})  # fmt: skip
     if last_val is not None and cfg.progress:
         for r in last_val.rows:
             print(f"  level {r['level']} (lambda {r['lmbda']:g}, gain {r['gain']:.4g}): "

@@ -373,3 +373,32 @@ if __name__ == "__main__":
         print(make_example(Path(sys.argv[2])))
     else:
         sys.exit("usage: python tests/report/test_report.py --example FOLDER")
+
+
+def test_bd_against_another_test_set_only_when_asked_and_low_overlap_uncoloured(tmp_path):
+    """Measured on 'synthetic-images', published on Kodak: no BD pair unless cross_dataset; and a
+    pair whose overlap is below the threshold shows no number and no win/loss colour."""
+    from qvrf_bench.report.render import bd_rows, build_context, load_runs, same_dataset
+    from qvrf_bench.report import figures as F
+
+    rows, infos = load_runs(make_runs(tmp_path))
+    anchors = F.load_published(["compressai/kodak/bmshj2018-hyperprior-mse-cuda"])
+    ctx = build_context(rows, infos, anchors=anchors, n_boot=0)
+    anchors_in_bd = {r["anchor"] for rs in ctx["bd"].values() for r in rs}
+    assert "compressai/kodak/bmshj2018-hyperprior-mse-cuda" not in anchors_in_bd
+    assert any("no BD-rate between different test sets" in n for n in ctx["bd_notes"])
+    cross = build_context(rows, infos, anchors=anchors, n_boot=0, cross_dataset=True)
+    assert "compressai/kodak/bmshj2018-hyperprior-mse-cuda" in {r["anchor"] for rs in cross["bd"].values() for r in rs}
+    assert same_dataset("Kodak", "kodak") and not same_dataset("held-out sample photos", "kodak")
+    assert not same_dataset(None, "kodak")
+
+    import pandas as pd
+
+    from qvrf_bench import rd
+
+    table = pd.DataFrame([{c: 0 for c in rd.TABLE_COLUMNS} | {"test": "t", "anchor": "a", "bd_rate_pct": -96.17,
+                          "bd_quality_db": 1.0, "overlap_pct": 5.0, "ci_low_pct": float("nan"),
+                          "ci_high_pct": float("nan")}])  # fmt: skip
+    (row,) = bd_rows(table)
+    assert row["bd_rate"] == "insufficient overlap (5 %)" and row["better"] is None
+    assert "96" not in row["bd_rate"]

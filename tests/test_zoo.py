@@ -1,0 +1,170 @@
+"""The model zoo: the recipe's equal budgets, train -> pack -> zoo:NAME end to end on a tiny recipe,
+and the shipped files themselves (sha256, provenance, the recorded Kodak-crop check to 1e-6)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from qvrf_bench import zoo
+from qvrf_bench.errors import CheckpointError
+from qvrf_bench.models.checkpoints import file_sha256, load_model, read_file
+from qvrf_bench.models.qvrf import LAMBDAS_8
+
+SHIPPED = zoo.read_manifest()["models"]
+
+
+# --- the recipe ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", zoo.ZOO_ARCHS)
+def test_recipe_gives_anchors_and_qvrf_equal_budgets_from_one_base(arch):
+    steps = {s.name: s for s in zoo.recipe([arch])}
+    plan = zoo.PLANS[arch]
+
+    def own_steps(s) -> int:
+        return int(s.argv[s.argv.index("--steps") + 1])
+
+    def chain(s):
+        out = [s]
+        while out[-1].after:
+            out.append(steps[out[-1].after])
+        return out
+
+    shipped = [s for s in steps.values() if s.ships]
+    anchors = [s for s in shipped if s.ships.startswith(f"{arch}-fixed-")]
+    assert sorted(float(a.argv[a.argv.index("--lambda") + 1]) for a in anchors) == sorted(LAMBDAS_8)
+    for s in shipped:
+        runs = chain(s)
+        assert runs[-1].name == f"{arch}-base", "every shipped model starts from the arch's base"
+        assert own_steps(runs[-1]) == plan.base_steps
+        assert sum(own_steps(r) for r in runs[:-1]) == plan.steps, f"{s.ships}: unequal budget"
+        # the same crops, batch and widths everywhere: only lambda / kind / stage differ
+        for flag in ("--channels", "--patch-size", "--batch-size", "--threads"):
+            assert {r.argv[r.argv.index(flag) + 1] for r in runs} == {s.argv[s.argv.index(flag) + 1]}
+    qvrf = [s.ships for s in shipped if "qvrf" in s.ships]
+    assert f"{arch}-qvrf8" in qvrf
+    assert (f"{arch}-qvrf11" in qvrf) == plan.eleven
+
+
+def test_zoo_names_resolve_only_when_shipped(tmp_path):
+    with pytest.raises(CheckpointError, match="no such zoo model"):
+        zoo.resolve("zoo:no-such-model")
+    assert zoo.resolve("some/path.pt") == Path("some/path.pt")  # not a zoo name: unchanged
+
+
+# --- train -> pack -> zoo:NAME, end to end on a tiny recipe ---------------------------------------
+
+
+def _tiny_recipe() -> list[zoo.Step]:
+    common = ["--arch", "balle", "--dataset", "{DATA}", "--channels", "8,8", "--patch-size", "64",
+              "--batch-size", "2", "--test-batch-size", "2", "--max-val-images", "2", "--val-every", "2",
+              "--threads", "1", "--no-progress"]  # fmt: skip
+    return [
+        zoo.Step("balle-base", ["--kind", "fixed", "--lambda", "0.18", "--steps", "3", "--out", "{RUNS}/balle-base",
+                                *common], budget="tiny base"),  # fmt: skip
+        zoo.Step("balle-fixed-l0.0018", ["--kind", "fixed", "--lambda", "0.0018", "--steps", "2", "--init-from",
+                                         "{RUNS}/balle-base/final.pt", "--out", "{RUNS}/balle-fixed-l0.0018", *common],
+                 after="balle-base", ships="tiny-anchor", budget="tiny anchor"),  # fmt: skip
+        zoo.Step("balle-qvrf8-s2", ["--kind", "qvrf", "--stage", "2", "--steps", "2", "--init-from",
+                                    "{RUNS}/balle-base/final.pt", "--out", "{RUNS}/balle-qvrf8-s2", *common],
+                 after="balle-base", ships="tiny-qvrf", budget="tiny qvrf"),  # fmt: skip
+    ]
+
+
+@pytest.mark.slow
+def test_train_pack_and_load_a_tiny_zoo(tmp_path, monkeypatch):
+    import skimage.data
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("astronaut", "coffee", "chelsea", "rocket"):
+        Image.fromarray(getattr(skimage.data, name)()).resize((96, 80)).save(photos / f"{name}.png")
+    runs, dest = tmp_path / "runs", tmp_path / "zoo"
+    logs: list[str] = []
+    assert zoo.train_zoo(photos, runs, jobs=2, steps=_tiny_recipe(), log=logs.append) == 0
+    assert (runs / "balle-qvrf8-s2" / "final.pt").is_file()
+    # resumable: a second call finds everything finished and starts nothing
+    logs.clear()
+    assert zoo.train_zoo(photos, runs, jobs=2, steps=_tiny_recipe(), log=logs.append) == 0
+    assert not any("start" in line for line in logs)
+
+    manifest = json.loads(zoo.pack(photos, runs, dest, steps=_tiny_recipe(), log=logs.append).read_text())
+    assert set(manifest["models"]) == {"tiny-anchor", "tiny-qvrf"}
+    e = manifest["models"]["tiny-qvrf"]
+    assert e["sha256"] == file_sha256(dest / e["file"])
+    runs_chain = e["provenance"]["runs"]
+    assert [r["run"] for r in runs_chain] == ["balle-base", "balle-qvrf8-s2"]
+    assert runs_chain[0]["command"].startswith("qvrf-bench train --kind fixed --lambda 0.18")
+    assert e["provenance"]["total_steps"] == 3 + 2
+    assert e["provenance"]["data"]["images"] == 4
+    assert "training" not in read_file(dest / e["file"])  # training state stripped
+
+    monkeypatch.setattr(zoo, "ZOO_DIR", dest)
+    model, _ = load_model("zoo:tiny-qvrf")  # through checkpoints.read_file, as every command does
+    assert model.num_levels == 8
+    assert zoo.measure_check(model) == e["check"]
+    # a modified file is refused by name
+    data = bytearray((dest / e["file"]).read_bytes())
+    data[-10] ^= 0xFF
+    (dest / e["file"]).write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="does not match the sha256"):
+        zoo.resolve("zoo:tiny-qvrf")
+
+
+# --- the shipped zoo ----------------------------------------------------------------------------
+
+
+def test_the_zoo_ships_balle():
+    assert {"balle-qvrf8", "balle-qvrf11", *(f"balle-fixed-l{lm:g}" for lm in LAMBDAS_8)} <= set(SHIPPED)
+
+
+def test_shipped_zoo_fits_the_size_budget():
+    assert sum(e["bytes"] for e in SHIPPED.values()) <= 60 * 2**20
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_checkpoint_sha256_and_provenance(name):
+    e = SHIPPED[name]
+    path = zoo.ZOO_DIR / e["file"]
+    assert path.is_file(), f"{path} missing"
+    assert file_sha256(path) == e["sha256"]
+    assert path.stat().st_size == e["bytes"]
+    p = e["provenance"]
+    assert p["runs"] and all(r["command"].startswith("qvrf-bench train ") for r in p["runs"])
+    assert all(r["steps"] > 0 and r["wall_s"] > 0 for r in p["runs"])
+    assert p["total_steps"] == sum(r["steps"] for r in p["runs"])
+    assert len(p["data"]["sha256"]) == 64 and p["data"]["images"] == 500
+    assert p["machine"]["cpu"] and len(p["git_commit"].split("+")[0]) == 40
+    assert {"qvrf_bench", "torch", "compressai"} <= set(p["software"])
+    obj = read_file(path)
+    assert "training" not in obj and obj["config"]["arch"] == e["arch"]
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_model_codes_its_check_crop_as_recorded(name):
+    """Real bytes of one Kodak crop: the same bitstream, bpp and PSNR as when it was packed."""
+    e = SHIPPED[name]
+    model, _ = load_model(zoo.PREFIX + name)
+    got = zoo.measure_check(model)
+    want = e["check"]
+    assert got["bytes"] == want["bytes"] and got["sha256_bitstream"] == want["sha256_bitstream"]
+    assert got["bpp_real"] == pytest.approx(want["bpp_real"], abs=1e-6)
+    assert got["psnr_rgb"] == pytest.approx(want["psnr_rgb"], abs=1e-6)
+
+
+def test_kodak_ships_intact():
+    sums = (zoo.KODAK_DIR / "SHA256SUMS").read_text().split("\n")
+    pairs = [line.split() for line in sums if line.strip()]
+    assert len(pairs) == 24
+    for digest, fname in pairs:
+        assert file_sha256(zoo.KODAK_DIR / fname.lstrip("*")) == digest
+
+
+def test_recipe_commands_have_no_placeholders_left():
+    # `zoo train --dry-run` prints commands a user can paste
+    for s in zoo.recipe():
+        assert not any("{" in a for a in s.command("DATA", "RUNS"))
