@@ -1,4 +1,4 @@
-"""nox sessions: tests, lint, reproduce_figures (the main job), bench.
+"""nox sessions: tests, lint, reproduce_figures (the main job), train_zoo, bench.
 
 The sessions run in the Python environment nox itself was installed into (``venv_backend="none"``):
 qvrf-bench pins torch, and a second copy of it in a nox-made virtualenv would cost ~6 GB and
@@ -37,6 +37,24 @@ def reproduce_figures(session: nox.Session) -> None:
     ``nox -s reproduce_figures -- --dataset /data/train --test-set /data/kodak --preset paper``.
     """
     session.run(PY, "-m", "qvrf_bench.pipeline", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def train_zoo(session: nox.Session) -> None:
+    """Retrain the shipped model zoo from scratch with its recorded commands, then pack it.
+
+    ``nox -s train_zoo -- --dataset DIR`` with DIR = the 500 BSDS500 photos the zoo was trained on
+    (any photo folder works; the manifest records its checksum). Resumable; about 10 CPU-hours on
+    2 cores (bench/README.md, "Zoo learning curve"). Extra options go to ``qvrf-bench zoo train``,
+    e.g. ``--archs balle``. The packed files replace qvrf_bench/data/zoo (check ``git diff``).
+    """
+    args = list(session.posargs)
+    if "--dataset" not in args:
+        session.error("give the training photos: nox -s train_zoo -- --dataset DIR")
+    data = args[args.index("--dataset") + 1]
+    session.run(PY, "-m", "qvrf_bench", "zoo", "train", *args)
+    archs = args[args.index("--archs") + 1] if "--archs" in args else "balle,minnen,cheng2020"
+    session.run(PY, "-m", "qvrf_bench", "zoo", "pack", "--dataset", data, "--archs", archs)
 
 
 @nox.session(venv_backend="none")

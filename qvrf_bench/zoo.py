@@ -38,7 +38,8 @@ from pathlib import Path
 
 from qvrf_bench.errors import CheckpointError, QVRFError
 
-ZOO_DIR = Path(__file__).resolve().parent / "data" / "zoo"
+# The shipped zoo; QVRF_BENCH_ZOO points every command (and zoo:NAME) at another zoo folder instead.
+ZOO_DIR = Path(os.environ.get("QVRF_BENCH_ZOO") or Path(__file__).resolve().parent / "data" / "zoo")
 MANIFEST = "zoo.json"
 PREFIX = "zoo:"
 KODAK_DIR = Path(__file__).resolve().parent / "data" / "kodak"
@@ -71,11 +72,15 @@ class ArchPlan:
         return self.steps - self.stage2_steps
 
 
+# Widths and lengths come from the learning curve in bench/README.md ("Zoo learning curve"): per CPU
+# second, N,M = 32,48 was ahead of 64,96 on Kodak at every budget measured, and it keeps the default
+# main job's sweep of 24 Kodak images within minutes. cheng2020 costs ~3.5x a balle step: a shorter base.
 PLANS: dict[str, ArchPlan] = {
-    "balle": ArchPlan("balle", "64,96", base_steps=20000, steps=3000, eleven=True),
-    "minnen": ArchPlan("minnen", "64,96", base_steps=20000, steps=3000),
-    "cheng2020": ArchPlan("cheng2020", "64", base_steps=16000, steps=2400),
+    "balle": ArchPlan("balle", "32,48", base_steps=20000, steps=3000, eleven=True),
+    "minnen": ArchPlan("minnen", "32,48", base_steps=16000, steps=2500),
+    "cheng2020": ArchPlan("cheng2020", "32", base_steps=12000, steps=2000),
 }
+LR_DROP_AT = 0.8  # every run: learning rates x 0.1 for its last 20 % of steps
 ZOO_ARCHS = tuple(PLANS)
 
 
@@ -97,7 +102,8 @@ class Step:
 def _common(plan: ArchPlan, out: str, lr: float, steps: int) -> list[str]:
     return ["--arch", plan.arch, "--dataset", "{DATA}", "--preset", "smoke", "--channels", plan.channels,
             "--patch-size", str(plan.patch), "--batch-size", str(plan.batch), "--lr", f"{lr:g}", "--steps",
-            str(steps), "--val-every", "500", "--save-every", "250", "--plateau-patience", "6", "--threads", "1",
+            str(steps), "--lr-drop-at", f"{LR_DROP_AT:g}", "--val-every", "500", "--save-every", "250",
+            "--plateau-patience", "6", "--threads", "1",
             "--out", f"{{RUNS}}/{out}", "--no-progress"]  # fmt: skip
 
 
@@ -111,7 +117,7 @@ def recipe(archs=ZOO_ARCHS) -> list[Step]:
         base = f"{arch}-base"
         base_final = f"{{RUNS}}/{base}/final.pt"
         head = f"{arch} N,M={p.channels}, {p.patch}px crops x {p.batch}, from a shared lambda=0.18 base of {p.base_steps} steps"
-        steps.append(Step(base, ["--kind", "fixed", "--lambda", "0.18", "--keep-every", "2000",
+        steps.append(Step(base, ["--kind", "fixed", "--lambda", "0.18", "--keep-every", "1000",
                                  *_common(p, base, p.base_lr, p.base_steps)],
                           budget=f"{arch} base: lambda 0.18 from scratch, {p.base_steps} steps"))  # fmt: skip
         for lm in LAMBDAS_8:
@@ -270,7 +276,7 @@ def _run_info(runs: Path, name: str) -> dict:
 def pack(
     data: str | Path,
     runs: str | Path,
-    dest: str | Path = ZOO_DIR,
+    dest: str | Path | None = None,
     archs=ZOO_ARCHS,
     log=print,
     steps: list[Step] | None = None,
@@ -284,7 +290,7 @@ def pack(
     from qvrf_bench.models.checkpoints import file_sha256, load_model, save_checkpoint
     from qvrf_bench.models.registry import prepare_for_coding
 
-    runs, dest = Path(runs), Path(dest)
+    runs, dest = Path(runs), Path(dest if dest is not None else ZOO_DIR)
     dest.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
     manifest_path = dest / MANIFEST
@@ -327,8 +333,8 @@ def pack(
     return manifest_path
 
 
-def read_manifest(folder: str | Path = ZOO_DIR) -> dict:
-    path = Path(folder) / MANIFEST
+def read_manifest(folder: str | Path | None = None) -> dict:
+    path = Path(folder if folder is not None else ZOO_DIR) / MANIFEST
     if not path.is_file():
         return {"format": 1, "models": {}}
     try:
@@ -337,11 +343,11 @@ def read_manifest(folder: str | Path = ZOO_DIR) -> dict:
         raise QVRFError(f"{path}: broken zoo manifest ({exc})") from None
 
 
-def names(folder: str | Path = ZOO_DIR) -> list[str]:
+def names(folder: str | Path | None = None) -> list[str]:
     return list(read_manifest(folder)["models"])
 
 
-def entry(name: str, folder: str | Path = ZOO_DIR) -> dict:
+def entry(name: str, folder: str | Path | None = None) -> dict:
     models = read_manifest(folder)["models"]
     if name not in models:
         have = ", ".join(models) or "none (the zoo is empty)"

@@ -4,6 +4,7 @@ and the shipped files themselves (sha256, provenance, the recorded Kodak-crop ch
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -58,43 +59,17 @@ def test_zoo_names_resolve_only_when_shipped(tmp_path):
 # --- train -> pack -> zoo:NAME, end to end on a tiny recipe ---------------------------------------
 
 
-def _tiny_recipe() -> list[zoo.Step]:
-    common = ["--arch", "balle", "--dataset", "{DATA}", "--channels", "8,8", "--patch-size", "64",
-              "--batch-size", "2", "--test-batch-size", "2", "--max-val-images", "2", "--val-every", "2",
-              "--threads", "1", "--no-progress"]  # fmt: skip
-    return [
-        zoo.Step("balle-base", ["--kind", "fixed", "--lambda", "0.18", "--steps", "3", "--out", "{RUNS}/balle-base",
-                                *common], budget="tiny base"),  # fmt: skip
-        zoo.Step("balle-fixed-l0.0018", ["--kind", "fixed", "--lambda", "0.0018", "--steps", "2", "--init-from",
-                                         "{RUNS}/balle-base/final.pt", "--out", "{RUNS}/balle-fixed-l0.0018", *common],
-                 after="balle-base", ships="tiny-anchor", budget="tiny anchor"),  # fmt: skip
-        zoo.Step("balle-qvrf8-s2", ["--kind", "qvrf", "--stage", "2", "--steps", "2", "--init-from",
-                                    "{RUNS}/balle-base/final.pt", "--out", "{RUNS}/balle-qvrf8-s2", *common],
-                 after="balle-base", ships="tiny-qvrf", budget="tiny qvrf"),  # fmt: skip
-    ]
-
-
 @pytest.mark.slow
-def test_train_pack_and_load_a_tiny_zoo(tmp_path, monkeypatch):
-    import skimage.data
-    from PIL import Image
-
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for name in ("astronaut", "coffee", "chelsea", "rocket"):
-        Image.fromarray(getattr(skimage.data, name)()).resize((96, 80)).save(photos / f"{name}.png")
-    runs, dest = tmp_path / "runs", tmp_path / "zoo"
+def test_train_pack_and_load_a_tiny_zoo(tiny_zoo, monkeypatch):
+    photos, runs, dest, recipe = tiny_zoo
     logs: list[str] = []
-    assert zoo.train_zoo(photos, runs, jobs=2, steps=_tiny_recipe(), log=logs.append) == 0
-    assert (runs / "balle-qvrf8-s2" / "final.pt").is_file()
     # resumable: a second call finds everything finished and starts nothing
-    logs.clear()
-    assert zoo.train_zoo(photos, runs, jobs=2, steps=_tiny_recipe(), log=logs.append) == 0
+    assert zoo.train_zoo(photos, runs, jobs=2, steps=recipe, log=logs.append) == 0
     assert not any("start" in line for line in logs)
 
-    manifest = json.loads(zoo.pack(photos, runs, dest, steps=_tiny_recipe(), log=logs.append).read_text())
-    assert set(manifest["models"]) == {"tiny-anchor", "tiny-qvrf"}
-    e = manifest["models"]["tiny-qvrf"]
+    manifest = json.loads((dest / zoo.MANIFEST).read_text())
+    assert set(manifest["models"]) == {"balle-fixed-l0.18", "balle-fixed-l0.0018", "balle-qvrf8"}
+    e = manifest["models"]["balle-qvrf8"]
     assert e["sha256"] == file_sha256(dest / e["file"])
     runs_chain = e["provenance"]["runs"]
     assert [r["run"] for r in runs_chain] == ["balle-base", "balle-qvrf8-s2"]
@@ -104,15 +79,18 @@ def test_train_pack_and_load_a_tiny_zoo(tmp_path, monkeypatch):
     assert "training" not in read_file(dest / e["file"])  # training state stripped
 
     monkeypatch.setattr(zoo, "ZOO_DIR", dest)
-    model, _ = load_model("zoo:tiny-qvrf")  # through checkpoints.read_file, as every command does
+    model, _ = load_model("zoo:balle-qvrf8")  # through checkpoints.read_file, as every command does
     assert model.num_levels == 8
     assert zoo.measure_check(model) == e["check"]
     # a modified file is refused by name
-    data = bytearray((dest / e["file"]).read_bytes())
+    bad = dest.parent / "zoo-modified"
+    shutil.copytree(dest, bad)
+    data = bytearray((bad / e["file"]).read_bytes())
     data[-10] ^= 0xFF
-    (dest / e["file"]).write_bytes(bytes(data))
+    (bad / e["file"]).write_bytes(bytes(data))
+    monkeypatch.setattr(zoo, "ZOO_DIR", bad)
     with pytest.raises(CheckpointError, match="does not match the sha256"):
-        zoo.resolve("zoo:tiny-qvrf")
+        zoo.resolve("zoo:balle-qvrf8")
 
 
 # --- the shipped zoo ----------------------------------------------------------------------------

@@ -66,6 +66,8 @@ def register(sub) -> None:
     o.add_argument("--clip", type=float, metavar="NORM", help="gradient clipping max-norm (0: off)")
     o.add_argument("--plateau-patience", type=int, metavar="N", help="ReduceLROnPlateau patience, in validations")
     o.add_argument("--plateau-factor", type=positive_float, metavar="F", help="ReduceLROnPlateau factor")
+    o.add_argument("--lr-drop-at", type=float, metavar="F",
+                   help="multiply the learning rates by 0.1 once, after this fraction of the steps (e.g. 0.8)")  # fmt: skip
     length = o.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, metavar="N", help="run length in optimisation steps")
     length.add_argument(
@@ -124,6 +126,7 @@ def config_from_args(args: argparse.Namespace):
         N=ch[0] if ch else None, M=ch[1] if len(ch) > 1 else None, lr=args.lr, aux_lr=args.aux_lr,
         gain_lr=args.gain_lr, batch_size=args.batch_size, test_batch_size=args.test_batch_size, patch_size=args.patch_size,
         clip=args.clip, plateau_factor=args.plateau_factor, plateau_patience=args.plateau_patience,
+        lr_drop_at=args.lr_drop_at,
         steps=args.steps, epochs=args.epochs, val_every=args.val_every, save_every=args.save_every, keep_every=args.keep_every,
         log_every=args.log_every, seed=args.seed, device=args.device, threads=args.threads,
         resume="yes" if args.resume else "no" if args.restart else "auto", progress=not args.no_progress,

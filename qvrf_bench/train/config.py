@@ -69,6 +69,9 @@ class TrainConfig:
     clip: float | None = None
     plateau_factor: float | None = None
     plateau_patience: int | None = None
+    # Multiply every learning rate by 0.1 once, after this fraction of the run's steps (None: never).
+    # Short CPU runs end far from a plateau, so ReduceLROnPlateau alone never anneals them.
+    lr_drop_at: float | None = None
     steps: int | None = None
     epochs: float | None = None
     val_every: int | None = None
@@ -132,6 +135,8 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and not (v > 0 and math.isfinite(v)):
                 raise ValueError(f"{name} must be a finite number > 0 (got {v})")
+        if self.lr_drop_at is not None and not 0 < self.lr_drop_at < 1:
+            raise ValueError(f"--lr-drop-at must be a fraction in (0, 1) (got {self.lr_drop_at})")
         if self.clip is not None and self.clip < 0:
             raise ValueError(f"clip must be >= 0 (0 disables clipping; got {self.clip})")
         if self.patch_size is not None and self.patch_size % 64:

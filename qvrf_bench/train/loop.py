@@ -199,6 +199,7 @@ def train(config: TrainConfig) -> Path:
                 "elapsed_s": elapsed0 + time.perf_counter() - t0}  # fmt: skip
 
     stop = total if cfg.max_steps is None else min(total, cfg.max_steps)
+    drop_step = int(total * cfg.lr_drop_at) if cfg.lr_drop_at else None
     t0 = time.perf_counter()
     last_saved = step if state is not None else -1
     from tqdm import tqdm
@@ -245,6 +246,10 @@ def train(config: TrainConfig) -> Path:
             aux_loss.backward()
             aux_opt.step()
             step = done
+            if done == drop_step:  # once; a resumed run already carries the lowered rates in opt's state
+                for g in opt.param_groups:
+                    g["lr"] *= 0.1
+                log(f"step {done}: learning rates x 0.1 (--lr-drop-at {cfg.lr_drop_at:g})")
 
             if done % report_every == 0 or done == total:
                 row = {"step": done, "epoch": done / spe, "stage": cfg.stage if cfg.kind == "qvrf" else 0,

@@ -386,6 +386,9 @@ def test_bd_against_another_test_set_only_when_asked_and_low_overlap_uncoloured(
     ctx = build_context(rows, infos, anchors=anchors, n_boot=0)
     anchors_in_bd = {r["anchor"] for rs in ctx["bd"].values() for r in rs}
     assert "compressai/kodak/bmshj2018-hyperprior-mse-cuda" not in anchors_in_bd
+    # the run's own classical codec is an anchor for every learned curve (the fixed set included)
+    vs_jpeg = {r["test"] for rs in ctx["bd"].values() for r in rs if r["anchor"] == "jpeg"}
+    assert "run:fixed:balle" in vs_jpeg and any("qvrf" in t for t in vs_jpeg)
     assert any("no BD-rate between different test sets" in n for n in ctx["bd_notes"])
     cross = build_context(rows, infos, anchors=anchors, n_boot=0, cross_dataset=True)
     assert "compressai/kodak/bmshj2018-hyperprior-mse-cuda" in {r["anchor"] for rs in cross["bd"].values() for r in rs}

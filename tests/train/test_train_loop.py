@@ -291,3 +291,23 @@ def test_presets_and_overrides():
     assert (smoke.lr, smoke.steps, smoke.N, smoke.M, smoke.patch_size) == (5e-4, 9, 24, 24, 64)
     with pytest.raises(ValueError, match="stage"):
         TrainConfig(arch="balle", dataset="x", stage=4).resolved()
+
+
+def test_lr_drop_and_snapshots(tiny, tmp_path):
+    """--lr-drop-at lowers every learning rate once (kept across a resume); --keep-every keeps
+    model-only snapshots that load and code."""
+    from qvrf_bench.models.checkpoints import load_model
+    from qvrf_bench.train import train
+
+    cfg = tiny(steps=6, lr=1e-3, lr_drop_at=0.5, keep_every=3, save_every=2, max_steps=4)
+    train(cfg)  # stops after step 4, as a kill would (last.pt at step 4)
+    final = train(tiny(steps=6, lr=1e-3, lr_drop_at=0.5, keep_every=3, save_every=2))
+    lrs = {int(r["step"]): float(r["lr"]) for r in rows(final.parent / "train_log.csv")}
+    assert lrs[1] == lrs[2] == pytest.approx(1e-3)
+    assert all(lrs[s] == pytest.approx(1e-4) for s in (3, 4, 5, 6))
+    snaps = sorted(p.name for p in (final.parent / "snapshots").iterdir())
+    assert snaps == ["step-0000003.pt", "step-0000006.pt"]
+    model, obj = load_model(final.parent / "snapshots" / "step-0000003.pt")
+    assert obj["training"]["step"] == 3 and "optimizer" not in obj["training"]
+    with pytest.raises(ValueError, match="lr-drop-at"):
+        tiny(lr_drop_at=1.5).resolved()
