@@ -23,3 +23,11 @@ class BitstreamError(QVRFError):
 
 class CheckpointError(QVRFError):
     """A checkpoint that cannot be loaded into the requested model."""
+
+
+class GainError(QVRFError, ValueError):
+    """A gain outside the supported range (models/qvrf.py); a ValueError too, for library callers."""
+
+
+class CoderRangeError(QVRFError, ValueError):
+    """Symbols that CompressAI's rANS encoder cannot code safely (see models/qvrf.py)."""

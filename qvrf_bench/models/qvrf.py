@@ -16,6 +16,10 @@ Decisions this implementation takes where the official code is ambiguous (README
   off-by-one, [QRAF] issue #5).
 - Noise: the reconstruction and the rate term draw *independent* uniform noise, as the official
   code does (the rate's draw happens inside CompressAI's GaussianConditional).
+
+Supported gains: GAIN_MIN = 0.11/256 ~ 0.00043 <= a <= GAIN_MAX = 64 (qvrf_bench/gains.py says where
+the bounds come from); :func:`scale_table` refuses to build a table beyond, and
+:class:`SearchGaussianConditional` checks every symbol before CompressAI's coder sees it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,19 @@ from collections.abc import Sequence
 import torch
 from compressai.entropy_models import GaussianConditional
 from torch import Tensor, nn
+
+from qvrf_bench.errors import CoderRangeError, GainError
+from qvrf_bench.gains import (  # noqa: F401  (re-exported: the gain range belongs to the mechanism)
+    ESCAPE_LIMIT,
+    GAIN_MAX,
+    GAIN_MIN,
+    SCALES_MAX,
+    SCALES_MIN,
+    check_gain,
+    gain_problem,
+    gain_range_text,
+    gains_problem,
+)
 
 # The CompressAI MSE lambdas of qualities 1..8 (x 255^2 MSE convention), the QVRF level set.
 LAMBDAS_8: tuple[float, ...] = (0.0018, 0.0035, 0.0067, 0.0130, 0.025, 0.0483, 0.0932, 0.18)
@@ -40,8 +57,8 @@ PAPER_FACTORS: tuple[float, ...] = (
 
 QUANT_MODES = ("noise", "ste", "round")
 
-# CompressAI's Gaussian scale table: 64 log-spaced scales in [0.11, 256].
-SCALES_MIN, SCALES_MAX, SCALES_LEVELS = 0.11, 256.0, 64
+# CompressAI's Gaussian scale table: 64 log-spaced scales in [0.11, 256] (the bounds live in gains.py).
+SCALES_LEVELS = 64
 
 
 def lambdas_for_levels(levels: int) -> tuple[float, ...]:
@@ -60,6 +77,28 @@ def initial_gains(lmbdas: Sequence[float], ref_lmbda: float | None = None) -> li
     return [math.sqrt(lm / ref) for lm in lmbdas]
 
 
+def check_coder_input(symbols: Tensor, indexes: Tensor, cdf_length: Tensor, offset: Tensor) -> None:
+    """Refuse (CoderRangeError) symbols CompressAI's rANS encoder would hang on (gains.py).
+
+    ``symbols`` [B, ...] are the rounded values (float) it turns into int32, ``indexes`` their CDF
+    rows: every value must be finite, and every escape value (2|v| - 1 below the table, 2(v - top)
+    above it) below 2 * ``ESCAPE_LIMIT`` = 2^28, where the encoder's chunk count loop ends.
+    """
+    q = symbols.detach().reshape(symbols.shape[0], -1).to("cpu", torch.float64)
+    if not bool(torch.isfinite(q).all()):
+        raise CoderRangeError("the quantized latent holds non-finite values (NaN or inf): nothing to code")
+    idx = indexes.detach().reshape(q.shape).to("cpu", torch.int64)
+    v = q - offset.detach().reshape(-1).to("cpu", torch.float64)[idx]
+    top = (cdf_length.detach().reshape(-1).to("cpu", torch.float64) - 2)[idx]
+    raw = torch.where(v < 0, -2 * v - 1, torch.where(v >= top, 2 * (v - top), torch.zeros_like(v)))
+    worst = float(raw.max()) if raw.numel() else 0.0
+    if worst >= 2 * ESCAPE_LIMIT:
+        raise CoderRangeError(
+            f"a latent symbol lies {worst / 2:.3g} outside its probability table, beyond the entropy coder's "
+            f"escape limit of {ESCAPE_LIMIT}: the gain is too high for this model and image"
+        )
+
+
 def scale_table(max_gain: float) -> Tensor:
     """The Gaussian scale table for a model whose gains reach ``max_gain``.
 
@@ -68,6 +107,9 @@ def scale_table(max_gain: float) -> Tensor:
     (the official factor range) the default table is kept, bit-compatible with the official
     code; above, the same log spacing is extended until 256 * max_gain / 12.
     """
+    if not (math.isfinite(max_gain) and max_gain <= GAIN_MAX):
+        # beyond, the table outgrows the 16-bit coder (module docstring); never build it
+        raise GainError(f"gain {max_gain:g} is outside the supported range {gain_range_text()}")
     step = (math.log(SCALES_MAX) - math.log(SCALES_MIN)) / (SCALES_LEVELS - 1)
     top = SCALES_MAX * max(1.0, max_gain / 12.0)
     extra = math.ceil((math.log(top) - math.log(SCALES_MAX)) / step - 1e-9) if top > SCALES_MAX else 0
@@ -97,6 +139,12 @@ class SearchGaussianConditional(GaussianConditional):
         scales = self.lower_bound_scale(scales)
         table = self.scale_table[:-1].to(device=scales.device, dtype=scales.dtype).contiguous()
         return torch.searchsorted(table, scales.contiguous(), right=False).int()
+
+    def compress(self, inputs: Tensor, indexes: Tensor, means: Tensor | None = None):
+        """CompressAI's compress, after :func:`check_coder_input` on the symbols it would code."""
+        symbols = torch.round(inputs if means is None else inputs - means)
+        check_coder_input(symbols, indexes, self._cdf_length, self._offset)
+        return super().compress(inputs, indexes, means)
 
 
 class GainMixin:
@@ -150,7 +198,7 @@ class GainMixin:
             if isinstance(gain, Tensor):
                 return gain.to(device=device, dtype=torch.float32)
             if not (math.isfinite(gain) and gain > 0):
-                raise ValueError(f"gain must be a finite number > 0 (got {gain})")
+                raise GainError(f"gain must be a finite number > 0 (got {gain})")
             return torch.tensor(float(gain), dtype=torch.float32, device=device)
         if level is None:
             raise ValueError("give a level or a gain")
