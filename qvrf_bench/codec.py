@@ -1,38 +1,22 @@
-"""Real bitstreams: a small versioned container around CompressAI's entropy-coded strings.
+"""Real bitstreams: encode an image with a model into the container of container.py, and back.
 
-Layout (big-endian), version 2::
+The container (layout, versions, the checks every header passes before decoding) is
+qvrf_bench/container.py, re-exported here. bpp is always counted from bytes: ``bpp_real`` over the
+whole file, ``payload_bpp_real`` over the entropy-coded strings alone (the header costs 49 bytes
+with its two strings).
 
-    magic      4s   b"QVRF"
-    version    B    2 (1 is read too)
-    arch       B    index into models.ARCHS
-    level      B    the discrete level, 255 for a continuous gain
-    reserved   B    0
-    gain       f    float32: the decoder needs no side information for any continuous rate
-    fingerprint 8s  first 8 bytes of the checkpoint fingerprint (sha256 of the parameters)
-    height, width   I I   the original image size
-    padding    4H   left, right, top, bottom zero padding (centred, to a multiple of 64)
-    z_h, z_w   H H  the hyper-latent size
-    n          B    number of entropy-coded strings (2: y then z)
-    lengths    n*I
-    strings    the entropy-coded bytes
-
-Versions differ only in the autoregressive models' (minnen, cheng2020) y string: version 2 holds
-its symbols in wavefront order (models/autoregressive.py: the decoder computes a whole anti-diagonal
-of latent positions per step, 141 steps instead of 1536 at Kodak size), version 1 in raster order
-(CompressAI's order, one position per step). The symbols themselves, hence the decoded image, are
-the same; the encoder writes version 2, the decoder reads both.
-
-bpp is always counted from bytes: ``bpp_real`` over the whole file, ``payload_bpp_real`` over the
-entropy-coded strings alone (the header costs 49 bytes with its two strings).
-
-Padding (decision 9): centred zero padding to a multiple of 64, as CompressAI 1.2.8's eval_model
-does ([QRAF] pads right/bottom); the amounts are in the header, so either would decode.
+Decoding hostile files: the decoder uses the shapes it derives from the checked image size, never
+the header's hyper-latent size. CompressAI's rANS decoder reads its string without bounds checks,
+so a corrupt string is handed over with zero padding after it (:func:`_padded`): reading zeros, the
+decoder takes at most one 32-bit word per symbol, plus escape chunks that only the real bytes can
+ask for, so it never reads past its buffer. The encoder's symbols are checked before CompressAI's
+coder sees them (models/qvrf.py, check_coder_input) and its gain against the supported range
+(gains.py).
 """
 
 from __future__ import annotations
 
 import hashlib
-import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,15 +24,26 @@ import torch
 from torch import nn
 
 from qvrf_bench import images
-from qvrf_bench.errors import BitstreamError
-from qvrf_bench.models.registry import ARCHS, AUTOREGRESSIVE
-
-MAGIC = b"QVRF"
-VERSION = 2
-READS = (1, 2)
-PAD_MULTIPLE = 64
-_HEAD = struct.Struct(">4sBBBBf8sII4HHHB")
-NO_LEVEL = 255
+from qvrf_bench.container import (  # noqa: F401  (re-exported: the format is part of the codec's API)
+    ARCH_IDS,
+    HEADER_SIZE,
+    MAGIC,
+    MAX_PIXELS,
+    MIN_STRING,
+    N_STRINGS,
+    NO_LEVEL,
+    PAD_MULTIPLE,
+    READS,
+    VERSION,
+    WORD,
+    Header,
+    latent_shapes,
+    pack,
+    unpack,
+)
+from qvrf_bench.errors import BitstreamError, GainError
+from qvrf_bench.gains import check_gain
+from qvrf_bench.models.registry import AUTOREGRESSIVE
 
 
 def model_fingerprint(model: nn.Module) -> str:
@@ -66,71 +61,11 @@ def model_fingerprint(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-@dataclass
-class Header:
-    arch: str
-    level: int | None
-    gain: float
-    fingerprint: bytes
-    height: int
-    width: int
-    padding: tuple[int, int, int, int]
-    z_shape: tuple[int, int]
-    lengths: tuple[int, ...]
-    version: int = VERSION
-
-
 def symbol_order(header: Header) -> dict:
     """Keyword arguments telling an autoregressive model's decompress the y symbol order."""
     if header.arch not in AUTOREGRESSIVE:
         return {}
     return {"order": "raster" if header.version == 1 else "wavefront"}
-
-
-def pack(header: Header, strings: list[bytes]) -> bytes:
-    """Header + strings -> container bytes (pure)."""
-    if header.version not in READS:
-        raise ValueError(f"cannot write format version {header.version}")
-    if len(strings) > 255:
-        raise ValueError("too many strings")
-    level = NO_LEVEL if header.level is None else int(header.level)
-    head = _HEAD.pack(
-        MAGIC, header.version, ARCHS.index(header.arch), level, 0, float(header.gain), header.fingerprint[:8],
-        header.height, header.width, *header.padding, *header.z_shape, len(strings),
-    )  # fmt: skip
-    lengths = struct.pack(f">{len(strings)}I", *(len(s) for s in strings))
-    return head + lengths + b"".join(strings)
-
-
-def unpack(data: bytes, name: str = "bitstream") -> tuple[Header, list[bytes]]:
-    """Container bytes -> (header, strings), with a clear error for anything that is not ours."""
-    if len(data) == 0:
-        raise BitstreamError(f"{name}: empty file (0 bytes)")
-    if len(data) < _HEAD.size or data[:4] != MAGIC:
-        raise BitstreamError(f"{name}: not a qvrf-bench bitstream (bad magic number)")
-    magic, version, arch_i, level, _, gain, fp, h, w, pl, pr, pt, pb, zh, zw, n = _HEAD.unpack_from(data)
-    if version not in READS:
-        raise BitstreamError(
-            f"{name}: bitstream format version {version}, this qvrf-bench reads {', '.join(map(str, READS))}"
-        )
-    if arch_i >= len(ARCHS):
-        raise BitstreamError(f"{name}: unknown architecture id {arch_i}")
-    off = _HEAD.size
-    if len(data) < off + 4 * n:
-        raise BitstreamError(f"{name}: truncated bitstream (header cut short)")
-    lengths = struct.unpack_from(f">{n}I", data, off)
-    off += 4 * n
-    if len(data) != off + sum(lengths):
-        raise BitstreamError(
-            f"{name}: truncated or corrupt bitstream ({len(data)} bytes, header says {off + sum(lengths)})"
-        )
-    strings = []
-    for ln in lengths:
-        strings.append(data[off : off + ln])
-        off += ln
-    header = Header(ARCHS[arch_i], None if level == NO_LEVEL else level, gain, fp, h, w,
-                    (pl, pr, pt, pb), (zh, zw), tuple(lengths), version)  # fmt: skip
-    return header, strings
 
 
 @dataclass
@@ -163,10 +98,10 @@ def encode_tensor(
     if (level is None) == (gain is None):
         raise ValueError("give exactly one of level or gain")
     if gain is None:
-        gain = float(model.level_gain(level))
+        gain = check_gain(float(model.level_gain(level)), f"level {level}: gain")
     elif not (np.isfinite(gain) and gain > 0):
-        raise ValueError(f"gain must be a finite number > 0 (got {gain})")
-    gain = _float32(gain)  # the value the header carries is the value the encoder uses
+        raise GainError(f"gain must be a finite number > 0 (got {gain})")
+    gain = check_gain(_float32(gain))  # the value the header carries is the value the encoder uses
     fingerprint = fingerprint or model_fingerprint(model)
     h, w = x.shape[-2:]
     padding = images.centred_padding(h, w, PAD_MULTIPLE)
@@ -197,30 +132,58 @@ def check_header(model: nn.Module, header: Header, name: str, fingerprint: str |
             f"{name}: made by checkpoint {header.fingerprint.hex()}, not by this one ({fingerprint[:16]}); "
             "decode it with the checkpoint that encoded it"
         )
+    if header.level is not None:
+        if header.level >= model.num_levels:
+            raise BitstreamError(
+                f"{name}: corrupt header: level {header.level} is not one of the checkpoint's levels 0..{model.num_levels - 1}"
+            )
+        expected = _float32(float(model.level_gain(header.level)))
+        if header.gain != expected:  # the encoder writes the level's own float32 gain
+            raise BitstreamError(
+                f"{name}: corrupt header: gain {header.gain:.7g} is not level {header.level}'s gain ({expected:.7g})"
+            )
+
+
+def _padded(string: bytes, symbols: int) -> bytes:
+    """``string`` with zeros after it, so CompressAI's rANS decoder (which reads its buffer without
+    bounds checks) stays inside it whatever a corrupt string says: from zeros it takes at most one
+    32-bit word per symbol, and escape chunks read from the real bytes can ask for at most 30
+    more 4-bit chunks per byte (two chunks of 15 per byte), 15 bytes at 8 chunks per word."""
+    return string + bytes(WORD * symbols + 16 * len(string) + 1024)
 
 
 @torch.no_grad()
-def decode_tensor(model: nn.Module, data: bytes, name: str = "bitstream", fingerprint: str | None = None):
+def decode_tensor(model: nn.Module, data: bytes, name: str = "bitstream", fingerprint: str | None = None,
+                  max_pixels: int = MAX_PIXELS):  # fmt: skip
     """Container bytes -> ((1, 3, H, W) float tensor in [0, 1], header)."""
-    x_hat, _, header = decode_full(model, data, name, fingerprint)
+    x_hat, _, header = decode_full(model, data, name, fingerprint, max_pixels)
     return x_hat, header
 
 
 @torch.no_grad()
-def decode_full(model: nn.Module, data: bytes, name: str = "bitstream", fingerprint: str | None = None):
+def decode_full(model: nn.Module, data: bytes, name: str = "bitstream", fingerprint: str | None = None,
+                max_pixels: int = MAX_PIXELS):  # fmt: skip
     """Container bytes -> (image tensor, decoded quantized latent y_hat, header)."""
-    header, strings = unpack(data, name)
+    header, strings = unpack(data, name, max_pixels)
     check_header(model, header, name, fingerprint)
     device = model_device(model)
     g = torch.tensor(header.gain, dtype=torch.float32, device=device)
+    # Shapes derived here from the checked size, never taken from the header.
+    (yh, yw), z_shape = latent_shapes(header.height, header.width)
+    n_y = int(model.M) * yh * yw
+    n_z = int(model.entropy_bottleneck.channels) * z_shape[0] * z_shape[1]
+    coded = [[_padded(strings[0], n_y)], [_padded(strings[1], n_z)]]
     try:
-        out = model.decompress([[s] for s in strings], torch.Size(header.z_shape), g, **symbol_order(header))
-    except Exception as exc:  # a corrupt payload can make the rANS decoder or shapes fail
-        raise BitstreamError(f"{name}: corrupt bitstream payload ({exc.__class__.__name__}: {exc})") from None
-    return images.crop(out["x_hat"], header.padding), out["y_hat"], header
+        out = model.decompress(coded, torch.Size(z_shape), g, **symbol_order(header))
+    except Exception:  # the shapes are ours, so what fails is the payload
+        raise BitstreamError(f"{name}: corrupt bitstream payload (its entropy-coded strings do not decode)") from None
+    x_hat = images.crop(out["x_hat"], header.padding)
+    if tuple(x_hat.shape[-2:]) != (header.height, header.width):  # cannot happen with checked shapes; never write it
+        raise BitstreamError(f"{name}: decoded {x_hat.shape[-1]}x{x_hat.shape[-2]}, not {header.width}x{header.height}")
+    return x_hat, out["y_hat"], header
 
 
-def decode(model: nn.Module, data: bytes, name: str = "bitstream") -> np.ndarray:
+def decode(model: nn.Module, data: bytes, name: str = "bitstream", max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Container bytes -> (H, W, 3) uint8."""
-    x_hat, _ = decode_tensor(model, data, name)
+    x_hat, _ = decode_tensor(model, data, name, max_pixels=max_pixels)
     return images.tensor_to_rgb8(x_hat)

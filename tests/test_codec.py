@@ -108,6 +108,6 @@ def test_container_errors():
 
 
 def test_header_roundtrip_is_pure():
-    h = codec.Header("cheng2020", None, 3.25, bytes(range(8)), 7, 13, (25, 26, 28, 29), (1, 1), (3, 4))
-    hdr, strings = codec.unpack(codec.pack(h, [b"abc", b"defg"]))
-    assert hdr == h and strings == [b"abc", b"defg"]
+    h = codec.Header("cheng2020", None, 3.25, bytes(range(8)), 7, 13, (25, 26, 28, 29), (1, 1), (8, 12))
+    hdr, strings = codec.unpack(codec.pack(h, [b"abcdefgh", b"0123456789ab"]))
+    assert hdr == h and strings == [b"abcdefgh", b"0123456789ab"]
