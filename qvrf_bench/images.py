@@ -5,7 +5,9 @@ The only module that opens image files. Everything downstream sees ``uint8`` arr
 
 Conversions (each reported as a notice, never silent): grayscale / palette / CMYK / LA -> RGB,
 RGBA -> RGB by dropping alpha (the codecs are RGB codecs; compositing on a colour would invent
-pixels), 16-bit -> 8-bit by round(v / 257) (maps 65535 to 255 exactly).
+pixels), 16-bit grayscale -> 8-bit by round(v / 257) (maps 65535 to 255 exactly). 48-bit RGB and
+64-bit RGBA (16 bits per sample) reach us already at 8 bits: Pillow keeps the high byte of each
+sample (v >> 8, at most one level below round(v / 257)); that is reported too.
 """
 
 from __future__ import annotations
@@ -45,9 +47,26 @@ class LoadedImage:
         return int(self.rgb.shape[1])
 
 
-def to_rgb8(img: Image.Image) -> tuple[np.ndarray, list[str]]:
-    """Convert a decoded PIL image to (H, W, 3) uint8; return the notices about what changed."""
+def sixteen_bit_colour(img: Image.Image) -> bool:
+    """Whether an opened (not yet loaded) image stores 16-bit colour samples that Pillow decodes to
+    8 bits (its tile's raw mode, e.g. PNG 'RGB;16B', TIFF 'RGB;16L')."""
+    if img.mode not in ("RGB", "RGBA", "RGBX"):
+        return False
+    for tile in getattr(img, "tile", None) or []:
+        args = tile[3] if isinstance(tile, tuple) else getattr(tile, "args", None)
+        raw = args[0] if isinstance(args, tuple) and args else args
+        if isinstance(raw, str) and ";16" in raw:
+            return True
+    return False
+
+
+def to_rgb8(img: Image.Image, sixteen: bool = False) -> tuple[np.ndarray, list[str]]:
+    """Convert a decoded PIL image to (H, W, 3) uint8; return the notices about what changed.
+    ``sixteen``: the file held 16-bit colour samples (:func:`sixteen_bit_colour`)."""
     notices: list[str] = []
+    if sixteen:
+        bits = 16 * len(img.getbands())
+        notices.append(f"{bits}-bit {img.mode} converted to 8 bits per sample (high byte kept)")
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I", "I;16N"):
         arr = np.asarray(img).astype(np.float64)
@@ -89,10 +108,11 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
     sha = hashlib.sha256(data).hexdigest()
     try:
         with Image.open(path) as img:
+            sixteen = sixteen_bit_colour(img)  # the tile says so only before load()
             img.load()  # decode now: a truncated file fails here, not later
             if img.width == 0 or img.height == 0:
                 raise ImageError(path, "image has zero width or height")
-            rgb, notices = to_rgb8(img)
+            rgb, notices = to_rgb8(img, sixteen)
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -124,11 +144,12 @@ def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]
 
 
 def save_png(rgb: np.ndarray, path: str | os.PathLike) -> None:
-    """Write (H, W, 3) uint8 as PNG, atomically (temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(rgb, mode="RGB").save(tmp, format="PNG")
-    os.replace(tmp, path)
+    """Write (H, W, 3) uint8 as PNG, atomically (files.atomic_output: no temporary file survives a
+    failure, and one left by a killed process is removed)."""
+    from qvrf_bench.files import atomic_output
+
+    with atomic_output(path) as tmp:
+        Image.fromarray(rgb, mode="RGB").save(tmp, format="PNG")
 
 
 # --- tensors and padding: pure functions --------------------------------------------------------

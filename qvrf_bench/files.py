@@ -1,0 +1,150 @@
+"""Output paths and atomic files for the CLI's single-file outputs, and what kind a file is.
+
+Every command that writes one file (``encode``, ``decode``, ``update``, checkpoints) goes through
+here, so an awkward path fails the same way everywhere, and before any work:
+
+- an existing folder, or a path ending in a separator, is a folder: the file goes inside it under
+  a default name (the input's stem); a missing folder is created, as are missing parents;
+- a parent that is a file, or a folder that cannot be written, is a one-line error;
+- files are written under ``.NAME.tmp-PID`` in the target folder, then renamed: a failure removes
+  the temporary file, and one left by a killed process (its PID no longer alive on this machine)
+  is removed by the next write of the same name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from qvrf_bench.errors import QVRFError
+
+TMP_INFIX = ".tmp-"
+
+# Leading bytes of the files a user may hand to the wrong command.
+_MAGICS = (
+    (b"QVRF", "a qvrf-bench bitstream"),
+    (b"CVBR", "a qvrf-bench CompressAI-VBR bitstream"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"BM", "a BMP image"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+    (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image"),
+    (b"\xff\x4f\xff\x51", "a JPEG 2000 codestream"),
+)
+
+
+def sniff(head: bytes) -> str | None:
+    """What a file is by its first bytes ("a PNG image", ...), or None when unknown. WebP and AVIF
+    are recognised by their RIFF / ftyp boxes."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a WebP image"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis", b"heic", b"heix", b"mif1"):
+        return "an AVIF/HEIF image"
+    for magic, what in _MAGICS:
+        if head.startswith(magic):
+            return what
+    return None
+
+
+def read_head(path: Path, n: int = 16) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(n)
+
+
+def output_path(out: str | os.PathLike, default_name: str, what: str = "output") -> Path:
+    """The file to write for ``out`` (see the module docstring), its folder created and checked.
+
+    Raises QVRFError naming the path and the problem; nothing is written but the folder."""
+    text = os.fspath(out)
+    path = Path(text)
+    if text.endswith((os.sep, "/")) or path.is_dir():
+        folder, path = path, path / default_name
+    else:
+        folder = path.parent
+    if path.is_dir():
+        raise QVRFError(f"{path}: is a folder; give a file name for the {what}")
+    make_folder(folder, what)
+    return path
+
+
+def make_folder(folder: Path, what: str = "output") -> Path:
+    """``folder`` created (with its parents) and writable, or QVRFError."""
+    folder = Path(folder)
+    for p in (folder, *folder.parents):
+        if p.exists() and not p.is_dir():
+            raise QVRFError(f"{folder}: cannot hold the {what}: {p} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise QVRFError(f"{folder}: cannot create the folder for the {what} ({exc.strerror or exc})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise QVRFError(f"{folder}: cannot write the {what} there (permission denied)")
+    return folder
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (unknown counts as alive: never delete a live writer's file)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    except OSError:
+        return True
+    return True
+
+
+def clean_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Remove ``.NAME.tmp-PID`` files next to ``path`` whose process is gone; returns them."""
+    path = Path(path)
+    pattern = re.compile(re.escape(f".{path.name}{TMP_INFIX}") + r"(\d+)$")
+    removed = []
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        m = pattern.match(p.name)
+        if m and not pid_alive(int(m.group(1))):
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed.append(p)
+    return removed
+
+
+def temp_name(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path.with_name(f".{path.name}{TMP_INFIX}{os.getpid()}")
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields a temporary path to write ``path`` through; on success it is fsynced and renamed into
+    place, on any failure (or interrupt) removed. Stale temporaries of dead processes go first."""
+    path = Path(path)
+    clean_stale_temps(path)
+    tmp = temp_name(path)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """``data`` to ``path`` atomically (see :func:`atomic_output`)."""
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
