@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -28,7 +29,7 @@ from torch import nn
 
 from qvrf_bench import __version__
 from qvrf_bench.errors import CheckpointError
-from qvrf_bench.models.qvrf import LAMBDAS_8, initial_gains, lambdas_for_levels
+from qvrf_bench.models.qvrf import LAMBDAS_8, gains_problem, initial_gains, lambdas_for_levels
 from qvrf_bench.models.registry import ModelConfig, build_model, make_config, prepare_for_coding
 
 FORMAT = "qvrf-bench"
@@ -48,19 +49,23 @@ def provenance() -> dict:
 
 def atomic_save(obj, path: str | os.PathLike) -> Path:
     """torch.save to a temporary file in the same folder, fsync, then rename: a kill during a save
-    leaves the previous file intact, never a half-written one."""
+    leaves the previous file intact, never a half-written one; a failure leaves no temporary file,
+    and the next save of the same name removes those of killed processes (files.atomic_output)."""
+    from qvrf_bench.files import atomic_output
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
         torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
     return path
 
 
 def save_checkpoint(path, model: nn.Module, training: dict | None = None) -> Path:
+    return atomic_save(checkpoint_dict(model, training), path)
+
+
+def checkpoint_dict(model: nn.Module, training: dict | None = None) -> dict:
+    """The own-format checkpoint of ``model`` (module docstring)."""
     ckpt = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -70,26 +75,75 @@ def save_checkpoint(path, model: nn.Module, training: dict | None = None) -> Pat
     }
     if training is not None:
         ckpt["training"] = training
-    return atomic_save(ckpt, path)
+    return ckpt
 
 
 def read_file(path) -> dict:
     """torch.load with weights_only=True and a one-line error for anything unreadable."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file (0 bytes)")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on odd pickles say nothing a user can act on
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, zip errors, unsafe globals ... all mean "not loadable"
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [exc.__class__.__name__]
-        # torch's weights_only message puts the useful part on a later line.
-        why = next((ln for ln in lines if "WeightsUnpickler error" in ln), lines[0])
-        raise CheckpointError(f"{path}: not a loadable checkpoint ({why[:200]})") from None
+        raise CheckpointError(f"{path}: {load_failure(path, exc)}") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: not a checkpoint (a {type(obj).__name__}, expected a dict)")
     return obj
+
+
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since 1.6
+PICKLE_PROTOCOL = 0x80  # torch's legacy format: a pickle stream
+
+
+def load_failure(path, exc: BaseException) -> str:
+    """Why torch.load(weights_only=True) failed, in the user's terms: another kind of file, a cut or
+    damaged checkpoint, or a pickle that asks for code (refused: loading never runs it). torch's own
+    text is not passed on: it suggests turning the safety off."""
+    import re
+
+    from qvrf_bench.files import read_head, sniff
+
+    text = str(exc)
+    unsafe = re.search(r"GLOBAL ([\w.]+)", text)
+    if unsafe:
+        return (
+            f"refused: an unsafe pickle (it asks to import {unsafe.group(1)}, which a checkpoint of weights never "
+            "does); nothing from it was run or loaded"
+        )
+    head = read_head(Path(path))
+    kind = sniff(head)
+    if kind:
+        return f"not a checkpoint: {kind}"
+    size = Path(path).stat().st_size
+    if head.startswith(ZIP_MAGIC) or (len(head) < 4 and ZIP_MAGIC.startswith(head)):
+        return f"truncated or damaged checkpoint (its zip archive is unreadable, {size:,} bytes)"
+    if head[:1] == bytes([PICKLE_PROTOCOL]):
+        return f"not a PyTorch checkpoint (a pickle that torch.save did not write, or a cut one; {size:,} bytes)"
+    return f"not a checkpoint (neither a PyTorch zip archive nor a pickle; {size:,} bytes)"
+
+
+def gains_problem_text(gains) -> str | None:
+    """:func:`qvrf.gains_problem` for a tensor or a list."""
+    values = gains.detach().reshape(-1).tolist() if isinstance(gains, torch.Tensor) else list(gains)
+    return gains_problem(values)
+
+
+def check_for_coding(model: nn.Module, path) -> None:
+    """Refuse (CheckpointError) a model whose gains or weights cannot code: gains finite, in the
+    supported range and increasing (models/qvrf.py), every parameter finite."""
+    problem = gains_problem_text(model.gain)
+    if problem:
+        raise CheckpointError(f"{path}: cannot code with it: {problem}")
+    for name, p in model.named_parameters():
+        if not bool(torch.isfinite(p).all()):
+            raise CheckpointError(f"{path}: cannot code with it: parameter {name} holds NaN or inf")
 
 
 def is_own(obj: dict) -> bool:
@@ -165,6 +219,10 @@ def load_model(
         _load_strict(model, obj["state_dict"], path)
     else:
         model = _load_foreign(obj, path, arch, kind, lmbda, levels)
+    if not bool(torch.isfinite(model.gain).all()):  # NaN / inf gains are never a usable model
+        raise CheckpointError(f"{path}: {gains_problem_text(model.gain)}")
+    if for_coding:
+        check_for_coding(model, path)
     model = model.to(device)
     if for_coding:
         eb = model.entropy_bottleneck
@@ -206,8 +264,17 @@ def _load_foreign(obj, path, arch, kind, lmbda, levels) -> nn.Module:
             config = make_config(found_arch, "qvrf", N=N, M=M, lmbdas=list(lmbdas), ref_lmbda=lmbda)
         sd["gain"] = torch.tensor(config.gains_init, dtype=torch.float32)
     model = build_model(config)
+    # The CDF tables are derived from the parameters (update): a file without them loads (empty
+    # tables, as a fresh model's), and load_model builds them for coding.
+    for key, value in model.state_dict().items():
+        if key.rsplit(".", 1)[-1] in CODER_BUFFERS:
+            sd.setdefault(key, value)
     _load_strict(model, sd, path)
     return model
+
+
+# Entropy-coder buffers (derived from the parameters by update(); a foreign file may lack them).
+CODER_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
 
 
 def lambda_of_quality(quality: int) -> float:
@@ -228,20 +295,34 @@ def file_sha256(path) -> str:
 def update_checkpoint(path, out=None) -> Path:
     """Fix the entropy models (CDFs from the current parameters), strip training state, and name the
     file ``<stem>-<first 8 hex of its sha256>.pt``, as the official update.py does."""
-    model, _ = load_model(path, for_coding=False)
-    prepare_for_coding(model, force=True)
+    from qvrf_bench.files import clean_stale_temps, output_path, temp_name
+
     path = Path(path)
     stem = path.name.split(".")[0]
-    if out is not None and Path(out).is_dir():
-        folder = Path(out)
-    elif out is not None:
-        folder, stem = Path(out).parent, Path(out).name.split(".")[0]
-    else:
-        folder = path.parent
-    # Write under a temporary name first: the input is never overwritten, even when out == input.
-    tmp = save_checkpoint(folder / f".{stem}.update-{os.getpid()}.pt", model)
-    final = folder / f"{stem}-{file_sha256(tmp)[:8]}.pt"
-    os.replace(tmp, final)
+    # The output first, before any work: an existing folder or a path ending in "/" is a folder
+    # (created), anything else names the file (its folder created).
+    folder = path.parent
+    if out is not None:
+        target = output_path(out, f"{stem}.pt", "updated checkpoint")
+        folder, stem = target.parent, target.name.split(".")[0] or stem
+    model, _ = load_model(path, for_coding=False)
+    check_for_coding(model, path)
+    prepare_for_coding(model, force=True)
+    # Written under a temporary name first (the sha names the file): the input is never
+    # overwritten, even when out == input, and a failure leaves nothing behind.
+    work = folder / f"{stem}.update.pt"
+    clean_stale_temps(work)
+    tmp = temp_name(work)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(checkpoint_dict(model), f)
+            f.flush()
+            os.fsync(f.fileno())
+        final = folder / f"{stem}-{file_sha256(tmp)[:8]}.pt"
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return final
 
 
