@@ -3,7 +3,8 @@
 Each subcommand lives in its own module under ``qvrf_bench.cli`` and exposes
 ``register(subparsers)`` (argparse only: no heavy imports at module top, so ``--help`` is fast)
 and ``run(args) -> int``. A :class:`~qvrf_bench.errors.QVRFError` becomes one line on stderr and
-exit status 2, never a traceback.
+exit status 2, never a traceback. A reader that goes away (``qvrf-bench info F | head -1``) ends
+the command quietly with status 141, as a SIGPIPE would.
 """
 
 from __future__ import annotations
@@ -54,13 +55,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows up here, inside the handler, not at exit
+        return code
     except QVRFError as exc:
         print(f"qvrf-bench {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"qvrf-bench {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE: what `yes | head -1` reports
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush does not fail again."""
+    import os
+
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (tests capture stdout)
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

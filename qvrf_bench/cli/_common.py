@@ -38,3 +38,22 @@ def int_list(text: str) -> list[int]:
         return [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers: {text!r}") from None
+
+
+def add_max_pixels(p: argparse.ArgumentParser) -> None:
+    # kept equal to codec.MAX_PIXELS (a test checks); not imported, so --help stays fast
+    p.add_argument("--max-pixels", type=positive_int, default=MAX_PIXELS, metavar="N",
+                   help=f"refuse bitstreams whose header claims more pixels (default {MAX_PIXELS:,} = 8192 x 8192)")  # fmt: skip
+
+
+MAX_PIXELS = 1 << 26
+
+
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1: {text!r}")
+    return v

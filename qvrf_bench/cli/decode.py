@@ -6,38 +6,49 @@ import argparse
 
 
 def register(sub) -> None:
-    from qvrf_bench.cli._common import add_device
+    from qvrf_bench.cli._common import add_device, add_max_pixels
 
     p = sub.add_parser("decode", help="decode a bitstream file to a PNG",
                        description="Decode a qvrf-bench bitstream with the checkpoint that encoded it (the "
                        "header carries the gain, the size and a checkpoint fingerprint).")  # fmt: skip
     p.add_argument("-c", "--checkpoint", required=True)
     p.add_argument("input", help="bitstream file")
-    p.add_argument("output", help="PNG file to write")
+    p.add_argument("output", help="PNG file to write, or a folder (then NAME.png inside it; a path ending in / is "
+                   "created)")  # fmt: skip
+    add_max_pixels(p)
     add_device(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from qvrf_bench import container, files
+    from qvrf_bench.errors import BitstreamError
+
+    # The file and the output path first, before torch is even imported: a broken header is one
+    # line in milliseconds.
+    src = Path(args.input)
+    if src.is_dir():
+        raise BitstreamError(f"{src}: is a folder, not a bitstream file")
+    if not src.is_file():
+        raise BitstreamError(f"{src}: no such file")
+    data = src.read_bytes()
+    container.unpack(data, str(src), args.max_pixels)
+    out = files.output_path(args.output, src.stem + ".png", "decoded image")
+
     from qvrf_bench.cli._common import quiet_warnings, resolve_device
 
     quiet_warnings()
     import time
-    from pathlib import Path
 
     from qvrf_bench import codec, images
-    from qvrf_bench.errors import BitstreamError
     from qvrf_bench.models.checkpoints import load_model
 
-    src = Path(args.input)
-    if not src.is_file():
-        raise BitstreamError(f"{src}: no such file")
-    data = src.read_bytes()
-    codec.unpack(data, str(src))  # fail on a broken file before loading the model
     model, _ = load_model(args.checkpoint, device=resolve_device(args.device))
     t0 = time.perf_counter()
-    x_hat, header = codec.decode_tensor(model, data, str(src))
-    images.save_png(images.tensor_to_rgb8(x_hat), args.output)
-    print(f"{args.input} -> {args.output}: {header.width}x{header.height}, gain {header.gain:.4f}, "
+    x_hat, header = codec.decode_tensor(model, data, str(src), max_pixels=args.max_pixels)
+    images.save_png(images.tensor_to_rgb8(x_hat), out)
+    print(f"{args.input} -> {out}: {header.width}x{header.height}, gain {header.gain:.4f}, "
           f"{time.perf_counter() - t0:.2f} s")  # fmt: skip
     return 0

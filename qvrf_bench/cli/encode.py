@@ -6,7 +6,7 @@ import argparse
 
 
 def register(sub) -> None:
-    from qvrf_bench.cli._common import add_device, positive_float
+    from qvrf_bench.cli._common import add_device
 
     p = sub.add_parser("encode", help="encode an image to a bitstream file",
                        description="Encode an image with a checkpoint at a discrete level or any continuous "
@@ -15,21 +15,32 @@ def register(sub) -> None:
     p.add_argument("-c", "--checkpoint", required=True)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--level", type=int, help="discrete rate level 0..L-1 (default 0)")
-    g.add_argument("--gain", type=positive_float, help="continuous rate: the quantization gain a > 0")
+    g.add_argument("--gain", type=float,
+                   help="continuous rate: the quantization gain a, within the supported range [0.00043, 64]")  # fmt: skip
     p.add_argument("input", help="image file (PNG, JPEG, ...)")
-    p.add_argument("output", help="bitstream file to write")
+    p.add_argument("output", help="bitstream file to write, or a folder (then NAME.qvrf inside it; a path ending in / "
+                   "is created)")  # fmt: skip
     add_device(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from qvrf_bench import files
+    from qvrf_bench.gains import check_gain
+
+    # What can be checked without the work goes first, before torch is imported: the gain, the
+    # output path.
+    if args.gain is not None:
+        check_gain(args.gain, "--gain")
+    out = files.output_path(args.output, Path(args.input).stem + ".qvrf", "bitstream")
+
     from qvrf_bench.cli._common import quiet_warnings, resolve_device
 
     quiet_warnings()
-    import os
     import sys
     import time
-    from pathlib import Path
 
     from qvrf_bench import codec, images
     from qvrf_bench.errors import QVRFError
@@ -46,11 +57,8 @@ def run(args: argparse.Namespace) -> int:
     enc = codec.encode_tensor(model, images.rgb8_to_tensor(img.rgb), level=None if args.gain else level,
                               gain=args.gain)  # fmt: skip
     dt = time.perf_counter() - t0
-    out = Path(args.output)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_bytes(enc.data)
-    os.replace(tmp, out)
+    files.write_bytes(out, enc.data)
     pixels = img.height * img.width
-    print(f"{args.input} -> {args.output}: {len(enc.data)} bytes, {8 * len(enc.data) / pixels:.4f} bpp "
+    print(f"{args.input} -> {out}: {len(enc.data)} bytes, {8 * len(enc.data) / pixels:.4f} bpp "
           f"(payload {8 * enc.payload_bytes / pixels:.4f} bpp), gain {enc.gain:.4f}, {dt:.2f} s")  # fmt: skip
     return 0

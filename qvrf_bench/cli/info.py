@@ -6,41 +6,54 @@ import argparse
 
 
 def register(sub) -> None:
+    from qvrf_bench.cli._common import add_max_pixels
+
     p = sub.add_parser("info", help="describe a checkpoint or a bitstream file")
     p.add_argument("file")
+    add_max_pixels(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from qvrf_bench.cli._common import quiet_warnings
-
-    quiet_warnings()
     from pathlib import Path
 
-    from qvrf_bench import codec
+    from qvrf_bench import container as codec  # the header alone: no torch for a bitstream
+    from qvrf_bench import files
     from qvrf_bench.errors import QVRFError
-    from qvrf_bench.models.checkpoints import load_model
 
     path = Path(args.file)
+    if path.is_dir():
+        raise QVRFError(f"{path}: is a folder, not a checkpoint or a bitstream")
     if not path.is_file():
         raise QVRFError(f"{path}: no such file")
-    head = path.read_bytes()[:4]
-    if head == codec.MAGIC:
-        h, strings = codec.unpack(path.read_bytes(), str(path))
+    head = files.read_head(path)
+    # A bitstream by its magic number (a cut one too: unpack says "truncated"), an image by its own.
+    if head and codec.MAGIC.startswith(head[:4]):
+        h, strings = codec.unpack(path.read_bytes(), str(path), args.max_pixels)
         px = h.width * h.height
         print(f"bitstream {path} (format {h.version}): {h.arch}, {h.width}x{h.height}, "
               f"{'level ' + str(h.level) if h.level is not None else 'continuous'} gain {h.gain:.6g}, "
               f"checkpoint {h.fingerprint.hex()}, padding {h.padding}, strings {list(h.lengths)} bytes, "
               f"{8 * path.stat().st_size / px:.4f} bpp")  # fmt: skip
         return 0
+    kind = files.sniff(head)
+    if kind:
+        raise QVRFError(f"{path}: {kind}, not a checkpoint or a qvrf-bench bitstream")
+    from qvrf_bench.cli._common import quiet_warnings
+
+    quiet_warnings()
+    from qvrf_bench.codec import model_fingerprint
+    from qvrf_bench.models.checkpoints import gains_problem_text, load_model
+
     model, obj = load_model(path, for_coding=False)
     c = model.config
     gains = ", ".join(f"{g:.4f}" for g in model.gain.detach().tolist())
     print(f"checkpoint {path}: {c.label} (arch {c.arch} = CompressAI {c.zoo_name}, kind {c.kind}, N={c.N}, M={c.M})")
     print(f"  lambdas: {c.lmbdas}\n  gains:   [{gains}]")
-    print(
-        f"  parameters: {sum(p.numel() for p in model.parameters()):,}; fingerprint {codec.model_fingerprint(model)[:16]}"
-    )
+    problem = gains_problem_text(model.gain)
+    if problem:
+        print(f"  cannot code: {problem}")
+    print(f"  parameters: {sum(p.numel() for p in model.parameters()):,}; fingerprint {model_fingerprint(model)[:16]}")
     if "training" in obj:
         t = obj["training"]
         print(f"  training state: step {t.get('step')}, stage {t.get('stage')}")

@@ -11,7 +11,8 @@ def register(sub) -> None:
                        "parameters, drop optimiser/training state, and name the file "
                        "<name>-<first 8 hex of sha256>.pt. Reads any supported checkpoint layout.")  # fmt: skip
     p.add_argument("checkpoint")
-    p.add_argument("-o", "--output", help="output file or folder (default: beside the input)")
+    p.add_argument("-o", "--output", help="output file, or folder (an existing one, or a path ending in / is created; "
+                   "default: beside the input)")  # fmt: skip
     p.set_defaults(func=run)
 
 
