@@ -4,13 +4,17 @@ shards and merge, and provenance.
 A run folder looks like::
 
     runs/<name>/
-        run.json                      # manifest: command line, config, shard, provenance (atomic)
+        run.json                      # manifest: command line, config, shard, provenance, skipped images (atomic)
         results/part-<utc>-<pid>-<rand>.parquet   # one file per append(), written atomically
 
 Every ``append`` writes one new part to a hidden temporary file in ``results/``, fsyncs it and renames
 it into place, so a part interrupted by ``kill -9`` or a power cut stays a dot-file that readers never
-list. Rows are never rewritten: a re-measured row is appended again and ``read`` keeps the latest one
-per row key (see :data:`ROW_KEY`).
+list (and that the next ``start`` removes, its process being gone). Rows are never rewritten: a
+re-measured row is appended again and ``read`` keeps the latest one per row key (see :data:`ROW_KEY`).
+
+Inputs that produced no row (an image that cannot be read: its size, a required column, is unknown)
+are on record too: the manifest's ``skipped`` list (:meth:`ResultStore.record_skip`), one entry per
+image with the reason, which ``merge`` carries over and reports show.
 
 Column names follow tensorflow-compression's habit of saying what was measured, in which colour space
 and whether the bits are real (``psnr_rgb``, ``bpp_real``). :func:`schema_markdown` renders the
@@ -26,6 +30,7 @@ import math
 import numbers
 import os
 import platform
+import re
 import sys
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -484,10 +489,11 @@ def _fsync_dir(folder: Path) -> None:
 def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
     """Write ``path`` via ``write(fileobj)`` to a hidden temp file in the same folder, fsync, rename.
 
-    A crash leaves at most a ``.<name>.<rand>.tmp`` file, which no reader lists.
+    A crash leaves at most a ``.<name>.tmp-<pid>`` file, which no reader lists and the next
+    ``start`` of the run removes (:func:`clean_dead_temps`); any other failure removes it at once.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
             write(f)
@@ -498,6 +504,28 @@ def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+_DEAD_TEMP = re.compile(r"^\..+\.tmp-(\d+)$")
+
+
+def clean_dead_temps(folder: Path) -> list[Path]:
+    """Remove the hidden ``.NAME.tmp-PID`` files in ``folder`` whose process is gone (a writer killed
+    mid-write); returns them. A live writer's files are left alone."""
+    from qvrf_bench.files import pid_alive
+
+    removed = []
+    if not Path(folder).is_dir():
+        return removed
+    for p in Path(folder).iterdir():
+        m = _DEAD_TEMP.match(p.name)
+        if m and p.is_file() and not pid_alive(int(m.group(1))):
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError:
+                pass
+    return removed
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -622,6 +650,8 @@ class ResultStore:
         """
         config = _canonical(dict(config))
         shard_obj = None if shard is None else {"index": int(shard[0]), "count": int(shard[1])}
+        for folder in (self.run_dir, self.results_dir):  # debris of writers killed mid-write
+            clean_dead_temps(folder)
         prov = dict(prov) if prov is not None else provenance(device)
         now = _now_utc().isoformat()
         existing = self.manifest
@@ -658,6 +688,24 @@ class ResultStore:
             ]
         self.write_manifest(manifest)
         return manifest
+
+    # skipped inputs
+    @property
+    def skipped(self) -> list[dict[str, str]]:
+        """The run's skipped inputs: [{"image", "image_sha256", "reason", "shard"}] (module docstring)."""
+        m = self.manifest or {}
+        return [dict(e) for e in m.get("skipped") or [] if isinstance(e, dict)]
+
+    def record_skip(self, image: str, reason: str, image_sha256: str = "") -> None:
+        """Put a skipped input on record in run.json (atomic; the entry for ``image`` is replaced, so a
+        resume that skips it again adds nothing)."""
+        m = self.manifest
+        if m is None:
+            raise StoreError(f"{self.run_dir}: no run to record a skip in (start() first)")
+        entry = {"image": str(image), "image_sha256": str(image_sha256), "reason": str(reason),
+                 "shard": _shard_text(m.get("shard"), empty="")}  # fmt: skip
+        m["skipped"] = [e for e in m.get("skipped") or [] if e.get("image") != entry["image"]] + [entry]
+        self.write_manifest(m)
 
     def _row_defaults(self) -> dict[str, Any]:
         if self._defaults is None:
@@ -749,13 +797,63 @@ class ResultStore:
 # --- config comparison, shards, merge -----------------------------------------------------------
 
 
-def config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
-    """Short text naming the top-level keys where two configs differ."""
-    a, b = _canonical(dict(a)), _canonical(dict(b))
-    keys = sorted(k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>"))
-    parts = [f"{k}: {json.dumps(a.get(k, '<absent>'))} vs {json.dumps(b.get(k, '<absent>'))}" for k in keys[:5]]
-    more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
-    return "; ".join(parts) + more
+def config_diff(a: Mapping[str, Any], b: Mapping[str, Any], limit: int = 4) -> str:
+    """Short text naming the fields where config ``a`` (the run's) and ``b`` (the new one) differ:
+    dotted paths to the leaves that differ, methods named by their label, lists of values as what
+    was added and dropped. At most ``limit`` fields, then a count."""
+    diffs = _diff(_canonical(dict(a)), _canonical(dict(b)), "")
+    more = f"; and {len(diffs) - limit} more" if len(diffs) > limit else ""
+    return "; ".join(diffs[:limit]) + more
+
+
+def _short(v: Any, width: int = 40) -> str:
+    text = v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _key_of(item: Any) -> str | None:
+    if isinstance(item, dict):
+        for k in ("method", "name", "label"):
+            if isinstance(item.get(k), str):
+                return item[k]
+    return None
+
+
+def _diff(a: Any, b: Any, path: str) -> list[str]:
+    here = path or "config"
+    if a == b:
+        return []
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            sub = f"{path}.{k}" if path else str(k)
+            if k not in a:
+                out.append(f"{sub}: only in the new config ({_short(b[k])})")
+            elif k not in b:
+                out.append(f"{sub}: only in the run ({_short(a[k])})")
+            else:
+                out += _diff(a[k], b[k], sub)
+        return out
+    if isinstance(a, list) and isinstance(b, list):
+        ka, kb = [_key_of(x) for x in a], [_key_of(x) for x in b]
+        if all(ka) and all(kb) and len(set(ka)) == len(ka) and len(set(kb)) == len(kb):
+            da, db = dict(zip(ka, a, strict=True)), dict(zip(kb, b, strict=True))
+            out = [f"{here}: {k} only in the new config" for k in kb if k not in da]
+            out += [f"{here}: {k} only in the run" for k in ka if k not in db]
+            return out + [d for k in ka if k in db for d in _diff(da[k], db[k], f"{here}[{k}]")]
+        if all(not isinstance(x, (dict, list)) for x in a + b):
+            sa, sb = {json.dumps(x) for x in a}, {json.dumps(x) for x in b}
+            added, dropped = sorted(sb - sa), sorted(sa - sb)
+            parts = [f"{len(a)} -> {len(b)} values"] if len(a) != len(b) else []
+            for word, values in (("new", added), ("not", dropped)):
+                if values:
+                    shown = ", ".join(_short(json.loads(x), 24) for x in values[:3])
+                    parts.append(f"{word} {shown}" + (f" (+{len(values) - 3})" if len(values) > 3 else ""))
+            return [f"{here}: {'; '.join(parts) or 'same values, another order'}"]
+        if len(a) == len(b):
+            return [d for i, (x, y) in enumerate(zip(a, b, strict=True)) for d in _diff(x, y, f"{here}[{i}]")]
+        return [f"{here}: {len(a)} -> {len(b)} entries"]
+    return [f"{here}: {_short(a)} in the run, {_short(b)} now"]
 
 
 def _shard_text(shard: Any, empty: str = "none") -> str:
@@ -819,9 +917,15 @@ def merge(
     stores = [ResultStore(d) for d in shard_dirs]
     out = ResultStore(out_dir)
     out_resolved = out.run_dir.resolve()
+    seen: dict[Path, Path] = {}
     for s in stores:
         if s.run_dir.resolve() == out_resolved:
             raise StoreError(f"{s.run_dir}: the output folder cannot also be an input")
+        first = seen.get(s.run_dir.resolve())
+        if first is not None:
+            same = "" if str(first) == str(s.run_dir) else f": the same folder as {first}"
+            raise StoreError(f"merge: {s.run_dir} given twice (duplicate{same})")
+        seen[s.run_dir.resolve()] = s.run_dir
     if out.manifest_path.exists() or out.parts():
         raise StoreError(f"{out.run_dir}: already holds a run; merge into a new folder")
 
@@ -844,7 +948,15 @@ def merge(
         if len(counts) > 1:
             raise StoreError(f"merge: shards come from different splits (N = {sorted(counts)})")
         (count,) = counts
-        missing = sorted(set(range(count)) - {sh["index"] for sh in shards if sh})
+        by_index: dict[int, Path] = {}
+        for st, sh in zip(stores, shards, strict=True):
+            if sh and sh["index"] in by_index:
+                raise StoreError(
+                    f"merge: {by_index[sh['index']]} and {st.run_dir} are both shard {sh['index']}/{count} (duplicate)"
+                )
+            if sh:
+                by_index[sh["index"]] = st.run_dir
+        missing = sorted(set(range(count)) - set(by_index))
         if missing:
             raise StoreError(
                 f"merge: shard(s) {', '.join(f'{i}/{count}' for i in missing)} missing "
@@ -858,6 +970,11 @@ def merge(
     table = table.set_column(COLUMN_NAMES.index("run_id"), SCHEMA.field("run_id"), run_ids_col)
     if table.num_rows:  # rows first: the manifest, written last, marks a finished merge
         out._write_table(table)
+    by_image: dict[str, dict] = {}  # every shard's skipped inputs; an image is in one shard (first entry wins)
+    for s in stores:
+        for e in s.skipped:
+            by_image.setdefault(e.get("image", ""), e)
+    skipped = list(by_image.values())
     prov = provenance()
     out.write_manifest(
         {
@@ -870,6 +987,7 @@ def merge(
             "shard": None,
             "provenance": prov,
             "resumed": [],
+            "skipped": skipped,
             "merged_from": [
                 {
                     "dir": str(s.run_dir),

@@ -37,7 +37,8 @@ dataset content, checkpoint files (sha256) and their rate points, peers and thei
 engine, threads and shard are not part of it (engines agree byte for byte; rows record the device).
 
 Failures never abort the run: an image that cannot be read is listed as skipped with the reason
-(no row: its size is unknown, and width/height are required columns); a rate point whose coding,
+and put on record in the run folder (run.json's ``skipped``, kept by merge and shown by reports; no
+row: its size is unknown, and width/height are required columns); a rate point whose coding,
 decoding or metrics fail gets an error row (``error`` set, ``decode_ok`` False). Images with the
 same bytes as an earlier one (sorted by path) are measured once, under the first name.
 
@@ -103,7 +104,7 @@ def parse_factors(spec: str | float | Sequence[float] | None) -> tuple[float, ..
 
     Values are rounded to 4 decimals (the rate_point label's precision) and deduplicated.
     """
-    from qvrf_bench.models.qvrf import PAPER_FACTORS
+    from qvrf_bench.models.qvrf import PAPER_FACTORS, gain_problem
 
     where = f"--factors {spec!r}"
     if spec is None:
@@ -145,6 +146,10 @@ def parse_factors(spec: str | float | Sequence[float] | None) -> tuple[float, ..
     rounded = sorted({_round_factor(v) for v in values})
     if rounded and rounded[0] <= 0:
         raise QVRFError(f"{where}: gain {values[0]!r} rounds to 0 at {FACTOR_DECIMALS} decimals")
+    for v in rounded:  # the values used, after rounding
+        problem = gain_problem(v)
+        if problem:
+            raise QVRFError(f"{where}: gain {problem}")
     return tuple(rounded)
 
 
@@ -726,18 +731,18 @@ def _run_sweep(cfg: SweepConfig) -> SweepSummary:
     written = 0
     bar = _progress_bar(n_todo, cfg.progress)
     try:
-        for (path, name, _sha, err), per_method in plan:
+        for (path, name, sha, err), per_method in plan:
             n_here = sum(len(pts) for _, pts in per_method)
             if n_here == 0:
                 continue  # fully measured before: do not even read the image
+            if not err:
+                try:
+                    img = images.load_image(path)
+                except QVRFError as exc:
+                    err = getattr(exc, "reason", None) or one_line(exc)
             if err:
                 skipped.append((name, err))
-                bar.update(n_here)
-                continue
-            try:
-                img = images.load_image(path)
-            except QVRFError as exc:
-                skipped.append((name, getattr(exc, "reason", None) or one_line(exc)))
+                store.record_skip(name, err, sha)  # on record in run.json: merge and reports see it
                 bar.update(n_here)
                 continue
             info = ImageInfo(name, img.sha256, img.width, img.height, tuple(img.notices))

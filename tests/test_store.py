@@ -144,7 +144,7 @@ def test_kill_9_during_write_is_never_read(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", script])
     try:
         deadline = time.monotonic() + 30
-        while not any(p.name.endswith(".tmp") for p in (run / "results").iterdir()):
+        while not any(".tmp-" in p.name for p in (run / "results").iterdir()):
             assert time.monotonic() < deadline and proc.poll() is None, "writer did not start"
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
@@ -152,9 +152,17 @@ def test_kill_9_during_write_is_never_read(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert any(p.name.startswith(".") for p in (run / "results").iterdir())  # the debris is there
+    debris = [p for p in (run / "results").iterdir() if p.name.startswith(".")]
+    assert [p.name for p in debris] == [f".part-99999999T999999999999Z-0-0.parquet.tmp-{proc.pid}"]
     df = s.read()
     assert list(df["image"]) == ["before.png"]
+    # the next start of the run removes the debris of the dead writer, and nothing else
+    (run / "results" / f".part-x.parquet.tmp-{os.getpid()}").write_bytes(b"a live writer's")
+    new_store(run)
+    assert sorted(p.name for p in (run / "results").iterdir() if p.name.startswith(".")) == [
+        f".part-x.parquet.tmp-{os.getpid()}"
+    ]
+    assert list(s.read()["image"]) == ["before.png"]
 
 
 def test_corrupt_part_names_the_file(tmp_path):

@@ -634,6 +634,21 @@ def error_rows(rows: pd.DataFrame) -> tuple[list[dict], list[dict], int]:
     return listed, summary, len(bad)
 
 
+def skipped_inputs(infos: Sequence[RunInfo]) -> list[dict]:
+    """Inputs the runs skipped (no rows: an unreadable image), from each manifest's ``skipped``."""
+    return [
+        {
+            "run": info.run_id,
+            "image": str(e.get("image", "")),
+            "reason": str(e.get("reason", "")),
+            "shard": str(e.get("shard") or ""),
+        }
+        for info in infos
+        for e in info.manifest.get("skipped") or []
+        if isinstance(e, dict)
+    ]
+
+
 def provenance(rows: pd.DataFrame, infos: Sequence[RunInfo], anchors: Sequence, dataset: str | None) -> dict:
     runs = []
     for info in infos:
@@ -818,6 +833,7 @@ def build_context(
         "errors": errors,
         "error_summary": error_summary,
         "n_errors": n_errors,
+        "skipped": skipped_inputs(infos),
         "max_error_rows": MAX_ERROR_ROWS,
         "provenance": provenance(rows, infos, anchors, dataset),
     }
