@@ -76,12 +76,15 @@ class CsvLog:
 
 
 class EventLog:
-    """Notices (skipped files, resume, stop reasons): appended to ``events.log`` and echoed to stderr
-    through tqdm so they do not break the progress bar."""
+    """Notices (skipped files, resume, stop reasons): appended to ``events.log`` and always printed
+    on stderr as ``notice: ...``, with or without a progress bar. ``echo`` says whether a tqdm bar
+    is live (the training loop passes its ``progress``): then notices go through ``tqdm.write`` so
+    they do not break the bar; without one they are printed plainly (``--no-progress`` hides the
+    bar, never the notices)."""
 
     def __init__(self, path: Path, echo: bool = True):
         self.path = Path(path)
-        self.echo = echo
+        self.echo = echo  # a progress bar is live: write through tqdm
         self.seen: set[str] = set()
 
     def __call__(self, msg: str, once: bool = False) -> None:
@@ -95,3 +98,5 @@ class EventLog:
             from tqdm import tqdm
 
             tqdm.write(f"notice: {msg}", file=sys.stderr)
+        else:
+            print(f"notice: {msg}", file=sys.stderr, flush=True)
