@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
+
+import numpy as np
 import torch
 
 from qvrf_bench.models import create, prepare_for_coding
@@ -19,3 +23,17 @@ def small_model(arch: str, kind: str = "qvrf", *, seed: int = 0, coding: bool = 
         kw.setdefault("lmbda", 0.0483)
     model = create(arch, kind, N=N, M=M, **kw)
     return prepare_for_coding(model) if coding else model
+
+
+def png16(path, arr: np.ndarray) -> None:
+    """A PNG with 16 bits per sample (48-bit RGB or 64-bit RGBA), written by hand: Pillow cannot."""
+    h, w, c = arr.shape
+    raw = b"".join(b"\x00" + arr[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, {3: 2, 4: 6}[c], 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    )
