@@ -77,7 +77,9 @@ def make_folder(folder: Path, what: str = "output") -> Path:
     folder = Path(folder)
     for p in (folder, *folder.parents):
         if p.exists() and not p.is_dir():
-            raise QVRFError(f"{folder}: cannot hold the {what}: {p} is a file, not a folder")
+            if p == folder:
+                raise QVRFError(f"{folder}: is a file, not a folder: cannot hold the {what}")
+            raise QVRFError(f"{folder}: cannot be created for the {what}: {p} is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -102,22 +104,31 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def clean_stale_temps(path: str | os.PathLike) -> list[Path]:
-    """Remove ``.NAME.tmp-PID`` files next to ``path`` whose process is gone; returns them."""
-    path = Path(path)
-    pattern = re.compile(re.escape(f".{path.name}{TMP_INFIX}") + r"(\d+)$")
+_DEAD_TEMP = re.compile(r"^\..+" + re.escape(TMP_INFIX) + r"(\d+)$")
+
+
+def clean_dead_temps(folder: str | os.PathLike) -> list[Path]:
+    """Remove the hidden ``.NAME.tmp-PID`` files in ``folder`` whose process is gone (a writer killed
+    mid-write: this module's and the store's temporaries); returns them. A live writer's files,
+    and anything not named so, are left alone."""
     removed = []
     try:
-        entries = list(path.parent.iterdir())
+        entries = list(Path(folder).iterdir())
     except OSError:
         return removed
     for p in entries:
-        m = pattern.match(p.name)
-        if m and not pid_alive(int(m.group(1))):
+        m = _DEAD_TEMP.match(p.name)
+        if m and p.is_file() and not pid_alive(int(m.group(1))):
             with contextlib.suppress(OSError):
                 p.unlink()
                 removed.append(p)
     return removed
+
+
+def clean_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """:func:`clean_dead_temps` in the folder ``path`` is written to (any name: the resume of a run
+    may never rewrite the very file a kill interrupted)."""
+    return clean_dead_temps(Path(path).parent)
 
 
 def temp_name(path: str | os.PathLike) -> Path:

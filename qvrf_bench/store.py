@@ -30,7 +30,6 @@ import math
 import numbers
 import os
 import platform
-import re
 import sys
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -506,26 +505,12 @@ def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
     _fsync_dir(path.parent)
 
 
-_DEAD_TEMP = re.compile(r"^\..+\.tmp-(\d+)$")
-
-
 def clean_dead_temps(folder: Path) -> list[Path]:
     """Remove the hidden ``.NAME.tmp-PID`` files in ``folder`` whose process is gone (a writer killed
     mid-write); returns them. A live writer's files are left alone."""
-    from qvrf_bench.files import pid_alive
+    from qvrf_bench.files import clean_dead_temps as clean
 
-    removed = []
-    if not Path(folder).is_dir():
-        return removed
-    for p in Path(folder).iterdir():
-        m = _DEAD_TEMP.match(p.name)
-        if m and p.is_file() and not pid_alive(int(m.group(1))):
-            try:
-                p.unlink()
-                removed.append(p)
-            except OSError:
-                pass
-    return removed
+    return clean(folder)
 
 
 def _write_json(path: Path, obj: Any) -> None:

@@ -314,8 +314,10 @@ def test_output_path_semantics(tmp_path):
     assert files.output_path(f"{tmp_path}/made/", "x.qvrf") == tmp_path / "made" / "x.qvrf"  # trailing slash
     assert (tmp_path / "made").is_dir()
     (tmp_path / "file").write_text("")
-    with pytest.raises(QVRFError, match="file is a file, not a folder"):
+    with pytest.raises(QVRFError, match="file: is a file, not a folder: cannot hold the output"):
         files.output_path(tmp_path / "file" / "a.qvrf", "x.qvrf")
+    with pytest.raises(QVRFError, match=r"file/sub: cannot be created for the output: .*file is a file, not a folder"):
+        files.output_path(tmp_path / "file" / "sub" / "a.qvrf", "x.qvrf")
     (tmp_path / "x.qvrf").mkdir()
     with pytest.raises(QVRFError, match="is a folder; give a file name"):
         files.output_path(tmp_path, "x.qvrf")
@@ -323,16 +325,19 @@ def test_output_path_semantics(tmp_path):
 
 def test_a_failed_write_leaves_nothing_and_stale_temps_are_cleaned(tmp_path):
     target = tmp_path / "last.pt"
-    stale = tmp_path / f".last.pt.tmp-{dead_pid()}"
+    pid = dead_pid()
+    stale = tmp_path / f".last.pt.tmp-{pid}"
+    other = tmp_path / f".best.pt.tmp-{pid}"  # another file of the folder: a resume may never rewrite it
     live = tmp_path / f".last.pt.tmp-{os.getppid()}"  # a live process's: left alone
-    stale.write_bytes(b"half")
-    live.write_bytes(b"half")
+    for p in (stale, other, live):
+        p.write_bytes(b"half")
+    (tmp_path / "notes.tmp-1").write_text("not ours: no leading dot")
     with pytest.raises(RuntimeError, match="disk on fire"), files.atomic_output(target) as tmp:
         tmp.write_bytes(b"partial")
         raise RuntimeError("disk on fire")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "notes.tmp-1"]
     save_checkpoint(target, small_model("balle"))  # checkpoints write through it too
-    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "last.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "last.pt", "notes.tmp-1"]
 
 
 def test_save_png_is_atomic(tmp_path):

@@ -183,7 +183,7 @@ def test_output_paths(setup, tmp_path):  # row 9
     assert Image.open(tmp_path / "pngs" / "photo.png").size == (150, 100)
     (tmp_path / "plain").write_text("")
     p = run("encode", "-c", ck, photo, tmp_path / "plain" / "a.qvrf", ok=False)
-    one_line_error(p, "plain is a file, not a folder")
+    one_line_error(p, "plain: is a file, not a folder: cannot hold the bitstream")
     # a failure after the output was checked leaves nothing behind
     (tmp_path / "broken.png").write_bytes(photo.read_bytes()[:300])
     p = run("encode", "-c", ck, tmp_path / "broken.png", tmp_path / "out" / "b.qvrf", ok=False)
