@@ -72,14 +72,24 @@ def output_path(out: str | os.PathLike, default_name: str, what: str = "output")
     return path
 
 
-def make_folder(folder: Path, what: str = "output") -> Path:
-    """``folder`` created (with its parents) and writable, or QVRFError."""
+def check_folder(folder: str | os.PathLike, what: str = "output") -> Path:
+    """QVRFError unless ``folder`` is, or can be created as, a writable folder (nothing is created)."""
     folder = Path(folder)
     for p in (folder, *folder.parents):
         if p.exists() and not p.is_dir():
             if p == folder:
                 raise QVRFError(f"{folder}: is a file, not a folder: cannot hold the {what}")
             raise QVRFError(f"{folder}: cannot be created for the {what}: {p} is a file, not a folder")
+        if p.is_dir():
+            if not os.access(p, os.W_OK | os.X_OK):
+                raise QVRFError(f"{folder}: cannot write the {what} there (permission denied in {p})")
+            break
+    return folder
+
+
+def make_folder(folder: Path, what: str = "output") -> Path:
+    """``folder`` created (with its parents) and writable, or QVRFError."""
+    folder = check_folder(folder, what)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

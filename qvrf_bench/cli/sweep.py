@@ -61,7 +61,10 @@ def run(args: argparse.Namespace) -> int:
     quiet_warnings()
     import sys
 
+    from qvrf_bench.files import check_folder
     from qvrf_bench.sweep import SweepConfig, parse_peer_qualities, run_sweep
+
+    check_folder(args.out, "run folder")  # before any work
 
     qualities: dict[str, tuple[float, ...]] = {}
     for spec in args.peer_qualities:

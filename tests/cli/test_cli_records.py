@@ -124,3 +124,12 @@ def test_merge_names_duplicates(setup, tmp_path):
     p = run("merge", tmp_path / "s0", tmp_path / "s1", tmp_path / "s1copy", "--out", tmp_path / "m")
     assert p.returncode == 2 and "s1 and" in p.stderr and "s1copy are both shard 1/2 (duplicate)" in p.stderr, p.stderr
     assert not (tmp_path / "m").exists()
+
+
+def test_a_run_folder_that_is_a_file_is_one_line(setup, tmp_path):
+    (tmp_path / "taken").write_text("")
+    p = run("sweep", "-c", setup / "q.pt", "--dataset", setup / "data", "--out", tmp_path / "taken", "--no-progress")
+    assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
+    assert "taken: is a file, not a folder: cannot hold the run folder" in p.stderr
+    p = run("merge", tmp_path / "a", tmp_path / "b", "--out", tmp_path / "taken" / "m")
+    assert p.returncode == 2 and "cannot be created for the merged run: " in p.stderr and "taken is a file" in p.stderr
