@@ -39,6 +39,10 @@ from qvrf_bench.errors import QVRFError
 TRAIN_PHOTOS = ("coffee", "rocket", "hubble_deep_field", "retina", "immunohistochemistry", "camera", "coins")
 
 ARCH_FIGURES = ("balle", "minnen", "cheng2020")  # Balle.png, Minnen.png, Cheng2020.png
+# Classical codecs' qualities for the zoo: they span its rates (~0.1-1 bpp on Kodak), so a BD-rate
+# against them is integrated over most of both curves (the default sweeps reach ~2 bpp, where a
+# union-based overlap with a narrow model's curve falls under the threshold).
+ZOO_PEER_QUALITIES = {"jpeg": "5,10,15,20,25,30,40,50,60", "webp": "0,5,10,20,30,40,50,60"}
 PUBLISHED_NOTE = ("published curves: full-width models (N=128-192, M=192-320) trained for days on GPUs on "
                   "ImageNet/CLIC-scale data")  # fmt: skip
 
@@ -132,6 +136,8 @@ def sweep_shards(args, test_dir: Path, ckpts: list[str], out: Path, log) -> list
     base = [sys.executable, "-m", "qvrf_bench", "sweep", "--dataset", str(test_dir), "--levels", "all",
             "--factors", args.factors, "--peers", args.peers, "--device", args.device,
             "--threads", str(args.threads), "-c", *ckpts]  # fmt: skip
+    for spec in args.peer_qualities or ():
+        base += ["--peer-qualities", spec]
     procs = []
     for i, d in enumerate(dirs):
         cmd = [*base, "--out", str(d)]
@@ -169,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         "--factors", default="paper", help="continuous gains for the sweep (default: the 27 of Inference.py)"
     )
     p.add_argument("--peers", default="jpeg,webp", help="classical codecs in the sweep (default: %(default)s)")
+    p.add_argument("--peer-qualities", action="append", default=None, metavar="NAME=Q1,Q2,...",
+                   help="a classical codec's quality sweep (repeatable; default with the zoo: "
+                   + "; ".join(f"{k}={v}" for k, v in ZOO_PEER_QUALITIES.items()) + ", the zoo's rate range)")  # fmt: skip
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="runs/pipeline", help="training runs and the sweep (default: %(default)s)")
     p.add_argument("--reports", default="reports", help="figures and report go here (default: %(default)s)")
@@ -225,6 +234,8 @@ def run(args) -> int:
         ckpts = [str(c) for c in paths]
     else:
         ckpts, caption = zoo_checkpoints(args.archs, log)
+        if args.peer_qualities is None:
+            args.peer_qualities = [f"{k}={v}" for k, v in ZOO_PEER_QUALITIES.items() if k in args.peers.split(",")]
         if not ckpts:
             raise QVRFError("the zoo has no models of " + ", ".join(args.archs) + "; give --checkpoints or train "
                             "with `qvrf-bench zoo train`")  # fmt: skip

@@ -899,7 +899,9 @@ def _display_rows(table: pd.DataFrame, minus: str = "-") -> tuple[list[str], lis
             cells += ["n/a" if low else _num(r[c], 2, True, minus)
                       for c in ("sens_min_pct", "sens_median_pct", "sens_max_pct")]  # fmt: skip
         if has_ci:
-            cells += ["n/a" if low else f"[{_num(r['ci_low_pct'], 2, True, minus)}, {_num(r['ci_high_pct'], 2, True, minus)}]"]
+            cells += [
+                "n/a" if low else f"[{_num(r['ci_low_pct'], 2, True, minus)}, {_num(r['ci_high_pct'], 2, True, minus)}]"
+            ]
         pts = f"{int(r['n_test'])}/{int(r['n_anchor'])}"
         dropped = int(r["n_dropped_test"]) + int(r["n_dropped_anchor"])
         cells += [pts + (f" ({dropped} dropped)" if dropped else "")]

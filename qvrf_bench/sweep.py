@@ -16,7 +16,8 @@ Methods measured in one run:
 - CompressAI's VBR models from local state dicts (``vbr``: ``ARCH=STATEDICT``), at eval_model's
   default quantization steps unless ``peer_qualities[ARCH]`` gives steps.
 
-Factor specs (:func:`parse_factors`): ``paper`` = the 27 factors of the official Inference.py,
+Factor specs (:func:`parse_factors`): ``paper`` = the 27 factors of the official Inference.py
+(in units of each model's a_0, see :func:`paper_factors_for`),
 ``none``, a list ``1,2.5,4``, or ``START:STOP:COUNT``, COUNT gains log-spaced from START to STOP.
 The default, :data:`DEFAULT_FACTORS` = ``0.5:12:24``, is a dense log-spaced sweep over the official
 factor range [0.5, 12] (ratio ~1.15 between neighbours). Gains are rounded to 4 decimals, so the
@@ -96,6 +97,35 @@ def parse_levels(spec: str | int | Sequence[int] | None) -> str | tuple[int, ...
 
 def _round_factor(v: float) -> float:
     return round(float(v), FACTOR_DECIMALS)
+
+
+def parse_checkpoint(spec: str | os.PathLike) -> tuple[str | None, str]:
+    """``PATH``, ``zoo:NAME`` or ``LABEL=PATH`` -> (method label or None, file path).
+
+    A zoo model is labelled ``zoo:NAME``; ``LABEL=`` names a curve in tables and figures (letters,
+    digits and ``+ . _ - :``)."""
+    from qvrf_bench import zoo
+
+    text = os.fspath(spec)
+    label = None
+    head, sep, tail = text.partition("=")
+    if sep and head and all(ch.isalnum() or ch in "+._-:" for ch in head) and not Path(text).exists():
+        label, text = head, tail
+    if zoo.is_zoo(text):
+        return label or text, str(zoo.resolve(text))
+    return label, text
+
+
+def paper_factors_for(model) -> tuple[float, ...]:
+    """The 27 factors of Inference.py in units of the model's a_0.
+
+    [QRAF]'s models have a_0 = 1, so this is the list itself. A QVRF model fine-tuned from a fixed
+    model at lambda_ref has a_0 = sqrt(lambda_0 / lambda_ref) (decision 1; 0.1 from lambda = 0.18):
+    the same relative bin sizes, so the factors span its levels as they span the official ones."""
+    from qvrf_bench.models.qvrf import PAPER_FACTORS
+
+    a0 = float(model.level_gain(0))
+    return tuple(sorted({_round_factor(f * a0) for f in PAPER_FACTORS}))
 
 
 def parse_factors(spec: str | float | Sequence[float] | None) -> tuple[float, ...]:
@@ -628,8 +658,9 @@ def _build_methods(cfg: SweepConfig, device: str, engine) -> list[_Method]:
 
     methods: list[_Method] = []
     seen: dict[str, str] = {}
-    for path in cfg.checkpoints:
-        path = str(path)
+    relative = isinstance(cfg.factors, str) and cfg.factors.strip().lower() == "paper"
+    for spec in cfg.checkpoints:
+        name, path = parse_checkpoint(spec)
         if not Path(path).is_file():
             raise QVRFError(f"{path}: no such checkpoint file")
         sha = sha256_file(path)
@@ -637,7 +668,10 @@ def _build_methods(cfg: SweepConfig, device: str, engine) -> list[_Method]:
             raise QVRFError(f"{path}: the same file as {seen[sha]} (given twice)")
         seen[sha] = path
         model, _ = load_model(path, device=device)
-        methods.append(_ModelMethod(path, sha, model, engine, levels, factors))
+        own = factors
+        if relative and model.config.kind == "qvrf":
+            own = paper_factors_for(model)
+        methods.append(_ModelMethod(path, sha, model, engine, levels, own, name=name))
     # two different checkpoints with one label would merge into one curve: tell them apart
     labels = [m.name for m in methods]
     for m in methods:

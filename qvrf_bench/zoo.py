@@ -77,7 +77,7 @@ class ArchPlan:
 # main job's sweep of 24 Kodak images within minutes. cheng2020 costs ~3.5x a balle step: a shorter base.
 PLANS: dict[str, ArchPlan] = {
     "balle": ArchPlan("balle", "32,48", base_steps=20000, steps=3000, eleven=True),
-    "minnen": ArchPlan("minnen", "32,48", base_steps=16000, steps=2500),
+    "minnen": ArchPlan("minnen", "32,48", base_steps=16000, steps=1500),
     "cheng2020": ArchPlan("cheng2020", "32", base_steps=12000, steps=2000),
 }
 LR_DROP_AT = 0.8  # every run: learning rates x 0.1 for its last 20 % of steps

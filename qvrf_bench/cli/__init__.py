@@ -23,6 +23,7 @@ COMMANDS = [
     "decode",
     "update",
     "info",
+    "zoo",
     "train",
     "sweep",
     "merge",

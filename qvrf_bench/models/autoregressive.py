@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from compressai.ans import BufferedRansEncoder, RansDecoder
 from torch import Tensor, nn
 
-from qvrf_bench.models.qvrf import noise_like, ste_round
+from qvrf_bench.models.qvrf import check_coder_input, noise_like, ste_round
 
 KERNEL = 5  # context_prediction kernel size
 PAD = (KERNEL - 1) // 2
@@ -315,6 +315,7 @@ class AutoregressiveMixin:
         sw = self._step_weights()
         pre = self._params_pre(sw, params)
         symbols = torch.zeros(B, H, W, M, dtype=torch.int32, device=y.device)
+        rounded = torch.zeros(B, H, W, M, dtype=y.dtype, device=y.device)  # before int32: checked for the coder
         indexes = torch.zeros(B, H, W, M, dtype=torch.int32, device=y.device)
         together = self._row_invariant(y.device)
         groups = self._groups(sw, H, W, y.device, "wavefront")
@@ -322,8 +323,11 @@ class AutoregressiveMixin:
             scales, means = self._step_group(sw, buf, pre, hs, ws, together)  # [B, M, P]
             sym = torch.round((y[:, :, hs, ws] - means) * a)
             buf[:, :, hs + PAD, ws + PAD] = sym / a + means
+            rounded[:, hs, ws] = sym.transpose(1, 2)
             symbols[:, hs, ws] = sym.transpose(1, 2).to(torch.int32)
             indexes[:, hs, ws] = gc.build_indexes(scales * a).transpose(1, 2)
+        # A symbol far outside its table is escape-coded, and rANS never ends past 2^28: refuse it.
+        check_coder_input(rounded.reshape(B, -1), indexes.reshape(B, -1), gc._cdf_length, gc._offset)
         symbols, indexes = symbols.reshape(B, H * W, M), indexes.reshape(B, H * W, M)
         if order != "raster":
             stream = self._groups(sw, H, W, y.device, order)

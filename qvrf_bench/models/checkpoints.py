@@ -79,8 +79,11 @@ def checkpoint_dict(model: nn.Module, training: dict | None = None) -> dict:
 
 
 def read_file(path) -> dict:
-    """torch.load with weights_only=True and a one-line error for anything unreadable."""
-    path = Path(path)
+    """torch.load with weights_only=True and a one-line error for anything unreadable.
+    ``zoo:NAME`` reads a shipped zoo model (sha256-checked)."""
+    from qvrf_bench import zoo
+
+    path = zoo.resolve(path)
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
     if not path.is_file():

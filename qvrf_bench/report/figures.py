@@ -466,7 +466,13 @@ def readme_figures(
         attempt(
             name,
             lambda arch=arch: qvrf_vs_anchors(
-                arch, rows, published=pub(arch), metrics=(metric,), caption=cap(arch), dataset=dataset, rate=rate,
+                arch,
+                rows,
+                published=pub(arch),
+                metrics=(metric,),
+                caption=cap(arch),
+                dataset=dataset,
+                rate=rate,
                 with_classical=True,  # a trained learned codec is read against JPEG measured in the same run
             ),
         )

@@ -221,8 +221,9 @@ def compute_bd(
     seed: int = rd.DEFAULT_SEED,
     cross_dataset: bool = False,
 ) -> BDOutput:
-    """Every QVRF/VBR curve against the fixed-rate curve of its family, and every curve of a matching
-    family against each published anchor; both metrics. All numbers come from :mod:`qvrf_bench.rd`.
+    """Every QVRF/VBR curve against the fixed-rate curve of its family, every learned curve against
+    each classical codec of the run, and every curve of a matching family against each published
+    anchor; both metrics. All numbers come from :mod:`qvrf_bench.rd`.
 
     A published anchor measured on another dataset than ``m.dataset`` is compared only with
     ``cross_dataset`` (a BD-rate between two test sets mixes codec and content). A BD-rate whose
@@ -236,6 +237,12 @@ def compute_bd(
             f = fixed[t.fam]
             curves = {mt: _curve(f.points, f.name, mt, m.rate) for mt in METRICS}
             pairs.append((t, AnchorSpec(f.name, t.fam, curves, f.rows)))
+    # Classical codecs measured in the same run (same images, same metric code): every learned
+    # curve against each, the first check that a trained model is a codec worth the name.
+    for c in (t for t in tests if t.kind == "classical"):
+        curves = {mt: _curve(c.points, c.name, mt, m.rate) for mt in METRICS}
+        spec = AnchorSpec(c.name, None, curves, c.rows)
+        pairs += [(t, spec) for t in tests if t.kind in ("qvrf", "vbr", "fixed")]
     for a in anchors:
         fam = None if a.kind == "classical" else F.family(a.arch)
         curves = {}
@@ -479,7 +486,9 @@ def bd_rows(table: pd.DataFrame) -> list[dict]:
             {
                 "test": r["test"],
                 "anchor": r["anchor"],
-                "bd_rate": f"insufficient overlap ({fmt(r['overlap_pct'], 0)} %)" if low else fmt(r["bd_rate_pct"], 2, True),
+                "bd_rate": f"insufficient overlap ({fmt(r['overlap_pct'], 0)} %)"
+                if low
+                else fmt(r["bd_rate_pct"], 2, True),
                 "bd_quality": fmt(r["bd_quality_db"], 3, True),
                 "overlap": fmt(r["overlap_pct"], 0),
                 "low_overlap": bool(r["overlap_pct"] < rd.DEFAULT_MIN_OVERLAP_PCT),

@@ -298,7 +298,7 @@ def train(config: TrainConfig) -> Path:
     final = save_checkpoint(out / FINAL, model, training={"step": step, "total_steps": total, "best_loss": best,
                                                           "config": cfg.to_dict(), "final": True,
                                                           "elapsed_s": training_state(step)["elapsed_s"]})  # fmt: skip
-    if last_val is not None and cfg.progress:
+    if last_val is not None:
         for r in last_val.rows:
             print(f"  level {r['level']} (lambda {r['lmbda']:g}, gain {r['gain']:.4g}): "
                   f"bpp_est {r['bpp_est']:.4f}, PSNR {r['psnr']:.2f} dB, loss {r['loss']:.4f}")  # fmt: skip

@@ -378,8 +378,8 @@ if __name__ == "__main__":
 def test_bd_against_another_test_set_only_when_asked_and_low_overlap_uncoloured(tmp_path):
     """Measured on 'synthetic-images', published on Kodak: no BD pair unless cross_dataset; and a
     pair whose overlap is below the threshold shows no number and no win/loss colour."""
-    from qvrf_bench.report.render import bd_rows, build_context, load_runs, same_dataset
     from qvrf_bench.report import figures as F
+    from qvrf_bench.report.render import bd_rows, build_context, load_runs, same_dataset
 
     rows, infos = load_runs(make_runs(tmp_path))
     anchors = F.load_published(["compressai/kodak/bmshj2018-hyperprior-mse-cuda"])
