@@ -37,3 +37,35 @@ def png16(path, arr: np.ndarray) -> None:
     path.write_bytes(
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
     )
+
+
+# The container header as the tests craft it (an independent copy of codec's layout: a change there
+# must be made here on purpose), and its field names in order.
+HEAD = struct.Struct(">4sBBBBf8sII4HHHB")
+HEAD_FIELDS = ("magic", "version", "arch", "level", "reserved", "gain", "fp", "h", "w", "pl", "pr", "pt", "pb",
+               "zh", "zw", "n")  # fmt: skip
+
+
+def with_fields(data: bytes, **kw) -> bytes:
+    """A bitstream with some header fields replaced (names: HEAD_FIELDS)."""
+    f = list(HEAD.unpack_from(data))
+    for k, v in kw.items():
+        f[HEAD_FIELDS.index(k)] = v
+    return HEAD.pack(*f) + data[HEAD.size :]
+
+
+def run_cli(*args):
+    """`qvrf-bench ARGS` in this process (fast), stdout and stderr captured, as a CompletedProcess."""
+    import contextlib
+    import io
+    import subprocess
+
+    from qvrf_bench.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse usage errors
+            code = exc.code
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())

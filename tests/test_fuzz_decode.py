@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import small_model
+from helpers import HEAD, small_model
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -49,7 +49,6 @@ CASE_SECONDS = 10.0  # "within a few seconds" on a busy 2-core machine; cases ta
 HANG_SECONDS = 60.0  # the worker is killed when a case has not answered by then
 WORKER = Path(__file__).with_name("fuzz_worker.py")
 
-HEAD = struct.Struct(">4sBBBBf8sII4HHHB")
 # field -> (index in HEAD's tuple, struct code); lengths are the two uint32 after the header
 FIELDS = {
     "version": (1, "B"), "arch": (2, "B"), "level": (3, "B"), "reserved": (4, "B"), "gain": (5, "f"),

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import png16, small_model
+from helpers import HEAD, png16, small_model, with_fields
 from PIL import Image
 
 from qvrf_bench import codec, container, files, gains, images
@@ -21,26 +21,6 @@ from qvrf_bench.errors import BitstreamError, CheckpointError, CoderRangeError, 
 from qvrf_bench.models import ARCHS
 from qvrf_bench.models.checkpoints import load_model, save_checkpoint, update_checkpoint
 from qvrf_bench.models.qvrf import check_coder_input, scale_table
-
-HEAD = struct.Struct(">4sBBBBf8sII4HHHB")
-NAMES = [
-    "magic",
-    "version",
-    "arch",
-    "level",
-    "reserved",
-    "gain",
-    "fp",
-    "h",
-    "w",
-    "pl",
-    "pr",
-    "pt",
-    "pb",
-    "zh",
-    "zw",
-    "n",
-]
 
 
 def photo(h=40, w=72):
@@ -53,13 +33,6 @@ def photo(h=40, w=72):
 def balle():
     model = small_model("balle")
     return model, codec.encode(model, photo(), level=3)
-
-
-def with_fields(data: bytes, **kw) -> bytes:
-    f = list(HEAD.unpack_from(data))
-    for k, v in kw.items():
-        f[NAMES.index(k)] = v
-    return HEAD.pack(*f) + data[HEAD.size :]
 
 
 def resized(data: bytes, w: int, h: int) -> bytes:

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import run_cli
 from PIL import Image
 
 CLI = [sys.executable, "-m", "qvrf_bench"]
@@ -22,20 +23,9 @@ def run_fresh(*args, ok=True):
 
 def run(*args, ok=True):
     """In this process (fast): the same entry point, output captured."""
-    import contextlib
-    import io
-
-    from qvrf_bench.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as exc:  # argparse usage errors
-            code = exc.code
-    p = subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+    p = run_cli(*args)
     if ok:
-        assert code == 0, p.stderr
+        assert p.returncode == 0, p.stderr
     return p
 
 

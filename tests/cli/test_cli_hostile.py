@@ -3,7 +3,6 @@ foreign files, a closed pipe; every error one line with exit status 2, no traceb
 
 from __future__ import annotations
 
-import struct
 import subprocess
 import sys
 import time
@@ -12,48 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import png16, small_model
+from helpers import png16, run_cli, small_model, with_fields
 from PIL import Image
 
 CLI = [sys.executable, "-m", "qvrf_bench"]
 
-HEAD = struct.Struct(">4sBBBBf8sII4HHHB")
-NAMES = [
-    "magic",
-    "version",
-    "arch",
-    "level",
-    "reserved",
-    "gain",
-    "fp",
-    "h",
-    "w",
-    "pl",
-    "pr",
-    "pt",
-    "pb",
-    "zh",
-    "zw",
-    "n",
-]
-
 
 def run(*args, ok=True):
-    """`qvrf-bench ARGS` in this process (fast), output captured."""
-    import contextlib
-    import io
-
-    from qvrf_bench.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as exc:  # argparse usage errors
-            code = exc.code
-    p = subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+    p = run_cli(*args)
     if ok:
-        assert code == 0, p.stderr
+        assert p.returncode == 0, p.stderr
     return p
 
 
@@ -74,13 +41,6 @@ def setup(tmp_path_factory):
     Image.fromarray(data.chelsea()[:100, :150]).save(d / "photo.png")
     run("encode", "-c", d / "ck.pt", d / "photo.png", d / "a.qvrf")
     return d
-
-
-def with_fields(data: bytes, **kw) -> bytes:
-    f = list(HEAD.unpack_from(data))
-    for k, v in kw.items():
-        f[NAMES.index(k)] = v
-    return HEAD.pack(*f) + data[HEAD.size :]
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,6 @@ shards, one-line errors."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import signal
 import subprocess
@@ -15,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import run_cli
 from PIL import Image
 
 from qvrf_bench.models import create
@@ -26,15 +25,7 @@ VOLATILE = ["enc_s", "dec_s", "created_utc", "run_id", "shard"]
 
 def run(*args):
     """`qvrf-bench ARGS` in this process (fast), output captured."""
-    from qvrf_bench.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as exc:  # argparse usage errors
-            code = exc.code
-    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+    return run_cli(*args)
 
 
 def comparable(df: pd.DataFrame) -> pd.DataFrame:
