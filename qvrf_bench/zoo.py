@@ -302,9 +302,11 @@ def pack(
     for s in steps.values():
         if not s.ships or not _done(runs, s):
             continue
-        chain, cur = [], s
+        chain, cur, software = [], s, None
         while cur is not None:
             info = _run_info(runs, cur.name)
+            if software is None:  # the shipped run's own: the first in the walk
+                software = info["meta"]
             chain.insert(0, {"run": cur.name, "command": "qvrf-bench train " + shlex.join(cur.command("DATA", "RUNS")),
                              **{k: info[k] for k in ("steps", "wall_s", "device", "train_images", "val_images")}})  # fmt: skip
             cur = steps.get(cur.after) if cur.after else None
@@ -322,7 +324,7 @@ def pack(
                            "total_wall_s": round(sum(r["wall_s"] for r in chain), 1),
                            "data": {"what": "BSDS500 photos (train/val/test folders, 500 JPEGs); 10 % held out for "
                                             "validation", **data_id}, "machine": machine, "git_commit": commit,
-                           "software": _run_info(runs, s.name)["meta"]},
+                           "software": software},
             "check": measure_check(load_model(path)[0]),
         }  # fmt: skip
         log(f"packed {s.ships}: {path} ({path.stat().st_size / 2**20:.2f} MB)")
