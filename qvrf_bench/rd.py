@@ -156,6 +156,8 @@ def aggregate(rows: pd.DataFrame) -> Aggregated:
     missing = [c for c in ("method", "rate_point", "image", "bpp_real", "psnr_rgb") if c not in rows.columns]
     if missing:
         raise QVRFError(f"per-image rows lack column(s) {', '.join(missing)}")
+    if "target_bpp" in rows.columns:  # matched-rate rows are not sweep points (matched.py uses them)
+        rows = rows.loc[rows["target_bpp"].isna()]
     bad = error_mask(rows)
     n_bad = int(bad.sum())
     by_method = {str(k): int(v) for k, v in rows.loc[bad, "method"].value_counts().items()} if n_bad else {}

@@ -158,6 +158,16 @@ COLUMNS: tuple[Column, ...] = (
         "Label of the rate point, unique within a method: 'level=3', "
         "'gain=2.5000', 'qstep=7.1715', 'q=75', 'ratio=48'. Part of the row key.",
     ),
+    Column(
+        "target_bpp",
+        _F64,
+        True,
+        "Matched-rate rows only (sweep --target-bpp): the rate target; the row's rate_point is "
+        "'target_bpp=<value>' and its knob (gain / quality) the one that met it on this image "
+        "(not above the target, within 1 % below it unless notices say otherwise). Null for sweep points. "
+        "RD curves leave these rows out; the matched-rate analysis uses them.",
+    ),
+    Column("target_encodes", _I32, True, "Matched-rate rows: how many encodes the rate search took on this image."),
     Column("image", _STR, False, "Image name relative to the dataset folder (POSIX separators)."),
     Column(
         "image_sha256",
@@ -955,6 +965,7 @@ def merge(
     table = table.set_column(COLUMN_NAMES.index("run_id"), SCHEMA.field("run_id"), run_ids_col)
     if table.num_rows:  # rows first: the manifest, written last, marks a finished merge
         out._write_table(table)
+    _merge_crops(stores, out.run_dir)
     by_image: dict[str, dict] = {}  # every shard's skipped inputs; an image is in one shard (first entry wins)
     for s in stores:
         for e in s.skipped:
@@ -985,6 +996,27 @@ def merge(
         }
     )
     return out
+
+
+def _merge_crops(stores: Sequence[ResultStore], out_dir: Path) -> None:
+    """The shards' crops/ folders (crops.py) into the merged run; a file already there is kept
+    (crops of one image come from the one shard that measured it)."""
+    from qvrf_bench.crops import DIR
+
+    for s in stores:
+        root = s.run_dir / DIR
+        if not root.is_dir():
+            continue
+        for src in sorted(root.rglob("*")):
+            if not src.is_file() or src.name.startswith("."):
+                continue
+            dst = out_dir / DIR / src.relative_to(root)
+            if dst.exists():
+                continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+            tmp.write_bytes(src.read_bytes())
+            os.replace(tmp, dst)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -255,6 +255,42 @@ def model_rate_points(kind: str, num_levels: int, levels, factors: Sequence[floa
     return [RatePoint(level=s, gain=None) for s in chosen] + [RatePoint(level=None, gain=float(g)) for g in factors]
 
 
+@dataclass(frozen=True)
+class TargetPoint:
+    """A matched-rate point (``--target-bpp``): on each image, the gain or quality that meets ``bpp``
+    (ratecontrol.py: not above it, within its tolerance below). Level and gain come per image."""
+
+    bpp: float
+    level = None
+    gain = None
+
+    @property
+    def label(self) -> str:
+        return f"target_bpp={self.bpp:g}"
+
+
+def parse_target_bpp(spec: str | float | Sequence[float] | None) -> tuple[float, ...]:
+    """``"0.125,0.25,0.5"`` (or a sequence) -> sorted unique positive bpp targets; None/"" -> ()."""
+    if spec is None or (isinstance(spec, str) and not spec.strip()):
+        return ()
+    tokens = spec.split(",") if isinstance(spec, str) else list(spec) if not isinstance(spec, (int, float)) else [spec]
+    out = []
+    for t in tokens:
+        try:
+            v = float(t)
+        except (TypeError, ValueError):
+            raise QVRFError(f"--target-bpp {spec!r}: {t!r} is not a number (expected e.g. 0.25,0.5,1)") from None
+        if not (math.isfinite(v) and v > 0):
+            raise QVRFError(f"--target-bpp {spec!r}: {t!r} is not a rate > 0")
+        out.append(v)
+    return tuple(sorted(set(out)))
+
+
+def split_targets(points: list) -> tuple[list, list]:
+    """(sweep points, matched-rate points), each in the given order."""
+    return [p for p in points if not isinstance(p, TargetPoint)], [p for p in points if isinstance(p, TargetPoint)]
+
+
 # --- pure rows ----------------------------------------------------------------------------------
 
 
@@ -281,6 +317,8 @@ class Measurement:
     dec_s: float | None
     error: str = ""
     gain: float | None = None  # the float32 gain a model's bitstream carries
+    extra: dict = field(default_factory=dict)  # more columns (a matched-rate row's target, knob, encodes)
+    notices: tuple[str, ...] = ()
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:
@@ -358,6 +396,8 @@ def build_row(fields: Mapping[str, Any], image: ImageInfo, original: np.ndarray,
     )
     if m.gain is not None:
         row["gain"] = float(m.gain)
+    row.update(m.extra)
+    notices += list(m.notices)
     if not m.error and m.rgb is None:
         row["error"] = "no decoded image"
     if not row["error"]:
@@ -410,7 +450,7 @@ class _Method:
 
 
 class _ModelMethod(_Method):
-    def __init__(self, path: str, sha: str, model, engine, levels, factors, name: str | None = None):
+    def __init__(self, path: str, sha: str, model, engine, levels, factors, name: str | None = None, targets=()):
         from qvrf_bench import codec
 
         self.path, self.checkpoint_sha256, self.model, self.engine = str(path), sha, model, engine
@@ -418,6 +458,8 @@ class _ModelMethod(_Method):
         self.kind = model.config.kind
         self.fingerprint = codec.model_fingerprint(model)
         self.points = model_rate_points(self.kind, model.num_levels, levels, factors, source=str(path))
+        if self.kind != "fixed":  # a fixed-rate model has one rate: it cannot be steered to a target
+            self.points += [TargetPoint(b) for b in targets]
 
     def fields(self, point):
         engine_name = getattr(self.engine, "name", type(self.engine).__name__)
@@ -427,6 +469,35 @@ class _ModelMethod(_Method):
         return point.label
 
     def measure(self, rgb, points):
+        sweep, targets = split_targets(points)
+        done = dict(zip(sweep, self._measure_points(rgb, sweep), strict=True)) if sweep else {}
+        for tp in targets:
+            done[tp] = self._measure_target(rgb, tp)
+        return [done[p] for p in points]
+
+    def _measure_target(self, rgb, tp: TargetPoint) -> Measurement:
+        """Search the gain (ratecontrol.py), then measure it like any point; the engine's bytes must
+        be the search's bytes (the same container, coded twice)."""
+        from qvrf_bench import ratecontrol
+        from qvrf_bench.engine import RatePoint
+
+        extra = {"target_bpp": float(tp.bpp)}
+        try:
+            res, data = ratecontrol.encode_to_target(self.model, rgb, ratecontrol.Target("bpp", tp.bpp),
+                                                     what=self.name, fingerprint=self.fingerprint)  # fmt: skip
+        except Exception as exc:
+            return Measurement(None, None, None, False, None, None, f"target: {one_line(exc)}", extra=extra)
+        extra["target_encodes"] = len(res.tries)
+        try:
+            (m,) = self._run(rgb, [RatePoint(level=None, gain=res.knob)])
+            if m.bytes != len(data):
+                raise RuntimeError("the engine's bitstream differs from the rate search's")
+        except Exception as exc:
+            return Measurement(None, None, None, False, None, None, f"coding failed: {one_line(exc)}", extra=extra)
+        m.extra, m.notices = extra, (() if res.met else (res.note(),))
+        return m
+
+    def _measure_points(self, rgb, points):
         try:
             return self._run(rgb, points)
         except Exception as exc:
@@ -460,16 +531,25 @@ class _ModelMethod(_Method):
 
 
 class _PeerMethod(_Method):
-    def __init__(self, peer, device: str | None = None):
+    def __init__(self, peer, device: str | None = None, targets=()):
         self.peer = peer
         self.name, self.kind = peer.name, peer.kind
         self.checkpoint_sha256 = peer.checkpoint_sha256
         self.points = list(peer.rate_points())
+        if self.kind == "classical":  # an integer quality knob: ratecontrol.search_quality
+            self.points += [TargetPoint(b) for b in targets]
         self.device = device
         self._warm = False
 
     def fields(self, point):
+        if isinstance(point, TargetPoint):
+            f = self.peer.row_fields(self.peer.rate_points()[0] if self.peer.rate_points() else 50.0)
+            f.update(quality=None, rate_point=point.label)  # the quality comes per image
+            return f
         return self.peer.row_fields(point)
+
+    def label(self, point):
+        return point.label if isinstance(point, TargetPoint) else self.fields(point)["rate_point"]
 
     def warm_up(self, rate) -> None:
         """One untimed round trip, so the first image's timings do not include lazy set-up (as the engines do)."""
@@ -481,6 +561,26 @@ class _PeerMethod(_Method):
                 pass
 
     def measure(self, rgb, points):
+        sweep, targets = split_targets(points)
+        done = dict(zip(sweep, self._measure_points(rgb, sweep), strict=True)) if sweep else {}
+        for tp in targets:
+            done[tp] = self._measure_target(rgb, tp)
+        return [done[p] for p in points]
+
+    def _measure_target(self, rgb, tp: TargetPoint) -> Measurement:
+        from qvrf_bench import ratecontrol
+
+        extra = {"target_bpp": float(tp.bpp)}
+        try:
+            res, _ = ratecontrol.peer_to_target(self.peer, rgb, ratecontrol.Target("bpp", tp.bpp))
+        except Exception as exc:
+            return Measurement(None, None, None, False, None, None, f"target: {one_line(exc)}", extra=extra)
+        extra.update(target_encodes=len(res.tries), quality=float(res.knob))
+        (m,) = self._measure_points(rgb, [float(res.knob)])
+        m.extra, m.notices = extra, (() if res.met else (res.note(),))
+        return m
+
+    def _measure_points(self, rgb, points):
         out = []
         if points:
             self.warm_up(points[0])
@@ -504,6 +604,9 @@ class _PeerMethod(_Method):
 
     def config(self):
         cfg = dict(self.peer.config())
+        targets = [p.label for p in self.points if isinstance(p, TargetPoint)]
+        if targets:
+            cfg["targets"] = targets
         if self.kind == "vbr":
             cfg["checkpoint"] = Path(self.peer.checkpoint).name  # the file's identity is its sha256
             cfg["sha256"] = self.checkpoint_sha256
@@ -527,6 +630,12 @@ class SweepConfig:
     "serial". shard: "i/N" or (i, N). retry_failed: redo rows that failed before (else they count as
     done). threads: torch CPU threads (None: torch's default). progress: a tqdm bar on stderr.
     command: the command line recorded in the manifest (default: rebuilt from this config).
+    target_bpp: matched-rate targets ("0.25,0.5,1"): one more row per image and target for each QVRF
+    checkpoint and classical codec, at the knob that meets it (ratecontrol.py); fixed-rate models
+    and VBR peers get none (a fixed model has one rate; VBR steps are not searched yet).
+    crops: for the first ``crops`` images of the dataset (by name), keep a window of the original and
+    of each matched-rate and fixed-rate decoded image in OUT/crops (crops.py) for the report's
+    side-by-side view. Not part of the config: it changes no number.
     """
 
     dataset: str | os.PathLike
@@ -545,6 +654,8 @@ class SweepConfig:
     progress: bool = True
     run_id: str | None = None
     command: Sequence[str] | None = None
+    target_bpp: str | Sequence[float] | None = None
+    crops: int = 0
 
 
 @dataclass
@@ -605,6 +716,11 @@ def command_line(cfg: SweepConfig) -> list[str]:
         cmd.append("--retry-failed")
     if cfg.threads:
         cmd += ["--threads", str(cfg.threads)]
+    if cfg.crops:
+        cmd += ["--crops", str(int(cfg.crops))]
+    targets = parse_target_bpp(cfg.target_bpp)
+    if targets:
+        cmd += ["--target-bpp", ",".join(f"{v:g}" for v in targets)]
     return cmd
 
 
@@ -646,6 +762,7 @@ def _build_methods(cfg: SweepConfig, device: str, engine) -> list[_Method]:
 
     levels = parse_levels(cfg.levels)
     factors = parse_factors(cfg.factors)
+    targets = parse_target_bpp(cfg.target_bpp)
     peer_names = parse_peers(cfg.peers)
     vbr_specs = [parse_vbr(s) for s in cfg.vbr]
     qualities = {}
@@ -671,7 +788,7 @@ def _build_methods(cfg: SweepConfig, device: str, engine) -> list[_Method]:
         own = factors
         if relative and model.config.kind == "qvrf":
             own = paper_factors_for(model)
-        methods.append(_ModelMethod(path, sha, model, engine, levels, own, name=name))
+        methods.append(_ModelMethod(path, sha, model, engine, levels, own, name=name, targets=targets))
     # two different checkpoints with one label would merge into one curve: tell them apart
     labels = [m.name for m in methods]
     for m in methods:
@@ -686,7 +803,7 @@ def _build_methods(cfg: SweepConfig, device: str, engine) -> list[_Method]:
     cpu = device_string("cpu")
     for name in peer_names:
         # classical codecs run on the CPU whatever --device says
-        methods.append(_PeerMethod(peers_mod.get_peer(name, sweep=qualities.get(name)), device=cpu))
+        methods.append(_PeerMethod(peers_mod.get_peer(name, sweep=qualities.get(name)), device=cpu, targets=targets))
     return methods
 
 
@@ -747,9 +864,18 @@ def _run_sweep(cfg: SweepConfig) -> SweepSummary:
         if sha:
             first_by_sha[sha] = name
         work.append((path, name, sha, err))
+    work_all = list(work)
     if shard is not None:
         # by content: copies land in the same shard, and each machine picks the same images
         work = shard_filter(work, shard[0], shard[1], key=lambda w: w[2] or w[1])
+
+    # crops (crops.py): the first N images of the whole listing, so every shard agrees
+    crop_names = {w[1] for w in work_all[: max(0, int(cfg.crops or 0))]}
+    writer = None
+    if crop_names:
+        from qvrf_bench.crops import CropWriter
+
+        writer = CropWriter(cfg.out)
 
     def todo(method: _Method, sha: str, name: str) -> list:
         image_id = sha or name
@@ -791,6 +917,15 @@ def _run_sweep(cfg: SweepConfig) -> SweepSummary:
                     if method.device:
                         row["device"] = method.device
                     rows.append(row)
+                    if (
+                        writer
+                        and name in crop_names
+                        and m.rgb is not None
+                        and row["decode_ok"]
+                        and (isinstance(pt, TargetPoint) or method.kind == "fixed")
+                    ):
+                        writer.save(name, info.sha256, img.rgb, m.rgb, row["method"], row["checkpoint_sha256"],
+                                    row["rate_point"])  # fmt: skip
                 store.append(rows)  # one part per (image, method): a kill loses at most this batch
                 written += len(rows)
                 bar.update(len(points))

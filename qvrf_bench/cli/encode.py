@@ -1,40 +1,91 @@
-"""`qvrf-bench encode -c CKPT (--level N | --gain A) IN OUT`: one image to a real bitstream."""
+"""`qvrf-bench encode`: one image to a real bitstream, at a level, a gain, or a target rate/quality.
+
+qvrf-bench encode -c CKPT --level 3 IN OUT      # a discrete level
+qvrf-bench encode -c CKPT --gain 0.42 IN OUT    # any continuous rate
+qvrf-bench encode -c CKPT --bpp 0.3 IN OUT      # the gain that meets 0.3 bpp (ratecontrol.py)
+qvrf-bench encode -c CKPT --bytes 20000 IN OUT
+qvrf-bench encode -c CKPT --psnr 32 IN OUT
+qvrf-bench encode --codec jpeg --bpp 0.3 IN OUT # a classical codec's quality, the same rule
+"""
 
 from __future__ import annotations
 
 import argparse
 
+CODECS = ("jpeg", "webp", "avif")
+
 
 def register(sub) -> None:
-    from qvrf_bench.cli._common import add_device
+    from qvrf_bench.cli._common import add_device, positive_float, positive_int
 
-    p = sub.add_parser("encode", help="encode an image to a bitstream file",
-                       description="Encode an image with a checkpoint at a discrete level or any continuous "
-                       "gain (1/bin size; the official 'factor'). Non-RGB images are converted to 8-bit RGB "
-                       "with a notice.")  # fmt: skip
-    p.add_argument("-c", "--checkpoint", required=True)
+    p = sub.add_parser("encode", help="encode an image to a bitstream file (a level, a gain, or a target bpp/bytes/PSNR)",
+                       description="Encode an image with a checkpoint at a discrete level, any continuous gain (1/bin "
+                       "size; the official 'factor'), or a target: --bpp/--bytes find the gain whose file is not above "
+                       "the target and at most --tolerance below it (relative, default 1 %%); --psnr the gain whose "
+                       "PSNR-RGB is not below the target and at most --tolerance dB above it (default 0.05). The "
+                       "header records the gain used, so decoding is unchanged. --codec jpeg|webp|avif does the same "
+                       "with a classical codec's quality knob. Non-RGB images are converted to 8-bit RGB with a "
+                       "notice.")  # fmt: skip
+    p.add_argument("-c", "--checkpoint", help="checkpoint path or zoo:NAME (not with --codec)")
+    p.add_argument(
+        "--codec", choices=CODECS, help="encode with Pillow's codec instead of a checkpoint (needs a target)"
+    )
     g = p.add_mutually_exclusive_group()
     g.add_argument("--level", type=int, help="discrete rate level 0..L-1 (default 0)")
     g.add_argument("--gain", type=float,
                    help="continuous rate: the quantization gain a, within the supported range [0.00043, 64]")  # fmt: skip
+    g.add_argument("--bpp", type=positive_float, help="target rate in bits per pixel (real bytes of the whole file)")
+    g.add_argument("--bytes", type=positive_int, help="target file size in bytes")
+    g.add_argument("--psnr", type=positive_float, help="target PSNR-RGB in dB")
+    p.add_argument("--tolerance", type=float, default=None,
+                   help="target window: relative below a --bpp/--bytes target (default 0.01), dB above a --psnr "
+                   "target (default 0.05)")  # fmt: skip
+    p.add_argument(
+        "--extrapolate",
+        action="store_true",
+        help="let a target search leave the model's trained gains (level 0 .. L-1) for the supported range",
+    )
     p.add_argument("input", help="image file (PNG, JPEG, ...)")
-    p.add_argument("output", help="bitstream file to write, or a folder (then NAME.qvrf inside it; a path ending in / "
-                   "is created)")  # fmt: skip
+    p.add_argument("output", help="bitstream file to write, or a folder (then NAME.qvrf, or NAME.jpg/.webp/.avif with "
+                   "--codec, inside it; a path ending in / is created)")  # fmt: skip
     add_device(p)
     p.set_defaults(func=run)
+
+
+def _target(args):
+    from qvrf_bench.ratecontrol import Target
+
+    for kind in ("bpp", "bytes", "psnr"):
+        if getattr(args, kind) is not None:
+            return Target(kind, float(getattr(args, kind)), args.tolerance)
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from qvrf_bench import files
+    from qvrf_bench.errors import QVRFError
     from qvrf_bench.gains import check_gain
 
-    # What can be checked without the work goes first, before torch is imported: the gain, the
-    # output path.
+    # What can be checked without the work goes first, before torch is imported: the arguments,
+    # the gain, the output path.
+    if (args.codec is None) == (args.checkpoint is None):
+        raise QVRFError("give a checkpoint (-c CKPT) or a classical codec (--codec jpeg|webp|avif), not both")
+    target = _target(args)
+    if args.codec and target is None:
+        raise QVRFError(f"--codec {args.codec} needs a target (--bpp, --bytes or --psnr)")
+    if args.codec and (args.level is not None or args.gain is not None or args.extrapolate):
+        raise QVRFError("--level, --gain and --extrapolate apply to a checkpoint, not to --codec")
+    if target is None and (args.tolerance is not None or args.extrapolate):
+        raise QVRFError("--tolerance and --extrapolate apply to a target (--bpp, --bytes or --psnr)")
     if args.gain is not None:
         check_gain(args.gain, "--gain")
-    out = files.output_path(args.output, Path(args.input).stem + ".qvrf", "bitstream")
+    suffix = {"jpeg": ".jpg", "webp": ".webp", "avif": ".avif"}.get(args.codec, ".qvrf")
+    out = files.output_path(args.output, Path(args.input).stem + suffix, "bitstream")
+
+    if args.codec:
+        return _run_codec(args, target, out)
 
     from qvrf_bench.cli._common import quiet_warnings, resolve_device
 
@@ -42,23 +93,68 @@ def run(args: argparse.Namespace) -> int:
     import sys
     import time
 
-    from qvrf_bench import codec, images
-    from qvrf_bench.errors import QVRFError
+    from qvrf_bench import codec, images, ratecontrol
     from qvrf_bench.models.checkpoints import load_model
 
     img = images.load_image(args.input)
     for note in img.notices:
         print(f"notice: {args.input}: {note}", file=sys.stderr)
     model, _ = load_model(args.checkpoint, device=resolve_device(args.device))
-    level = args.level if args.level is not None or args.gain is not None else 0
-    if args.gain is None and not 0 <= level < model.num_levels:
-        raise QVRFError(f"--level {level} out of range: {args.checkpoint} has levels 0..{model.num_levels - 1}")
     t0 = time.perf_counter()
-    enc = codec.encode_tensor(model, images.rgb8_to_tensor(img.rgb), level=None if args.gain else level,
-                              gain=args.gain)  # fmt: skip
+    if target is not None:
+        res, data = ratecontrol.encode_to_target(model, img.rgb, target, args.extrapolate,
+                                                 what=f"{args.checkpoint} on {args.input}")  # fmt: skip
+        gain, payload = res.knob, _payload(data)
+    else:
+        level = args.level if args.level is not None or args.gain is not None else 0
+        if args.gain is None and not 0 <= level < model.num_levels:
+            raise QVRFError(f"--level {level} out of range: {args.checkpoint} has levels 0..{model.num_levels - 1}")
+        enc = codec.encode_tensor(model, images.rgb8_to_tensor(img.rgb), level=None if args.gain else level,
+                                  gain=args.gain)  # fmt: skip
+        data, gain, payload = enc.data, enc.gain, enc.payload_bytes
     dt = time.perf_counter() - t0
-    files.write_bytes(out, enc.data)
+    files.write_bytes(out, data)
     pixels = img.height * img.width
-    print(f"{args.input} -> {out}: {len(enc.data)} bytes, {8 * len(enc.data) / pixels:.4f} bpp "
-          f"(payload {8 * enc.payload_bytes / pixels:.4f} bpp), gain {enc.gain:.4f}, {dt:.2f} s")  # fmt: skip
+    line = (f"{args.input} -> {out}: {len(data)} bytes, {8 * len(data) / pixels:.4f} bpp "
+            f"(payload {8 * payload / pixels:.4f} bpp), gain {gain:.4f}, {dt:.2f} s")  # fmt: skip
+    if target is not None:
+        line += _target_text(res)
+    print(line)
+    if target is not None and not res.met:
+        print(f"notice: {args.input}: {res.note()}", file=sys.stderr)
+    return 0
+
+
+def _payload(data: bytes) -> int:
+    from qvrf_bench.container import unpack
+
+    _, strings = unpack(data)
+    return sum(len(s) for s in strings)
+
+
+def _target_text(res) -> str:
+    psnr = f", {res.achieved:.3f} dB" if res.target.kind == "psnr" else ""
+    return f"{psnr}; target {res.target.text()}: {len(res.tries)} encodes, {'met' if res.met else 'tolerance missed'}"
+
+
+def _run_codec(args, target, out) -> int:
+    import sys
+    import time
+
+    from qvrf_bench import files, images, ratecontrol
+    from qvrf_bench.peers import get_peer
+
+    img = images.load_image(args.input)
+    for note in img.notices:
+        print(f"notice: {args.input}: {note}", file=sys.stderr)
+    peer = get_peer(args.codec)
+    t0 = time.perf_counter()
+    res, data = ratecontrol.peer_to_target(peer, img.rgb, target)
+    dt = time.perf_counter() - t0
+    files.write_bytes(out, data)
+    pixels = img.height * img.width
+    print(f"{args.input} -> {out}: {len(data)} bytes, {8 * len(data) / pixels:.4f} bpp, {args.codec} quality "
+          f"{int(res.knob)}, {dt:.2f} s{_target_text(res)}")  # fmt: skip
+    if not res.met:
+        print(f"notice: {args.input}: {res.note()}", file=sys.stderr)
     return 0

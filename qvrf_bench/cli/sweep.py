@@ -37,6 +37,13 @@ def register(sub) -> None:
                    help="continuous gains of QVRF checkpoints: paper (the 27 of the official Inference.py), "
                    "none, a list 1,2.5,4, or START:STOP:COUNT log-spaced "
                    f"(default {DEFAULT_FACTORS}: 24 gains over the official range)")  # fmt: skip
+    p.add_argument("--target-bpp", default=None, metavar="B1,B2,...",
+                   help="matched-rate points: for each QVRF checkpoint and classical codec, one more row per image "
+                   "and target at the gain/quality that meets it (not above, within 1%% below); e.g. "
+                   "0.125,0.25,0.5,0.75,1")  # fmt: skip
+    p.add_argument("--crops", type=int, default=0, metavar="N",
+                   help="keep a window of the original and of the matched-rate and fixed-rate decoded images of the "
+                   "first N images in OUT/crops, for the report's side-by-side view (default 0)")  # fmt: skip
     p.add_argument("--peers", default="", help="classical codecs: jpeg,webp,avif,jpeg2000 (default sweeps)")
     p.add_argument("--peer-qualities", action="append", default=[], metavar="NAME=Q1,Q2,...",
                    help="override a peer's sweep: quality (jpeg/webp/avif), ratio (jpeg2000) or "
@@ -85,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         retry_failed=args.retry_failed,
         threads=args.threads,
         progress=not args.no_progress,
+        target_bpp=args.target_bpp,
+        crops=args.crops,
     )
     summary = run_sweep(cfg)
     print(summary.text())

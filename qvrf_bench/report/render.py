@@ -517,6 +517,7 @@ def methods_table(rows: pd.DataFrame, m: F.Measured) -> list[dict]:
                 "levels": lev,
                 "continuous": int(len(p) - lev) if g["kind"].iloc[0] in ("qvrf", "vbr") else 0,
                 "points": len(p),
+                "targets": int(g["target_bpp"].nunique()) if "target_bpp" in g else 0,
                 "images": int(g["image"].nunique()),
                 "rows": len(g),
                 "errors": int(bad.loc[g.index].sum()),
@@ -542,6 +543,111 @@ def per_image_bd_table(bd: BDOutput) -> dict | None:
             cells.append(fmt(func(v), 2, True) if np.isfinite(v).any() else "n/a")
         summary.append({"image": label, "cells": cells})
     return {"columns": cols, "rows": body, "summary": summary}
+
+
+def matched_comparisons(rows: pd.DataFrame, m: F.Measured, metric: str = "psnr_rgb") -> list[dict]:
+    """Every QVRF method with matched-rate rows against its family's fixed-rate models (one curve
+    per image) and each classical codec of the run: per target, the mean delta of ``metric`` at the
+    QVRF model's achieved rate on each image (matched.py), with its CI and wins/losses, plus the
+    per-image deltas."""
+    from qvrf_bench import matched
+
+    mr = matched.matched_rows(rows)
+    if mr.empty:
+        return []
+    kinds = rows.groupby("method")["kind"].first().astype(str)
+    archs = rows.groupby("method")["arch"].first().astype(str)
+    out = []
+    for test in sorted(set(mr.loc[mr["kind"].astype(str) == "qvrf", "method"].astype(str))):
+        fam = F.family(archs[test])
+        others = []
+        fixed = [x for x in kinds.index if kinds[x] == "fixed" and F.family(archs[x]) == fam]
+        if fixed:
+            others.append((F.fixed_name(archs[fixed[0]]), fixed))
+        others += [(c, [c]) for c in kinds.index if kinds[c] == "classical"]
+        for name, members in others:
+            d = matched.matched_deltas(rows.loc[rows["method"] == test], rows.loc[rows["method"].isin(members)],
+                                       metric=metric, rate=m.rate)  # fmt: skip
+            summ = matched.summarize(d)
+            if not summ:
+                continue
+            table = [{
+                "target": f"{s.target_bpp:g}", "images": f"{s.n_images}" + (f" (+{s.n_out_of_range} out of range)"
+                                                                            if s.n_out_of_range else ""),
+                "rate": fmt(s.mean_rate_test, 4), "delta": fmt(s.mean_delta, 2, True),
+                "better": None if not np.isfinite(s.ci_low) or s.ci_low <= 0 <= s.ci_high else bool(s.mean_delta > 0),
+                "ci": "n/a" if not np.isfinite(s.ci_low) else f"[{s.ci_low:+.2f}, {s.ci_high:+.2f}]",
+                "wins": f"{s.wins} / {s.losses}",
+            } for s in summ]  # fmt: skip
+            targets = [f"{s.target_bpp:g}" for s in summ]
+            per = d.pivot_table(index="image", columns="target_bpp", values="delta", aggfunc="first", dropna=False)
+            per_rows = [{"image": str(im), "cells": [fmt(per.loc[im].get(float(t)), 2, True) for t in targets]}
+                        for im in per.index]  # fmt: skip
+            out.append({"test": test, "other": name, "rows": table, "targets": targets, "per_image": per_rows})
+    return out
+
+
+MAX_CROP_SETS = 12  # (image, target) groups shown side by side
+
+
+def _data_uri(png: bytes) -> str:
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def visual_crops(rows: pd.DataFrame, infos: Sequence[RunInfo]) -> list[dict]:
+    """Side-by-side crops at matched rate (crops.py): per image with crops and per target, the
+    original, each QVRF model at the target, the fixed-rate model of its family closest in bpp to
+    the (first) QVRF model's on that image ("best anchor": nearest rate, not best quality), and each
+    classical codec at the target; each with its bpp and PSNR. Images as PNG data URIs."""
+    from qvrf_bench import crops as C
+    from qvrf_bench import matched
+
+    stored: dict[str, dict] = {}
+    for info in infos:
+        for sha, c in C.read_crops(info.path).items():
+            entry = stored.setdefault(sha, {"meta": c["meta"], "original": c["original"], "files": {}})
+            entry["files"].update(c["files"])
+    if not stored:
+        return []
+    mr = matched.matched_rows(rows)
+    fixed_rows = matched.sweep_rows(rows.loc[rows["kind"].astype(str) == "fixed"])
+
+    def tile(r, label: str) -> dict | None:
+        entry = stored.get(str(r.image_sha256))
+        png = entry and entry["files"].get(C.crop_key(r.method, r.checkpoint_sha256, r.rate_point))
+        if not png:
+            return None
+        return {"label": label, "src": _data_uri(png), "bpp": fmt(r.bpp_real, 3), "psnr": fmt(r.psnr_rgb, 2)}
+
+    out = []
+    for sha, entry in sorted(stored.items(), key=lambda kv: str(kv[1]["meta"].get("image", ""))):
+        here = mr.loc[mr["image_sha256"].astype(str) == sha]
+        meta = entry["meta"]
+        for target in sorted(set(here["target_bpp"].astype(float))):
+            t_rows = here.loc[here["target_bpp"].astype(float) == target]
+            qv = t_rows.loc[t_rows["kind"].astype(str) == "qvrf"].sort_values("method")
+            if qv.empty:
+                continue
+            tiles = [{"label": "original", "src": _data_uri(entry["original"]), "bpp": "", "psnr": ""}]
+            tiles += [t for r in qv.itertuples(index=False) if (t := tile(r, str(r.method)))]
+            first = next(qv.itertuples(index=False))
+            fam = F.family(first.arch)
+            f = fixed_rows.loc[(fixed_rows["image_sha256"].astype(str) == sha)
+                               & (fixed_rows["arch"].map(F.family) == fam)]  # fmt: skip
+            if not f.empty:
+                best = f.iloc[int(np.argmin(np.abs(f["bpp_real"].to_numpy(float) - float(first.bpp_real))))]
+                t = tile(best, f"nearest anchor: {best['method']}")
+                if t:
+                    tiles.append(t)
+            cl = t_rows.loc[t_rows["kind"].astype(str) == "classical"].sort_values("method")
+            tiles += [t for r in cl.itertuples(index=False) if (t := tile(r, f"{r.method} q={r.quality:g}"))]
+            out.append({"image": str(meta.get("image", sha[:12])), "target": f"{target:g}",
+                        "box": f"{meta.get('size')} px at ({meta.get('left')}, {meta.get('top')})", "tiles": tiles})  # fmt: skip
+            if len(out) >= MAX_CROP_SETS:
+                return out
+    return out
 
 
 def per_image_results(m: F.Measured) -> list[dict]:
@@ -750,7 +856,7 @@ def conventions(m: F.Measured) -> str:
         "Each RD point is the mean over images at one rate point: mean PSNR-RGB, and MS-SSIM-RGB in dB "
         "(-10 log10(1 - mean MS-SSIM)); both on 8-bit-rounded reconstructions of real bitstreams. "
         f"Rate = {RATE_TEXT[m.rate]}. Rows with an error or a failed decode check are left out of every "
-        "curve and listed in section 8."
+        "curve and listed in section 9."
     )
 
 
@@ -838,6 +944,8 @@ def build_context(
         "metric_labels": rd.METRIC_LABELS,
         "per_image_bd": per_image_bd_table(bd),
         "per_image": per_image_results(m),
+        "matched": matched_comparisons(rows, m),
+        "crops": visual_crops(rows, infos),
         "timing": timing_table(m),
         "errors": errors,
         "error_summary": error_summary,

@@ -82,7 +82,7 @@ def test_skips_are_recorded_survive_merge_and_are_reported(setup, tmp_path):
     assert "3 input(s) were skipped" in section
     for name, why in BROKEN.items():
         assert name in section and why in section
-    assert 'href="#errors">8 Errors, decode failures and skipped inputs (3)' in html
+    assert 'href="#errors">9 Errors, decode failures and skipped inputs (3)' in html
 
 
 def test_a_refused_configuration_is_a_short_diff(setup, tmp_path):

@@ -121,3 +121,40 @@ def test_screenshot_is_not_blank(page):
     # Content reaches far down the page (figures and tables took their space).
     dark_rows = np.flatnonzero((img.min(axis=2) < 200).any(axis=1))
     assert dark_rows.size and 2 * dark_rows.max() > 3000
+
+
+def test_matched_rate_crops_render(tmp_path):
+    """A real sweep with --target-bpp and --crops: the side-by-side crops decode in the browser (every
+    <img> of the section loads with its real size) and the page stays script-free."""
+    import torch
+    from PIL import Image
+    from skimage import data
+
+    from qvrf_bench.models import create
+    from qvrf_bench.models.checkpoints import save_checkpoint
+    from qvrf_bench.report import render_report
+    from qvrf_bench.sweep import SweepConfig, run_sweep
+
+    browser = chromium()
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "q.pt", create("balle", "qvrf", N=8, M=12))
+    save_checkpoint(tmp_path / "f.pt", create("balle", "fixed", N=8, M=12, lmbda=0.0483))
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    Image.fromarray(data.astronaut()[:192, :256]).save(ds / "a.png")
+    run_sweep(SweepConfig(dataset=ds, out=tmp_path / "run", checkpoints=[tmp_path / "q.pt", tmp_path / "f.pt"],
+                          factors="none", peers="jpeg", device="cpu", progress=False, threads=1,
+                          target_bpp="0.3,1", crops=1))  # fmt: skip
+    html = render_report([tmp_path / "run"], tmp_path / "report.html", n_boot=0).read_text()
+    assert "<script" not in html
+    n = html.count('<div class="tile"><img src="data:image/png;base64,')
+    assert n >= 3
+    # the check runs in a copy with a probe script; the report itself has none
+    probe = tmp_path / "probe.html"
+    probe.write_text(html.replace("</body>", "<script>addEventListener('load', () => { document.title = 'CROPS:' + "
+                     "[...document.querySelectorAll('figure.crops img')].map(i => i.complete && i.naturalWidth === 128 "
+                     "&& i.getBoundingClientRect().width === 256 ? 1 : 0).join(''); });</script></body>"))  # fmt: skip
+    res = _run(browser, tmp_path, "--virtual-time-budget=3000", "--dump-dom", probe.resolve().as_uri())
+    title = re.search(r"<title>CROPS:([01]*)</title>", res.stdout)
+    assert title, res.stderr[-2000:]
+    assert title.group(1) == "1" * n

@@ -1,0 +1,380 @@
+"""Rate control: the gain (or a classical codec's quality) that meets a target rate or quality.
+
+A variable-rate model's point is that one model reaches any rate; this module finds the gain for
+"this image at 0.3 bpp" (or N bytes, or 32 dB) with real bytes, so the bitstream's header simply
+records the gain used and decoding is unchanged.
+
+What "meets" means (one rule for every method, so matched-rate comparisons are conservative for the
+method measured):
+
+- a rate target (bpp, bytes) is met when the file is not larger than the target and at most
+  ``tolerance`` (relative, default 1 %) smaller: ``target * (1 - tol) <= achieved <= target``;
+- a quality target (PSNR-RGB in dB) is met when the decoded image is not worse and at most
+  ``tolerance`` dB (default 0.05) better: ``target <= achieved <= target + tol``.
+
+Search (:func:`search_gain`, pure: it only calls ``measure``): bpp and PSNR grow with the gain in
+practice (a larger gain is a finer quantizer), not by construction, so the search keeps a bracket
+[low side, high side] and never assumes more than that the bracket contains a crossing. It starts
+from the model's trained gains (its lowest and highest level) and, only with ``extrapolate``,
+widens the bracket by factors of 4 towards the supported gain range of gains.py. Inside the
+bracket it interpolates in (log gain, log rate) or (log gain, PSNR), Illinois-style (the side that
+stays twice has its value halved), and bisects in log gain whenever interpolation would land in
+the outer tenth of the bracket: bracketing keeps it safe, interpolation makes it take ~4-6 codings
+where plain bisection takes ~10-12 (bench/README.md measures both). If the window cannot be hit
+(a float32 gain step changes the file by more than the window, as on tiny images), it returns the
+best point on the safe side (the largest file not above a rate target, the lowest quality not below
+a quality target) and says that the tolerance was missed.
+
+Each try costs only what depends on the gain: the analysis (g_a, h_a, the z string, h_s) is
+computed once per image (models/batching.py), a try codes y at one gain and packs the container;
+a quality target also runs g_s on the encoder's y_hat. The result's bytes are that container,
+byte-identical to ``codec.encode_tensor`` at the same gain (tests/test_ratecontrol.py checks it).
+
+Classical codecs (:func:`search_quality`): the integer quality knob, the same rule, bisection on
+the integer; a tolerance is reported, not guaranteed (one quality step can move the file by more).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from qvrf_bench.errors import QVRFError
+from qvrf_bench.gains import GAIN_MAX, GAIN_MIN
+
+RATE_KINDS = ("bpp", "bytes")
+QUALITY_KINDS = ("psnr",)
+DEFAULT_TOLERANCE = {"bpp": 0.01, "bytes": 0.01, "psnr": 0.05}
+WIDEN = 4.0  # bracket growth per step when extrapolating
+MAX_TRIES = 40
+
+
+class TargetError(QVRFError):
+    """A target outside what the method reaches (the message names the range)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """``kind`` is bpp, bytes or psnr; ``tolerance`` relative for rates, in dB for psnr."""
+
+    kind: str
+    value: float
+    tolerance: float | None = None
+
+    def __post_init__(self):
+        if self.kind not in RATE_KINDS + QUALITY_KINDS:
+            raise ValueError(f"unknown target kind {self.kind!r}")
+        if not (math.isfinite(self.value) and self.value > 0):
+            raise QVRFError(f"target {self.kind} must be a finite number > 0 (got {self.value!r})")
+        tol = self.tol
+        if not (math.isfinite(tol) and tol >= 0) or (self.is_rate and tol >= 1):
+            raise QVRFError(f"tolerance must be >= 0{' and < 1' if self.is_rate else ''} (got {tol!r})")
+
+    @property
+    def tol(self) -> float:
+        return DEFAULT_TOLERANCE[self.kind] if self.tolerance is None else float(self.tolerance)
+
+    @property
+    def is_rate(self) -> bool:
+        return self.kind in RATE_KINDS
+
+    @property
+    def window(self) -> tuple[float, float]:
+        if self.is_rate:
+            return self.value * (1 - self.tol), self.value
+        return self.value, self.value + self.tol
+
+    def side(self, achieved: float) -> int:
+        """-1 below the window, 0 inside, +1 above."""
+        lo, hi = self.window
+        return -1 if achieved < lo else (1 if achieved > hi else 0)
+
+    def safe(self, achieved: float) -> bool:
+        """On the side a fallback may take: not above a rate target, not below a quality one."""
+        return achieved <= self.value if self.is_rate else achieved >= self.value
+
+    def text(self, v: float | None = None) -> str:
+        v = self.value if v is None else v
+        return {"bpp": f"{v:.4f} bpp", "bytes": f"{v:.0f} bytes", "psnr": f"{v:.2f} dB"}[self.kind]
+
+    def transform(self, v: float) -> float:
+        """The scale on which the measure is ~linear in log gain (interpolation only)."""
+        return math.log(v) if self.is_rate else v
+
+
+@dataclass
+class Try:
+    knob: float  # the gain (models) or quality (classical codecs)
+    achieved: float
+    payload: object = field(default=None, repr=False)  # whatever measure returned beside the value
+
+
+@dataclass
+class SearchResult:
+    target: Target
+    best: Try
+    tries: list[Try]
+    met: bool  # inside the window (else best is the safe-side point closest to it)
+    seconds: float = 0.0
+    monotone: bool = True  # no pair of tries where a larger knob gave a smaller value
+
+    @property
+    def knob(self) -> float:
+        return self.best.knob
+
+    @property
+    def achieved(self) -> float:
+        return self.best.achieved
+
+    def note(self) -> str:
+        """One line for the user when the window was missed (empty when met)."""
+        if self.met:
+            return ""
+        lo, hi = self.target.window
+        return (f"the window {self.target.text(lo)} .. {self.target.text(hi)} has no point at this knob's "
+                f"resolution; kept {self.target.text(self.achieved)}")  # fmt: skip
+
+
+def _monotone(tries: list[Try]) -> bool:
+    pts = sorted((t.knob, t.achieved) for t in tries)
+    return all(b[1] >= a[1] for a, b in zip(pts, pts[1:], strict=False))
+
+
+def _float32(v: float) -> float:
+    return float(np.float32(v))
+
+
+def search_gain(
+    measure: Callable[[float], tuple[float, object]],
+    target: Target,
+    trained: tuple[float, float],
+    extrapolate: bool = False,
+    what: str = "the model",
+    max_tries: int = MAX_TRIES,
+    interpolate: bool = True,
+) -> SearchResult:
+    """The gain whose ``measure(gain) -> (achieved, payload)`` lands in ``target``'s window.
+
+    ``trained`` is the model's gain range (lowest and highest level); only with ``extrapolate`` may
+    the search leave it, by factors of :data:`WIDEN`, within [GAIN_MIN, GAIN_MAX]. Gains are float32
+    values (what a header stores). Raises :class:`TargetError` naming the reachable range when the
+    target lies outside it. ``interpolate=False`` is plain bisection on log gain (for the bench).
+    """
+    t0 = time.perf_counter()
+    tries: list[Try] = []
+    cache: dict[float, Try] = {}
+
+    def at(gain: float) -> Try:
+        g = _float32(gain)
+        if g not in cache:
+            if len(tries) >= max_tries:
+                raise _Exhausted
+            value, payload = measure(g)
+            cache[g] = Try(g, float(value), payload)
+            tries.append(cache[g])
+        return cache[g]
+
+    def result(best: Try, met: bool) -> SearchResult:
+        return SearchResult(target, best, tries, met, time.perf_counter() - t0, _monotone(tries))
+
+    g_lo, g_hi = sorted(_float32(g) for g in trained)
+    limit_lo, limit_hi = (GAIN_MIN, GAIN_MAX) if extrapolate else (g_lo, g_hi)
+    try:
+        lo, hi = at(g_lo), at(g_hi)
+        for t in (lo, hi):
+            if target.side(t.achieved) == 0:
+                return result(t, True)
+        # Widen (extrapolate only) until the bracket holds the window.
+        while target.side(lo.achieved) > 0 and lo.knob > limit_lo:
+            lo = at(max(limit_lo, lo.knob / WIDEN))
+            if target.side(lo.achieved) == 0:
+                return result(lo, True)
+        while target.side(hi.achieved) < 0 and hi.knob < limit_hi:
+            hi = at(min(limit_hi, hi.knob * WIDEN))
+            if target.side(hi.achieved) == 0:
+                return result(hi, True)
+        if target.side(lo.achieved) > 0 or target.side(hi.achieved) < 0:
+            if lo.knob == hi.knob:  # a fixed-rate model, not extrapolating
+                reach = f"{what} reaches at its one gain {lo.knob:.4g}: {target.text(lo.achieved)}"
+            else:
+                reach = (f"{what} reaches: {target.text(lo.achieved)} .. {target.text(hi.achieved)} (gains "
+                         f"{lo.knob:.4g} .. {hi.knob:.4g})")  # fmt: skip
+            hint = ("" if extrapolate or (lo.knob <= GAIN_MIN and hi.knob >= GAIN_MAX) else
+                    "; --extrapolate also searches gains beyond its trained levels (coded exactly, but at a quality "
+                    "it was not trained for)")  # fmt: skip
+            where = "below" if target.side(lo.achieved) > 0 else "above"
+            raise TargetError(f"target {target.text()} is {where} what {reach}{hint}")
+        # lo below the window, hi above: Brent's method (scipy) on u = log gain, with f = 0 inside the
+        # window, so it stops at the first try that lands there.
+        aim = 0.5 * sum(target.transform(v) for v in target.window)  # the window's middle
+
+        def f(u: float) -> float:
+            t = at(math.exp(u))
+            return 0.0 if target.side(t.achieved) == 0 else target.transform(t.achieved) - aim
+
+        if interpolate:
+            from scipy.optimize import brentq
+
+            u = brentq(f, math.log(lo.knob), math.log(hi.knob), xtol=1e-7, maxiter=max_tries, disp=False)
+        else:  # plain bisection on log gain (the bench's baseline)
+            u_lo, u_hi = math.log(lo.knob), math.log(hi.knob)
+            while u_hi - u_lo > 1e-7 and f(u := 0.5 * (u_lo + u_hi)) != 0:
+                u_lo, u_hi = (u, u_hi) if f(u) < 0 else (u_lo, u)
+        t = at(math.exp(u))
+        if target.side(t.achieved) == 0:
+            return result(t, True)
+        raise _Exhausted  # resolution reached without a point in the window: the safe-side best
+    except _Exhausted:
+        safe = [t for t in tries if target.safe(t.achieved)]
+        if not safe:  # cannot happen after bracketing (its low end is safe); kept for max_tries < 2
+            raise TargetError(f"no gain of {what} met {target.text()} in {max_tries} tries") from None
+        best = max(safe, key=lambda t: t.achieved) if target.is_rate else min(safe, key=lambda t: t.achieved)
+        return result(best, False)
+
+
+class _Exhausted(Exception):
+    pass
+
+
+def search_quality(
+    measure: Callable[[int], tuple[float, object]],
+    target: Target,
+    qualities: tuple[int, int],
+    what: str = "the codec",
+) -> SearchResult:
+    """A classical codec's integer quality for ``target``: the largest quality whose file is not
+    above a rate target (the smallest whose PSNR is not below a quality target), by bisection."""
+    t0 = time.perf_counter()
+    tries: list[Try] = []
+
+    def at(q: int) -> Try:
+        for t in tries:
+            if t.knob == q:
+                return t
+        value, payload = measure(int(q))
+        tries.append(Try(int(q), float(value), payload))
+        return tries[-1]
+
+    q_lo, q_hi = qualities
+    lo, hi = at(q_lo), at(q_hi)
+    ok = target.safe  # rate: achieved <= target; quality: achieved >= target
+    if target.is_rate:
+        if not ok(lo.achieved):
+            raise TargetError(f"target {target.text()} is below what {what} reaches: {target.text(lo.achieved)} .. "
+                              f"{target.text(hi.achieved)} at qualities {q_lo} .. {q_hi}")  # fmt: skip
+        if ok(hi.achieved):
+            best = hi
+        else:
+            while hi.knob - lo.knob > 1:  # invariant: lo safe, hi not
+                mid = at((lo.knob + hi.knob) // 2)
+                lo, hi = (mid, hi) if ok(mid.achieved) else (lo, mid)
+            best = lo
+    else:
+        if not ok(hi.achieved):
+            raise TargetError(f"target {target.text()} is above what {what} reaches: {target.text(lo.achieved)} .. "
+                              f"{target.text(hi.achieved)} at qualities {q_lo} .. {q_hi}")  # fmt: skip
+        if ok(lo.achieved):
+            best = lo
+        else:
+            while hi.knob - lo.knob > 1:  # invariant: hi safe, lo not
+                mid = at((lo.knob + hi.knob) // 2)
+                lo, hi = (lo, mid) if ok(mid.achieved) else (mid, hi)
+            best = hi
+    return SearchResult(target, best, tries, target.side(best.achieved) == 0, time.perf_counter() - t0,
+                        _monotone(tries))  # fmt: skip
+
+
+# --- measuring with real bytes (models and classical codecs) ------------------------------------------
+
+
+def trained_gains(model) -> tuple[float, float]:
+    """The gains of the model's lowest and highest level (a fixed-rate model: 1, 1)."""
+    n = int(model.num_levels)
+    return float(model.level_gain(0)), float(model.level_gain(n - 1))
+
+
+class ModelProbe:
+    """One image coded at any gain with real bytes, the analysis shared between tries.
+
+    ``probe(gain) -> (achieved, container bytes)``, achieved in the target's unit. The container is
+    what ``codec.encode_tensor(model, x, gain=gain)`` writes (level 255, the float32 gain).
+    """
+
+    def __init__(self, model, rgb8: np.ndarray, kind: str, fingerprint: str | None = None):
+        import torch
+
+        from qvrf_bench import codec, images
+        from qvrf_bench.models import batching
+
+        self.model, self.rgb8, self.kind = model, rgb8, kind
+        self.fingerprint = fingerprint or codec.model_fingerprint(model)
+        h, w = rgb8.shape[:2]
+        self.pixels = h * w
+        self.padding = images.centred_padding(h, w, codec.PAD_MULTIPLE)
+        self.device = codec.model_device(model)
+        x = images.pad(images.rgb8_to_tensor(rgb8).to(self.device), self.padding)
+        with torch.no_grad():
+            self.analysis = batching.analyse(model, x)
+
+    def __call__(self, gain: float) -> tuple[float, bytes]:
+        import torch
+
+        from qvrf_bench import codec, images, metrics
+        from qvrf_bench.gains import check_gain
+        from qvrf_bench.models import batching
+
+        gain = check_gain(_float32(gain))
+        a = self.analysis
+        g = torch.tensor([gain], dtype=torch.float32, device=self.device)
+        with torch.no_grad():
+            y_strings, y_hat = batching.code_latent(self.model, a.y, a.params, g)
+        strings = [y_strings[0], a.z_string]
+        h, w = self.rgb8.shape[:2]
+        header = codec.Header(self.model.config.arch, None, gain, bytes.fromhex(self.fingerprint), h, w,
+                              self.padding, a.z_shape, tuple(len(s) for s in strings))  # fmt: skip
+        data = codec.pack(header, strings)
+        if self.kind == "bytes":
+            return float(len(data)), data
+        if self.kind == "bpp":
+            return metrics.bpp(len(data), h, w), data
+        with torch.no_grad():
+            x_hat = images.crop(self.model.g_s(y_hat).clamp_(0, 1), self.padding)
+        return metrics.psnr_rgb(self.rgb8, images.tensor_to_rgb8(x_hat)), data
+
+
+def encode_to_target(model, rgb8: np.ndarray, target: Target, extrapolate: bool = False, what: str = "the model",
+                     fingerprint: str | None = None, interpolate: bool = True) -> tuple[SearchResult, bytes]:  # fmt: skip
+    """The container of ``rgb8`` at the gain that meets ``target`` (see the module docstring)."""
+    probe = ModelProbe(model, rgb8, target.kind, fingerprint)
+    res = search_gain(probe, target, trained_gains(model), extrapolate, what, interpolate=interpolate)
+    return res, res.best.payload
+
+
+def peer_to_target(
+    peer, rgb8: np.ndarray, target: Target, qualities: tuple[int, int] | None = None
+) -> tuple[SearchResult, bytes]:
+    """A classical codec's file of ``rgb8`` at the quality that meets ``target``."""
+    from qvrf_bench import metrics
+
+    h, w = rgb8.shape[:2]
+
+    def measure(q: int) -> tuple[float, bytes]:
+        data = peer.encode(rgb8, float(q))
+        if target.kind == "bytes":
+            return float(len(data)), data
+        if target.kind == "bpp":
+            return metrics.bpp(len(data), h, w), data
+        return metrics.psnr_rgb(rgb8, peer.decode(data)), data
+
+    res = search_quality(measure, target, qualities or peer_quality_range(peer), what=peer.name)
+    return res, res.best.payload
+
+
+def peer_quality_range(peer) -> tuple[int, int]:
+    """The quality knob's useful range: JPEG 1..95 (libjpeg's own advice: above 95 the file grows
+    with no gain), WebP and AVIF 0..100."""
+    return (1, 95) if peer.name == "jpeg" else (0, 100)
