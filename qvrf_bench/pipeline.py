@@ -138,6 +138,8 @@ def sweep_shards(args, test_dir: Path, ckpts: list[str], out: Path, log) -> list
             "--threads", str(args.threads), "-c", *ckpts]  # fmt: skip
     for spec in args.peer_qualities or ():
         base += ["--peer-qualities", spec]
+    if args.target_bpp:
+        base += ["--target-bpp", args.target_bpp, "--crops", str(args.crops)]
     procs = []
     for i, d in enumerate(dirs):
         cmd = [*base, "--out", str(d)]
@@ -178,6 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peer-qualities", action="append", default=None, metavar="NAME=Q1,Q2,...",
                    help="a classical codec's quality sweep (repeatable; default with the zoo: "
                    + "; ".join(f"{k}={v}" for k, v in ZOO_PEER_QUALITIES.items()) + ", the zoo's rate range)")  # fmt: skip
+    p.add_argument("--target-bpp", default="0.5", metavar="B1,B2,...",
+                   help="matched-rate targets: each QVRF model and classical codec also coded at the gain/quality that "
+                   "meets each target on each image, for the report's matched-rate section ('' for none; default "
+                   "%(default)s, inside every zoo QVRF model's range on every Kodak image)")  # fmt: skip
+    p.add_argument("--crops", type=int, default=2,
+                   help="images whose matched-rate crops the report shows side by side (default %(default)s)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="runs/pipeline", help="training runs and the sweep (default: %(default)s)")
     p.add_argument("--reports", default="reports", help="figures and report go here (default: %(default)s)")
