@@ -184,8 +184,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="matched-rate targets: each QVRF model and classical codec also coded at the gain/quality that "
                    "meets each target on each image, for the report's matched-rate section ('' for none; default "
                    "%(default)s, inside every zoo QVRF model's range on every Kodak image)")  # fmt: skip
-    p.add_argument("--crops", type=int, default=2,
-                   help="images whose matched-rate crops the report shows side by side (default %(default)s)")
+    p.add_argument(
+        "--crops",
+        type=int,
+        default=2,
+        help="images whose matched-rate crops the report shows side by side (default %(default)s)",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="runs/pipeline", help="training runs and the sweep (default: %(default)s)")
     p.add_argument("--reports", default="reports", help="figures and report go here (default: %(default)s)")

@@ -168,6 +168,20 @@ COLUMNS: tuple[Column, ...] = (
         "RD curves leave these rows out; the matched-rate analysis uses them.",
     ),
     Column("target_encodes", _I32, True, "Matched-rate rows: how many encodes the rate search took on this image."),
+    Column(
+        "cross_decode_ok",
+        _BOOL,
+        True,
+        "Decoded again in a separate process (sweep --decode-device / --decode-threads): True when that "
+        "decoder's quantized latent equals the encoder's bit for bit. Null when not checked (and for peers).",
+    ),
+    Column(
+        "cross_decode_device",
+        _STR,
+        False,
+        "Where the cross-decode ran, e.g. 'cpu, 2 threads'; '' when not checked.",
+        "",
+    ),
     Column("image", _STR, False, "Image name relative to the dataset folder (POSIX separators)."),
     Column(
         "image_sha256",
@@ -857,8 +871,37 @@ def _shard_text(shard: Any, empty: str = "none") -> str:
     return f"{shard['index']}/{shard['count']}"
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """'i/N' (0-based i) -> (i, N). Raises QVRFError for anything else."""
+def shard_from_environment(env: Mapping[str, str] | None = None) -> tuple[int, int] | None:
+    """The shard a scheduler gave this process, or None: a Slurm array task
+    (``SLURM_ARRAY_TASK_ID`` - ``SLURM_ARRAY_TASK_MIN`` of ``SLURM_ARRAY_TASK_COUNT``: ``--array=1-4``
+    numbers tasks from 1, shards from 0), else torchrun's ``RANK`` of ``WORLD_SIZE``."""
+    env = os.environ if env is None else env
+    try:
+        if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
+            i = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+            n = int(env["SLURM_ARRAY_TASK_COUNT"])
+            step = int(env.get("SLURM_ARRAY_TASK_STEP", "1"))
+            if step != 1:
+                raise QVRFError(f"--shard auto: a Slurm array with step {step} (use --array=0-N or give --shard i/N)")
+        elif "RANK" in env and "WORLD_SIZE" in env:
+            i, n = int(env["RANK"]), int(env["WORLD_SIZE"])
+        else:
+            return None
+    except ValueError as exc:
+        raise QVRFError(f"--shard auto: the scheduler's shard variables are not integers ({exc})") from None
+    _check_shard(i, n)
+    return i, n
+
+
+def parse_shard(text: str, env: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """'i/N' (0-based i) -> (i, N); 'auto' -> the scheduler's (:func:`shard_from_environment`).
+    Raises QVRFError for anything else."""
+    if str(text).strip().lower() == "auto":
+        shard = shard_from_environment(env)
+        if shard is None:
+            raise QVRFError("--shard auto: no scheduler shard in the environment (Slurm's SLURM_ARRAY_TASK_ID and "
+                            "SLURM_ARRAY_TASK_COUNT, or torchrun's RANK and WORLD_SIZE); give --shard i/N")  # fmt: skip
+        return shard
     try:
         i_text, n_text = str(text).split("/")
         i, n = int(i_text), int(n_text)

@@ -494,7 +494,8 @@ class _ModelMethod(_Method):
                 raise RuntimeError("the engine's bitstream differs from the rate search's")
         except Exception as exc:
             return Measurement(None, None, None, False, None, None, f"coding failed: {one_line(exc)}", extra=extra)
-        m.extra, m.notices = extra, (() if res.met else (res.note(),))
+        m.extra = {**m.extra, **extra}
+        m.notices = (*m.notices, *(() if res.met else (res.note(),)))
         return m
 
     def _measure_points(self, rgb, points):
@@ -512,11 +513,21 @@ class _ModelMethod(_Method):
                 out.append(Measurement(None, None, None, False, None, None, f"coding failed: {one_line(exc)}"))
         return out
 
+    cross = None  # a crossdecode.CrossDecoder when the sweep asks for the cross-decode check
+
     def _run(self, rgb, points):
         results = self.engine.run_image(self.model, rgb, list(points), self.fingerprint)
         if [r.point for r in results] != list(points):
             raise RuntimeError(f"engine {type(self.engine).__name__} returned results for other rate points than asked")
-        return [measurement_from_result(r) for r in results]
+        out = [measurement_from_result(r) for r in results]
+        if self.cross is not None:
+            for r, m in zip(results, out, strict=True):
+                answer = self.cross.decode(self.path, r.data)
+                m.extra = {"cross_decode_device": self.cross.where,
+                           "cross_decode_ok": bool(answer.get("y") == r.y_digest and r.y_digest)}  # fmt: skip
+                if "error" in answer:
+                    m.notices = (*m.notices, f"cross-decode failed: {answer['error']}")
+        return out
 
     def config(self):
         c = self.model.config
@@ -636,6 +647,8 @@ class SweepConfig:
     crops: for the first ``crops`` images of the dataset (by name), keep a window of the original and
     of each matched-rate and fixed-rate decoded image in OUT/crops (crops.py) for the report's
     side-by-side view. Not part of the config: it changes no number.
+    decode_device / decode_threads: decode every bitstream of our checkpoints again in a separate
+    process on that device / with that many threads (crossdecode.py); rows get cross_decode_ok.
     """
 
     dataset: str | os.PathLike
@@ -656,6 +669,8 @@ class SweepConfig:
     command: Sequence[str] | None = None
     target_bpp: str | Sequence[float] | None = None
     crops: int = 0
+    decode_device: str | None = None
+    decode_threads: int | None = None
 
 
 @dataclass
@@ -718,6 +733,10 @@ def command_line(cfg: SweepConfig) -> list[str]:
         cmd += ["--threads", str(cfg.threads)]
     if cfg.crops:
         cmd += ["--crops", str(int(cfg.crops))]
+    if cfg.decode_device:
+        cmd += ["--decode-device", cfg.decode_device]
+    if cfg.decode_threads:
+        cmd += ["--decode-threads", str(int(cfg.decode_threads))]
     targets = parse_target_bpp(cfg.target_bpp)
     if targets:
         cmd += ["--target-bpp", ",".join(f"{v:g}" for v in targets)]
@@ -843,6 +862,14 @@ def _run_sweep(cfg: SweepConfig) -> SweepSummary:
     dataset = Path(cfg.dataset)
     listing = _list_dataset(dataset)
     methods = _build_methods(cfg, device, engine)
+    cross = None
+    if cfg.decode_device or cfg.decode_threads:
+        from qvrf_bench.crossdecode import CrossDecoder
+
+        cross = CrossDecoder(_resolve_device(cfg.decode_device or "cpu"), cfg.decode_threads)
+        for m in methods:
+            if isinstance(m, _ModelMethod):
+                m.cross = cross
 
     # what defines the numbers; each method lists its resolved rate points, so "all" and "0,...,7" agree
     run_config = {
@@ -931,6 +958,8 @@ def _run_sweep(cfg: SweepConfig) -> SweepSummary:
                 bar.update(len(points))
     finally:
         bar.close()
+        if cross is not None:
+            cross.close()
 
     df = store.read()
     points, per_method = summarize(df)

@@ -499,3 +499,20 @@ def test_device_string_names_threads_and_cpu():
         assert store.device_string(torch.device("cpu")).startswith("cpu (2 threads, ")
     finally:
         torch.set_num_threads(threads)
+
+
+def test_shard_auto_from_the_scheduler_environment():
+    from qvrf_bench.errors import QVRFError
+
+    slurm = {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "1"}
+    assert store.parse_shard("auto", slurm) == (2, 4)  # --array=1-4: task 3 is shard 2 of 4
+    assert store.parse_shard("auto", {"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "2"}) == (0, 2)
+    assert store.parse_shard("auto", {"RANK": "1", "WORLD_SIZE": "3"}) == (1, 3)
+    assert store.parse_shard("auto", {**slurm, "RANK": "0", "WORLD_SIZE": "8"}) == (2, 4)  # Slurm first
+    with pytest.raises(QVRFError, match="no scheduler shard"):
+        store.parse_shard("auto", {})
+    with pytest.raises(QVRFError, match="step 2"):
+        store.parse_shard("auto", {**slurm, "SLURM_ARRAY_TASK_STEP": "2"})
+    with pytest.raises(QVRFError, match="need N >= 1"):
+        store.parse_shard("auto", {"RANK": "4", "WORLD_SIZE": "4"})
+    assert store.parse_shard("1/3") == (1, 3)

@@ -41,6 +41,12 @@ def register(sub) -> None:
                    help="matched-rate points: for each QVRF checkpoint and classical codec, one more row per image "
                    "and target at the gain/quality that meets it (not above, within 1%% below); e.g. "
                    "0.125,0.25,0.5,0.75,1")  # fmt: skip
+    p.add_argument("--decode-device", default=None, metavar="DEV",
+                   help="also decode every bitstream of our checkpoints in a separate process on DEV (cpu, cuda[:i]) "
+                   "and record whether its latent equals the encoder's (cross_decode_ok)")  # fmt: skip
+    p.add_argument("--decode-threads", type=int, default=None, metavar="N",
+                   help="... with N torch threads in that process (on one CPU: a different thread count than the "
+                   "encoder's is the check)")  # fmt: skip
     p.add_argument("--crops", type=int, default=0, metavar="N",
                    help="keep a window of the original and of the matched-rate and fixed-rate decoded images of the "
                    "first N images in OUT/crops, for the report's side-by-side view (default 0)")  # fmt: skip
@@ -54,7 +60,9 @@ def register(sub) -> None:
     add_device(p)
     p.add_argument("--engine", choices=["serial", "fast"], default=None,
                    help="rate-point engine (default: fast when available, else serial)")  # fmt: skip
-    p.add_argument("--shard", metavar="i/N", help="measure shard i (0-based) of N; join with qvrf-bench merge")
+    p.add_argument("--shard", metavar="i/N|auto",
+                   help="measure shard i (0-based) of N; auto: the scheduler's (Slurm array task, torchrun rank); "
+                   "'{shard}' in --out becomes e.g. 2of8; join with qvrf-bench merge")  # fmt: skip
     p.add_argument("--strict", action="store_true", help="exit 1 when any row failed or any image was skipped")
     p.add_argument("--retry-failed", action="store_true", help="redo rows that failed in an earlier run")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -71,6 +79,17 @@ def run(args: argparse.Namespace) -> int:
     from qvrf_bench.files import check_folder
     from qvrf_bench.sweep import SweepConfig, parse_peer_qualities, run_sweep
 
+    if args.shard:
+        # auto: the scheduler's shard (Slurm array, torchrun); {shard} in --out becomes "iofN"
+        from qvrf_bench.store import parse_shard
+
+        i, n = parse_shard(args.shard)
+        args.shard = f"{i}/{n}"
+        args.out = args.out.replace("{shard}", f"{i}of{n}")
+    elif "{shard}" in args.out:
+        from qvrf_bench.errors import QVRFError
+
+        raise QVRFError("--out has {shard} but no --shard was given")
     check_folder(args.out, "run folder")  # before any work
 
     qualities: dict[str, tuple[float, ...]] = {}
@@ -94,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         target_bpp=args.target_bpp,
         crops=args.crops,
+        decode_device=args.decode_device,
+        decode_threads=args.decode_threads,
     )
     summary = run_sweep(cfg)
     print(summary.text())

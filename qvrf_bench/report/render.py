@@ -502,6 +502,15 @@ def bd_rows(table: pd.DataFrame) -> list[dict]:
     return out
 
 
+def _cross_text(g: pd.DataFrame) -> str:
+    """'mismatches / rows checked (where)' of the cross-decode check (crossdecode.py), '–' if none."""
+    if "cross_decode_ok" not in g or not g["cross_decode_ok"].notna().any():
+        return "–"
+    checked = g["cross_decode_ok"].dropna().astype(bool)
+    where = _join(g.loc[g["cross_decode_ok"].notna(), "cross_decode_device"], "")
+    return f"{int((~checked).sum())} / {len(checked)} ({where})"
+
+
 def methods_table(rows: pd.DataFrame, m: F.Measured) -> list[dict]:
     bad = rd.error_mask(rows)
     out = []
@@ -518,6 +527,7 @@ def methods_table(rows: pd.DataFrame, m: F.Measured) -> list[dict]:
                 "continuous": int(len(p) - lev) if g["kind"].iloc[0] in ("qvrf", "vbr") else 0,
                 "points": len(p),
                 "targets": int(g["target_bpp"].nunique()) if "target_bpp" in g else 0,
+                "cross": _cross_text(g),
                 "images": int(g["image"].nunique()),
                 "rows": len(g),
                 "errors": int(bad.loc[g.index].sum()),

@@ -176,3 +176,30 @@ def test_missing_dataset(ckpt, tmp_path):
     (tmp_path / "empty").mkdir()
     p = run("sweep", "-c", ckpt, "--dataset", tmp_path / "empty", "--out", tmp_path / "r")
     assert p.returncode == 2 and "empty: no image files found" in p.stderr
+
+
+def test_shard_auto_and_out_placeholder(tmp_path, monkeypatch):
+    from helpers import run_cli
+    from PIL import Image
+    from skimage import data
+
+    from qvrf_bench.store import ResultStore
+
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    for k in range(3):
+        Image.fromarray(data.astronaut()[k * 40 : k * 40 + 32, :48]).save(ds / f"{k}.png")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
+    r = run_cli("sweep", "--dataset", ds, "--out", f"{tmp_path}/part-{{shard}}", "--peers", "jpeg",
+                "--peer-qualities", "jpeg=50", "--no-progress")  # fmt: skip
+    assert r.returncode == 2 and "--shard" in r.stderr  # {shard} without --shard
+    r = run_cli("sweep", "--dataset", ds, "--out", f"{tmp_path}/part-{{shard}}", "--shard", "auto", "--peers", "jpeg",
+                "--peer-qualities", "jpeg=50", "--no-progress")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    st = ResultStore(tmp_path / "part-1of2")
+    assert st.manifest["shard"] == {"index": 1, "count": 2}
+    monkeypatch.delenv("SLURM_ARRAY_TASK_ID")
+    r = run_cli("sweep", "--dataset", ds, "--out", f"{tmp_path}/x", "--shard", "auto", "--peers", "jpeg",
+                "--no-progress")  # fmt: skip
+    assert r.returncode == 2 and "no scheduler shard" in r.stderr
