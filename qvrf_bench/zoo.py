@@ -17,8 +17,13 @@ The QVRF models start from the base with gains sqrt(lambda_s / 0.18) (decision 1
 operating point instead of 10x away from it. Continuous "paper" factors are taken relative to a_0
 (see sweep.parse_factors). Every run uses one torch thread.
 
-``qvrf-bench zoo pack`` turns the finished runs into the shipped files: CDF tables built, training
-state stripped, float32 weights (what was trained is what ships: nothing is rounded), and an entry
+``qvrf-bench zoo pack`` turns the finished runs into the shipped files: training state stripped,
+parameters stored as float16 (:data:`STORAGE`; the three architectures' 28 models at float32 would
+be ~90 MB, over the repository's 60 MB budget), constant masks left out (rebuilt on load), and the
+CDF tables built from the rounded parameters and stored, so a bitstream decodes with the file's own
+tables on any machine. **The shipped model is the float16-rounded one**: it loads into float32
+parameters holding exactly those values, and every number the project reports (the manifest's
+check, the README, the main job) is measured from it. Then an entry
 in ``zoo.json`` with the file's sha256, the exact commands of its run and of the runs it started
 from, steps, wall time, machine, the training data's checksum, the git commit, and one Kodak crop's
 real-bitstream bytes and PSNR as a reproducibility check.
@@ -41,6 +46,7 @@ from qvrf_bench.errors import CheckpointError, QVRFError
 # The shipped zoo; QVRF_BENCH_ZOO points every command (and zoo:NAME) at another zoo folder instead.
 ZOO_DIR = Path(os.environ.get("QVRF_BENCH_ZOO") or Path(__file__).resolve().parent / "data" / "zoo")
 MANIFEST = "zoo.json"
+STORAGE = "float16"  # how a shipped file stores the parameters (buffers stay as they are)
 PREFIX = "zoo:"
 KODAK_DIR = Path(__file__).resolve().parent / "data" / "kodak"
 
@@ -287,7 +293,7 @@ def pack(
 
     from qvrf_bench import store
     from qvrf_bench.codec import model_fingerprint
-    from qvrf_bench.models.checkpoints import file_sha256, load_model, save_checkpoint
+    from qvrf_bench.models.checkpoints import file_sha256, load_model
     from qvrf_bench.models.registry import prepare_for_coding
 
     runs, dest = Path(runs), Path(dest if dest is not None else ZOO_DIR)
@@ -311,9 +317,10 @@ def pack(
                              **{k: info[k] for k in ("steps", "wall_s", "device", "train_images", "val_images")}})  # fmt: skip
             cur = steps.get(cur.after) if cur.after else None
         model, _ = load_model(runs / s.name / "final.pt", for_coding=False)
-        prepare_for_coding(model, force=True)
+        round_parameters(model)
+        prepare_for_coding(model, force=True)  # the tables of the rounded model
         model.eval()
-        path = save_checkpoint(dest / f"{s.ships}.pt", model)
+        path = save_shipped(dest / f"{s.ships}.pt", model)
         c = model.config
         manifest["models"][s.ships] = {
             "file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size, "arch": c.arch,
@@ -333,6 +340,43 @@ def pack(
     tmp.write_text(json.dumps(manifest, indent=1) + "\n")
     os.replace(tmp, manifest_path)
     return manifest_path
+
+
+def round_parameters(model) -> None:
+    """Round every parameter to :data:`STORAGE` and back, in place: the model that ships."""
+    import torch
+
+    dtype = getattr(torch, STORAGE)
+    with torch.no_grad():
+        for p in model.parameters():
+            if not bool(torch.isfinite(p.to(dtype)).all()):
+                raise QVRFError(f"a parameter does not fit {STORAGE} (|value| up to {p.abs().max().item():g})")
+            p.copy_(p.to(dtype).to(p.dtype))
+
+
+def save_shipped(path: str | Path, model) -> Path:
+    """The shipped file: own checkpoint format, parameters as :data:`STORAGE` (exact: they were
+    rounded by :func:`round_parameters`), constant masks left out (checkpoints.DERIVED_BUFFERS)."""
+    import torch
+
+    from qvrf_bench.models.checkpoints import atomic_save, checkpoint_dict
+
+    obj = checkpoint_dict(model)
+    params = {name for name, _ in model.named_parameters()}
+    dtype = getattr(torch, STORAGE)
+    sd = {}
+    for k, v in obj["state_dict"].items():
+        if k.endswith(".mask"):
+            continue
+        if k in params:
+            stored = v.to(dtype)
+            if not torch.equal(stored.to(v.dtype), v):
+                raise QVRFError(f"{k}: not a {STORAGE} value; round the model first (round_parameters)")
+            v = stored
+        sd[k] = v
+    obj["state_dict"] = sd
+    obj["storage"] = {"parameters": STORAGE, "masks": "rebuilt on load"}
+    return atomic_save(obj, Path(path))
 
 
 def read_manifest(folder: str | Path | None = None) -> dict:

@@ -219,7 +219,11 @@ def load_model(
             model = build_model(config)
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{path}: broken checkpoint config ({exc})") from None
-        _load_strict(model, obj["state_dict"], path)
+        sd = dict(obj["state_dict"])
+        for key, value in model.state_dict().items():  # constants a file may leave out (the zoo does)
+            if key.endswith(DERIVED_BUFFERS):
+                sd.setdefault(key, value)
+        _load_strict(model, sd, path)
     else:
         model = _load_foreign(obj, path, arch, kind, lmbda, levels)
     if not bool(torch.isfinite(model.gain).all()):  # NaN / inf gains are never a usable model
@@ -278,6 +282,8 @@ def _load_foreign(obj, path, arch, kind, lmbda, levels) -> nn.Module:
 
 # Entropy-coder buffers (derived from the parameters by update(); a foreign file may lack them).
 CODER_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
+# Buffers that are constants of the architecture (the masked convolutions' masks): a file may omit them.
+DERIVED_BUFFERS = (".mask",)
 
 
 def lambda_of_quality(quality: int) -> float:
