@@ -9,32 +9,28 @@ and/or ``--decode-threads N`` adds a second decoder in a separate process, start
 and records per row ``cross_decode_ok`` (the latent that process decoded equals the encoder's, bit
 for bit) and ``cross_decode_device`` (where it ran).
 
+What a row records (sweep.py): ``cross_decode_ok`` -- the second decoder recovered the encoder's
+quantization symbols (max |y_2 - y_1| * gain < 1/2: the decoded latent lies in the encoder's
+quantization cells, so the image differs at most by floating-point noise); ``cross_decode_exact``
+-- its latent and its 8-bit image are bit-identical to the encoder's and the local decoder's;
+``cross_decode_psnr_db`` -- PSNR of its image against the local decoder's (inf when identical).
+A mean-scale model whose h_s rounds differently under another thread count gives ok and not exact
+(the means move by an ulp); wrong symbols (the entropy parameters picked another table) give not ok
+and an image that is garbage.
+
 Protocol (this module is also the worker: ``python -m qvrf_bench.crossdecode --device D --threads N``):
 one JSON line per request ``{"checkpoint": PATH, "n": LEN}`` followed by LEN bytes of container on
-stdin; one JSON line per answer on stdout, ``{"y": DIGEST, "image": DIGEST}`` or ``{"error": TEXT}``.
-The worker keeps each checkpoint loaded. Digests are sha256 over the float32 latent / the 8-bit image.
+stdin; per answer one JSON line ``{"y": [SHAPE], "image": [H, W]}`` followed by the float32 latent
+and the uint8 image as raw bytes, or ``{"error": TEXT}``. The worker keeps each checkpoint loaded.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
 
 import numpy as np
-
-
-def latent_digest(y_hat) -> str:
-    """sha256 of a latent tensor's float32 values on the CPU: equal values, equal digest (-0.0, which
-    the encoder's rounding makes and the decoder's integer symbols do not, counts as 0.0, as
-    ``torch.equal`` has it)."""
-    t = (y_hat.detach().to("cpu").float() + 0.0).contiguous()
-    return hashlib.sha256(t.numpy().tobytes()).hexdigest()
-
-
-def image_digest(rgb8: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(rgb8).tobytes()).hexdigest()
 
 
 def describe(device: str, threads: int | None) -> str:
@@ -53,7 +49,8 @@ class CrossDecoder:
         self.where = describe(device, threads)
 
     def decode(self, checkpoint: str, data: bytes) -> dict:
-        """The worker's answer for one container: {"y": ..., "image": ...} or {"error": ...}."""
+        """The worker's answer for one container: {"y": float32 array, "image": uint8 array} or
+        {"error": ...}."""
         if self.proc.poll() is not None:
             return {"error": f"the cross-decode worker exited (status {self.proc.returncode})"}
         try:
@@ -61,11 +58,34 @@ class CrossDecoder:
             self.proc.stdin.write(data)
             self.proc.stdin.flush()
             line = self.proc.stdout.readline()
-        except (BrokenPipeError, OSError) as exc:
+            if not line:
+                return {"error": "the cross-decode worker exited"}
+            head = json.loads(line)
+            if "error" in head:
+                return head
+            y_shape, (h, w) = head["y"], head["image"]
+            y = np.frombuffer(self.proc.stdout.read(4 * int(np.prod(y_shape))), np.float32).reshape(y_shape)
+            img = np.frombuffer(self.proc.stdout.read(h * w * 3), np.uint8).reshape(h, w, 3)
+        except (BrokenPipeError, OSError, ValueError) as exc:
             return {"error": f"the cross-decode worker is gone ({exc})"}
-        if not line:
-            return {"error": "the cross-decode worker exited"}
-        return json.loads(line)
+        return {"y": y, "image": img}
+
+    def check(self, checkpoint: str, data: bytes, y_enc, gain: float, rgb_local: np.ndarray) -> dict:
+        """The row's columns for one container (module docstring), plus ``notice`` on failure."""
+        from qvrf_bench import metrics
+
+        answer = self.decode(checkpoint, data)
+        out = {"cross_decode_device": self.where}
+        if "error" in answer:
+            return {**out, "cross_decode_ok": False, "cross_decode_exact": False,
+                    "notice": f"cross-decode failed: {answer['error']}"}  # fmt: skip
+        y1 = (y_enc.detach().to("cpu").float() + 0.0).numpy()
+        y2 = answer["y"] + np.float32(0.0)
+        same_shape = y1.shape == y2.shape and answer["image"].shape == rgb_local.shape
+        ok = same_shape and bool(np.max(np.abs(y2 - y1)) * float(gain) < 0.5)
+        exact = same_shape and bool(np.array_equal(y1, y2)) and bool(np.array_equal(answer["image"], rgb_local))
+        psnr = metrics.psnr_rgb(rgb_local, answer["image"]) if same_shape else float("nan")
+        return {**out, "cross_decode_ok": ok, "cross_decode_exact": exact, "cross_decode_psnr_db": psnr}
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -90,7 +110,7 @@ def _serve(device: str, threads: int | None) -> int:
         torch.set_num_threads(int(threads))
     dev = resolve_device(device)
     models: dict[str, object] = {}
-    stdin, stdout = sys.stdin.buffer, sys.stdout
+    stdin, out = sys.stdin.buffer, sys.stdout.buffer
     while True:
         line = stdin.readline()
         if not line:
@@ -102,11 +122,17 @@ def _serve(device: str, threads: int | None) -> int:
                 models[req["checkpoint"]] = load_model(req["checkpoint"], device=str(dev))[0]
             model = models[req["checkpoint"]]
             x_hat, y_hat, _ = codec.decode_full(model, data)
-            answer = {"y": latent_digest(y_hat), "image": image_digest(images.tensor_to_rgb8(x_hat))}
+            y = y_hat.detach().to("cpu").float().contiguous().numpy()
+            img = np.ascontiguousarray(images.tensor_to_rgb8(x_hat))
         except Exception as exc:  # a row's failure, reported to the sweep, never the worker's end
-            answer = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
-        stdout.write(json.dumps(answer) + "\n")
-        stdout.flush()
+            error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            out.write(json.dumps({"error": error}).encode() + b"\n")
+            out.flush()
+            continue
+        out.write(json.dumps({"y": list(y.shape), "image": list(img.shape[:2])}).encode() + b"\n")
+        out.write(y.tobytes())
+        out.write(img.tobytes())
+        out.flush()
 
 
 if __name__ == "__main__":

@@ -173,7 +173,22 @@ COLUMNS: tuple[Column, ...] = (
         _BOOL,
         True,
         "Decoded again in a separate process (sweep --decode-device / --decode-threads): True when that "
-        "decoder's quantized latent equals the encoder's bit for bit. Null when not checked (and for peers).",
+        "decoder recovered the encoder's quantization symbols (its latent within half a bin of the "
+        "encoder's). Null when not checked (and for peers).",
+    ),
+    Column(
+        "cross_decode_exact",
+        _BOOL,
+        True,
+        "Cross-decode: the second decoder's latent and 8-bit image are bit-identical to the encoder's / the "
+        "local decoder's. Null when not checked.",
+    ),
+    Column(
+        "cross_decode_psnr_db",
+        _F64,
+        True,
+        "Cross-decode: PSNR-RGB of the second decoder's image against the local decoder's (inf when "
+        "identical). Null when not checked.",
     ),
     Column(
         "cross_decode_device",

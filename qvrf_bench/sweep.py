@@ -522,11 +522,11 @@ class _ModelMethod(_Method):
         out = [measurement_from_result(r) for r in results]
         if self.cross is not None:
             for r, m in zip(results, out, strict=True):
-                answer = self.cross.decode(self.path, r.data)
-                m.extra = {"cross_decode_device": self.cross.where,
-                           "cross_decode_ok": bool(answer.get("y") == r.y_digest and r.y_digest)}  # fmt: skip
-                if "error" in answer:
-                    m.notices = (*m.notices, f"cross-decode failed: {answer['error']}")
+                cols = self.cross.check(self.path, r.data, r.y_hat, r.gain, r.rgb)
+                notice = cols.pop("notice", None)
+                m.extra = {**m.extra, **cols}
+                if notice:
+                    m.notices = (*m.notices, notice)
         return out
 
     def config(self):

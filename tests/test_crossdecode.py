@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from helpers import small_model
 
 from qvrf_bench import codec, images
-from qvrf_bench.crossdecode import CrossDecoder, latent_digest
+from qvrf_bench.crossdecode import CrossDecoder
 from qvrf_bench.models.checkpoints import save_checkpoint
-
-
-def test_digest_is_of_values():
-    y = torch.tensor([[0.0, -0.0, 1.5]])
-    assert latent_digest(y) == latent_digest(torch.tensor([[0.0, 0.0, 1.5]]))
-    assert latent_digest(y) != latent_digest(torch.tensor([[0.0, 0.0, 1.25]]))
 
 
 @pytest.mark.parametrize("arch", ["balle", "minnen"])
@@ -25,22 +18,23 @@ def test_worker_decodes_the_encoders_latent_and_catches_a_different_one(arch, tm
     rgb = np.random.default_rng(0).integers(0, 255, (64, 80, 3), dtype=np.uint8)
     enc = codec.encode_tensor(model, images.rgb8_to_tensor(rgb), level=3)
     cross = CrossDecoder("cpu", threads=2)
+    local = codec.decode(model, enc.data)
     try:
-        good = cross.decode(str(path), enc.data)
-        assert good["y"] == latent_digest(enc.y_hat)
-        assert good["image"]  # the worker also reports its decoded image
-        # level 3's header with level 5's y string: it decodes, to another latent than the encoder's
+        good = cross.check(str(path), enc.data, enc.y_hat, enc.gain, local)
+        assert good["cross_decode_ok"] and good["cross_decode_psnr_db"] > 40
+        # level 3's header with level 5's y string: it decodes, to other symbols than the encoder's
         import dataclasses
 
         other = codec.encode_tensor(model, images.rgb8_to_tensor(rgb), level=5)
         hdr, (_, z) = codec.unpack(enc.data)
         _, (y5, _) = codec.unpack(other.data)
         mixed = codec.pack(dataclasses.replace(hdr, lengths=(len(y5), len(z))), [y5, z])
-        answer = cross.decode(str(path), mixed)
-        assert answer.get("y") != latent_digest(enc.y_hat)
-        bad = cross.decode(str(path), enc.data[:30])
-        assert "truncated" in bad["error"]
-        assert cross.decode(str(path), enc.data)["y"] == good["y"]  # the worker survives errors
+        wrong = cross.check(str(path), mixed, enc.y_hat, enc.gain, local)
+        assert not wrong["cross_decode_ok"] and not wrong["cross_decode_exact"]
+        bad = cross.check(str(path), enc.data[:30], enc.y_hat, enc.gain, local)
+        assert not bad["cross_decode_ok"] and "truncated" in bad["notice"]
+        again = cross.check(str(path), enc.data, enc.y_hat, enc.gain, local)  # the worker survives errors
+        assert again == good
     finally:
         cross.close()
 
@@ -60,5 +54,6 @@ def test_sweep_records_cross_decode(tmp_path):
     df = ResultStore(tmp_path / "run").read()
     ours = df[df.kind == "qvrf"]
     assert len(ours) == 9 and ours["cross_decode_ok"].all() and (ours["cross_decode_device"] == "cpu, 2 threads").all()
+    assert ours["cross_decode_exact"].notna().all() and (ours["cross_decode_psnr_db"] > 40).all()
     peer = df[df.kind == "classical"]
     assert peer["cross_decode_ok"].isna().all() and (peer["cross_decode_device"] == "").all()

@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from compressai.ans import BufferedRansEncoder, RansDecoder
 from torch import Tensor, nn
 
+from qvrf_bench.models.determinism import one_thread
 from qvrf_bench.models.qvrf import check_coder_input, noise_like, ste_round
 
 KERNEL = 5  # context_prediction kernel size
@@ -308,6 +309,10 @@ class AutoregressiveMixin:
         item. ``params`` has B items or 1 shared by all. The encoder knows y, so it always computes
         by wavefront diagonals; ``order`` is only the order the symbols go into the string
         ('raster' is CompressAI's)."""
+        with one_thread():  # the entropy parameters must not depend on the thread count (determinism.py)
+            return self._compress_latent(y, params, gain, order)
+
+    def _compress_latent(self, y: Tensor, params: Tensor, gain: Tensor, order: str) -> tuple[list[bytes], Tensor]:
         B, M, H, W = y.shape
         a = batch_gain(gain, B).reshape(B, 1, 1)
         gc = self.gaussian_conditional
@@ -359,6 +364,10 @@ class AutoregressiveMixin:
     ) -> Tensor:
         """Decode one string per item; ``params`` has one item per string or 1 shared by all. The
         decoder follows the string's ``order``: a wavefront group's symbols are read in one call."""
+        with one_thread():  # as the encoder (determinism.py)
+            return self._decompress_latent(y_strings, params, gain, order)
+
+    def _decompress_latent(self, y_strings: list[bytes], params: Tensor, gain: Tensor, order: str) -> Tensor:
         B = len(y_strings)
         _, _, H, W = params.shape
         M = self.M

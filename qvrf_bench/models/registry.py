@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 from torch import nn
 
+from qvrf_bench.models import determinism
 from qvrf_bench.models.autoregressive import AutoregressiveMixin
 from qvrf_bench.models.balle import QVRFScaleHyperprior
 from qvrf_bench.models.cheng2020 import QVRFCheng2020Attention
@@ -120,6 +121,7 @@ def build_model(config: ModelConfig) -> nn.Module:
     model = cls(N=config.N, **kwargs) if config.arch == "cheng2020" else cls(N=config.N, M=config.M, **kwargs)
     model.config = config
     model.qvrf_scale_table = scale_table(max(config.gains_init))
+    determinism.install(model)  # entropy parameters independent of the thread count
     return model
 
 

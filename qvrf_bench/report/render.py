@@ -508,7 +508,9 @@ def _cross_text(g: pd.DataFrame) -> str:
         return "–"
     checked = g["cross_decode_ok"].dropna().astype(bool)
     where = _join(g.loc[g["cross_decode_ok"].notna(), "cross_decode_device"], "")
-    return f"{int((~checked).sum())} / {len(checked)} ({where})"
+    inexact = int((g["cross_decode_exact"] == False).sum()) if "cross_decode_exact" in g else 0  # noqa: E712
+    extra = f"; {inexact} not bit-exact" if inexact else ""
+    return f"{int((~checked).sum())} / {len(checked)} ({where}{extra})"
 
 
 def methods_table(rows: pd.DataFrame, m: F.Measured) -> list[dict]:
