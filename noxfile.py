@@ -1,4 +1,4 @@
-"""nox sessions: tests, lint, reproduce_figures (the main job), train_zoo, bench.
+"""nox sessions: tests, lint, reproduce_figures (the main job), train_zoo, gpu_check, bench.
 
 The sessions run in the Python environment nox itself was installed into (``venv_backend="none"``):
 qvrf-bench pins torch, and a second copy of it in a nox-made virtualenv would cost ~6 GB and
@@ -37,6 +37,14 @@ def reproduce_figures(session: nox.Session) -> None:
     ``nox -s reproduce_figures -- --dataset /data/train --test-set /data/kodak --preset paper``.
     """
     session.run(PY, "-m", "qvrf_bench.pipeline", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def gpu_check(session: nox.Session) -> None:
+    """The prepared CUDA check (bench/gpu_check.py): CUDA tests, training steps, both engines on CUDA,
+    encode on CUDA / decode on CPU; one JSON summary. ~8 min on one GPU; without CUDA it says so in
+    one line, skips those parts and runs the CPU stand-ins. Extra options go to the script."""
+    session.run(PY, "bench/gpu_check.py", *session.posargs)
 
 
 @nox.session(venv_backend="none")
