@@ -32,6 +32,8 @@ byte-identical to ``codec.encode_tensor`` at the same gain (tests/test_ratecontr
 
 Classical codecs (:func:`search_quality`): the integer quality knob, the same rule, bisection on
 the integer; a tolerance is reported, not guaranteed (one quality step can move the file by more).
+CompressAI's VBR models and JPEG 2000 (:func:`step_to_target`): a continuous knob (quantization step,
+compression ratio) searched like a QVRF gain (gain = 1 / knob) within the peer's sweep.
 """
 
 from __future__ import annotations
@@ -371,6 +373,27 @@ def peer_to_target(
         return metrics.psnr_rgb(rgb8, peer.decode(data)), data
 
     res = search_quality(measure, target, qualities or peer_quality_range(peer), what=peer.name)
+    return res, res.best.payload
+
+
+def step_to_target(peer, rgb8: np.ndarray, target: Target) -> tuple[SearchResult, bytes]:
+    """A peer whose continuous knob falls as the rate grows (CompressAI VBR's quantization step,
+    JPEG 2000's compression ratio), at the knob that meets ``target``: the same search as a QVRF
+    model's, on gain = 1 / knob, between the peer's sweep's largest and smallest knob."""
+    from qvrf_bench import metrics
+
+    h, w = rgb8.shape[:2]
+
+    def measure(g: float) -> tuple[float, bytes]:
+        data = peer.encode(rgb8, 1.0 / g)
+        if target.kind == "bytes":
+            return float(len(data)), data
+        if target.kind == "bpp":
+            return metrics.bpp(len(data), h, w), data
+        return metrics.psnr_rgb(rgb8, peer.decode(data)), data
+
+    steps = peer.rate_points()
+    res = search_gain(measure, target, (1.0 / max(steps), 1.0 / min(steps)), what=peer.name)
     return res, res.best.payload
 
 

@@ -547,7 +547,7 @@ class _PeerMethod(_Method):
         self.name, self.kind = peer.name, peer.kind
         self.checkpoint_sha256 = peer.checkpoint_sha256
         self.points = list(peer.rate_points())
-        if self.kind == "classical":  # an integer quality knob: ratecontrol.search_quality
+        if self.kind in ("classical", "vbr"):  # a quality knob / a quantization step: ratecontrol.py
             self.points += [TargetPoint(b) for b in targets]
         self.device = device
         self._warm = False
@@ -582,12 +582,15 @@ class _PeerMethod(_Method):
         from qvrf_bench import ratecontrol
 
         extra = {"target_bpp": float(tp.bpp)}
+        vbr = self.kind == "vbr" or self.name == "jpeg2000"  # knob = 1 / gain (step, ratio)
         try:
-            res, _ = ratecontrol.peer_to_target(self.peer, rgb, ratecontrol.Target("bpp", tp.bpp))
+            search = ratecontrol.step_to_target if vbr else ratecontrol.peer_to_target
+            res, _ = search(self.peer, rgb, ratecontrol.Target("bpp", tp.bpp))
         except Exception as exc:
             return Measurement(None, None, None, False, None, None, f"target: {one_line(exc)}", extra=extra)
-        extra.update(target_encodes=len(res.tries), quality=float(res.knob))
-        (m,) = self._measure_points(rgb, [float(res.knob)])
+        rate = 1.0 / res.knob if vbr else float(res.knob)
+        extra.update({"target_encodes": len(res.tries), **self.peer.rate_columns(rate)})
+        (m,) = self._measure_points(rgb, [rate])
         m.extra, m.notices = extra, (() if res.met else (res.note(),))
         return m
 
@@ -642,8 +645,8 @@ class SweepConfig:
     done). threads: torch CPU threads (None: torch's default). progress: a tqdm bar on stderr.
     command: the command line recorded in the manifest (default: rebuilt from this config).
     target_bpp: matched-rate targets ("0.25,0.5,1"): one more row per image and target for each QVRF
-    checkpoint and classical codec, at the knob that meets it (ratecontrol.py); fixed-rate models
-    and VBR peers get none (a fixed model has one rate; VBR steps are not searched yet).
+    checkpoint, classical codec and VBR peer, at the knob that meets it (ratecontrol.py); fixed-rate
+    models get none (a fixed model has one rate).
     crops: for the first ``crops`` images of the dataset (by name), keep a window of the original and
     of each matched-rate and fixed-rate decoded image in OUT/crops (crops.py) for the report's
     side-by-side view. Not part of the config: it changes no number.
@@ -818,7 +821,7 @@ def _build_methods(cfg: SweepConfig, device: str, engine) -> list[_Method]:
         peer = peers_mod.get_peer(arch, checkpoint=path, device=device, qsteps=qualities.get(arch))
         if any(isinstance(m, _PeerMethod) and m.name == arch for m in methods):
             raise QVRFError(f"--vbr {arch}: given twice (one checkpoint per VBR architecture in a run)")
-        methods.append(_PeerMethod(peer))
+        methods.append(_PeerMethod(peer, targets=targets))
     cpu = device_string("cpu")
     for name in peer_names:
         # classical codecs run on the CPU whatever --device says

@@ -154,3 +154,18 @@ def test_shards_keep_their_crops_through_merge(run, tmp_path):
     merged = merge(shard_dirs, tmp_path / "merged")
     assert len(crops.read_crops(merged.run_dir)) == 2
     assert sum(len(crops.read_crops(p)) for p in shard_dirs) == 2  # each image's crops in one shard
+
+
+def test_jpeg2000_and_webp_targets(tmp_path):
+    from skimage import data
+
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    Image.fromarray(data.astronaut()[:128, :160]).save(ds / "a.png")
+    run_sweep(SweepConfig(dataset=ds, out=tmp_path / "run", peers="jpeg2000,webp", device="cpu", progress=False,
+                          target_bpp="1.2"))  # fmt: skip
+    df = ResultStore(tmp_path / "run").read()
+    t = df[df["target_bpp"].notna()].set_index("method")
+    assert set(t.index) == {"jpeg2000", "webp"} and t["decode_ok"].all()
+    assert (t["bpp_real"] <= 1.2).all()
+    assert t.loc["jpeg2000", "bpp_real"] >= 1.2 * 0.99  # a continuous knob meets the 1 % window

@@ -285,3 +285,31 @@ def test_nothing_to_measure_and_bad_checkpoint(setup, tmp_path):
     with pytest.raises(QVRFError, match="--peer-qualities webp: not among the peers"):
         run_sweep(config(setup, tmp_path / "r", peer_qualities={"webp": [50]}))
     assert not (tmp_path / "r").exists()  # settings are checked before the run folder is made
+
+
+def test_vbr_peer_matched_rate(setup, tmp_path):
+    """A VBR peer's quantization step searched to a target between its largest and smallest step."""
+    from compressai.zoo.image_vbr import model_architectures
+
+    torch.manual_seed(0)
+    vbr = model_architectures["bmshj2018-hyperprior-vbr"](8, 12)
+    torch.save(vbr.state_dict(), tmp_path / "vbr.pth")
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    from skimage import data
+
+    Image.fromarray(data.astronaut()[:128, :192]).save(ds / "a.png")
+    spec = f"bmshj2018-hyperprior-vbr={tmp_path / 'vbr.pth'}"
+    s = run_sweep(SweepConfig(ds, tmp_path / "run", vbr=[spec], peer_qualities={"bmshj2018-hyperprior-vbr": [10, 0.2]},
+                              device="cpu", progress=False, threads=1))  # fmt: skip
+    df = ResultStore(s.run_dir).read().set_index("rate_point")
+    lo, hi = df.loc["qstep=10.0000", "bpp_real"], df.loc["qstep=0.2000", "bpp_real"]
+    assert hi > lo
+    target = round(float(lo + hi) / 2, 4)
+    s = run_sweep(SweepConfig(ds, tmp_path / "run2", vbr=[spec], peer_qualities={"bmshj2018-hyperprior-vbr": [10, 0.2]},
+                              device="cpu", progress=False, threads=1, target_bpp=str(target)))  # fmt: skip
+    t = ResultStore(s.run_dir).read()
+    t = t[t["target_bpp"].notna()]
+    assert len(t) == 1, t[["rate_point", "error"]]
+    t = t.iloc[0]
+    assert t["decode_ok"], t["error"] and t["bpp_real"] <= target and 0.1 < t["gain"] < 5.0
