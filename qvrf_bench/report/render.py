@@ -610,8 +610,8 @@ def _data_uri(png: bytes) -> str:
 
 def visual_crops(rows: pd.DataFrame, infos: Sequence[RunInfo]) -> list[dict]:
     """Side-by-side crops at matched rate (crops.py): per image with crops and per target, the
-    original, each QVRF model at the target, the fixed-rate model of its family closest in bpp to
-    the (first) QVRF model's on that image ("best anchor": nearest rate, not best quality), and each
+    original, each QVRF model at the target, per family the fixed-rate model closest in bpp to that
+    family's first QVRF model on that image ("nearest anchor": nearest rate, not best quality), and each
     classical codec at the target; each with its bpp and PSNR. Images as PNG data URIs."""
     from qvrf_bench import crops as C
     from qvrf_bench import matched
@@ -644,15 +644,19 @@ def visual_crops(rows: pd.DataFrame, infos: Sequence[RunInfo]) -> list[dict]:
                 continue
             tiles = [{"label": "original", "src": _data_uri(entry["original"]), "bpp": "", "psnr": ""}]
             tiles += [t for r in qv.itertuples(index=False) if (t := tile(r, str(r.method)))]
-            first = next(qv.itertuples(index=False))
-            fam = F.family(first.arch)
-            f = fixed_rows.loc[(fixed_rows["image_sha256"].astype(str) == sha)
-                               & (fixed_rows["arch"].map(F.family) == fam)]  # fmt: skip
-            if not f.empty:
-                best = f.iloc[int(np.argmin(np.abs(f["bpp_real"].to_numpy(float) - float(first.bpp_real))))]
-                t = tile(best, f"nearest anchor: {best['method']}")
-                if t:
-                    tiles.append(t)
+            seen_fams = set()
+            for first in qv.itertuples(index=False):  # per family: the anchor nearest its first QVRF model
+                fam = F.family(first.arch)
+                if fam in seen_fams:
+                    continue
+                seen_fams.add(fam)
+                f = fixed_rows.loc[(fixed_rows["image_sha256"].astype(str) == sha)
+                                   & (fixed_rows["arch"].map(F.family) == fam)]  # fmt: skip
+                if not f.empty:
+                    best = f.iloc[int(np.argmin(np.abs(f["bpp_real"].to_numpy(float) - float(first.bpp_real))))]
+                    t = tile(best, f"nearest anchor: {best['method']}")
+                    if t:
+                        tiles.append(t)
             cl = t_rows.loc[t_rows["kind"].astype(str) == "classical"].sort_values("method")
             tiles += [t for r in cl.itertuples(index=False) if (t := tile(r, f"{r.method} q={r.quality:g}"))]
             out.append({"image": str(meta.get("image", sha[:12])), "target": f"{target:g}",
