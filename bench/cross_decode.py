@@ -68,10 +68,7 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
-        ds = tmp / "kodak"
-        ds.mkdir()
-        for p in sorted(zoo.KODAK_DIR.glob("*.png"))[: args.images]:
-            (ds / p.name).write_bytes(p.read_bytes())
+        ds = zoo.kodak_subset(tmp / "kodak", args.images)
         for arch in args.archs.split(","):
             spec, label = model_for(arch, tmp)
             for mode in args.entropy.split(","):

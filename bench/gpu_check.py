@@ -131,10 +131,7 @@ def main(argv=None) -> int:
     parts = args.parts.split(",")
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
-        ds = tmp / "kodak"
-        ds.mkdir()
-        for p in sorted(zoo.KODAK_DIR.glob("*.png"))[: args.images]:
-            (ds / p.name).write_bytes(p.read_bytes())
+        ds = zoo.kodak_subset(tmp / "kodak", args.images)
         if "tests" in parts:
             summary["tests"] = part_tests()
         if "train" in parts:

@@ -27,14 +27,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from qvrf_bench.rd import error_mask
+
 QUALITY_LABELS = {"psnr_rgb": "PSNR-RGB (dB)", "ms_ssim_db_rgb": "MS-SSIM-RGB (dB)"}
 DEFAULT_CONFIDENCE = 0.95
 
 
 def _good(rows: pd.DataFrame) -> pd.DataFrame:
-    ok = rows["decode_ok"].astype("boolean").fillna(False) if "decode_ok" in rows else True
-    err = rows["error"].fillna("").astype(str).str.strip() == "" if "error" in rows else True
-    return rows.loc[ok & err]
+    return rows.loc[~error_mask(rows)]
 
 
 def matched_rows(rows: pd.DataFrame) -> pd.DataFrame:

@@ -264,28 +264,18 @@ def search_quality(
     q_lo, q_hi = qualities
     lo, hi = at(q_lo), at(q_hi)
     ok = target.safe  # rate: achieved <= target; quality: achieved >= target
-    if target.is_rate:
-        if not ok(lo.achieved):
-            raise TargetError(f"target {target.text()} is below what {what} reaches: {target.text(lo.achieved)} .. "
-                              f"{target.text(hi.achieved)} at qualities {q_lo} .. {q_hi}")  # fmt: skip
-        if ok(hi.achieved):
-            best = hi
-        else:
-            while hi.knob - lo.knob > 1:  # invariant: lo safe, hi not
-                mid = at((lo.knob + hi.knob) // 2)
-                lo, hi = (mid, hi) if ok(mid.achieved) else (lo, mid)
-            best = lo
+    # The safe end of the range is the low quality for a rate target, the high one for a PSNR target.
+    safe, unsafe = (lo, hi) if target.is_rate else (hi, lo)
+    if not ok(safe.achieved):
+        raise TargetError(f"target {target.text()} is {'below' if target.is_rate else 'above'} what {what} reaches: "
+                          f"{target.text(lo.achieved)} .. {target.text(hi.achieved)} at qualities {q_lo} .. {q_hi}")  # fmt: skip
+    if ok(unsafe.achieved):
+        best = unsafe
     else:
-        if not ok(hi.achieved):
-            raise TargetError(f"target {target.text()} is above what {what} reaches: {target.text(lo.achieved)} .. "
-                              f"{target.text(hi.achieved)} at qualities {q_lo} .. {q_hi}")  # fmt: skip
-        if ok(lo.achieved):
-            best = lo
-        else:
-            while hi.knob - lo.knob > 1:  # invariant: hi safe, lo not
-                mid = at((lo.knob + hi.knob) // 2)
-                lo, hi = (lo, mid) if ok(mid.achieved) else (mid, hi)
-            best = hi
+        while abs(unsafe.knob - safe.knob) > 1:  # invariant: safe is safe, unsafe is not
+            mid = at((safe.knob + unsafe.knob) // 2)
+            safe, unsafe = (mid, unsafe) if ok(mid.achieved) else (safe, mid)
+        best = safe
     return SearchResult(target, best, tries, target.side(best.achieved) == 0, time.perf_counter() - t0,
                         _monotone(tries))  # fmt: skip
 
@@ -325,7 +315,7 @@ class ModelProbe:
     def __call__(self, gain: float) -> tuple[float, bytes]:
         import torch
 
-        from qvrf_bench import codec, images, metrics
+        from qvrf_bench import codec, images
         from qvrf_bench.gains import check_gain
         from qvrf_bench.models import batching
 
@@ -339,13 +329,12 @@ class ModelProbe:
         header = codec.Header(self.model.config.arch, None, gain, bytes.fromhex(self.fingerprint), h, w,
                               self.padding, a.z_shape, tuple(len(s) for s in strings))  # fmt: skip
         data = codec.pack(header, strings)
-        if self.kind == "bytes":
-            return float(len(data)), data
-        if self.kind == "bpp":
-            return metrics.bpp(len(data), h, w), data
-        with torch.no_grad():
-            x_hat = images.crop(self.model.g_s(y_hat).clamp_(0, 1), self.padding)
-        return metrics.psnr_rgb(self.rgb8, images.tensor_to_rgb8(x_hat)), data
+
+        def decoded() -> np.ndarray:  # the encoder's y_hat through g_s: what the decoder will rebuild
+            with torch.no_grad():
+                return images.tensor_to_rgb8(images.crop(self.model.g_s(y_hat).clamp_(0, 1), self.padding))
+
+        return achieved(self.kind, self.rgb8, data, decoded), data
 
 
 def encode_to_target(model, rgb8: np.ndarray, target: Target, extrapolate: bool = False, what: str = "the model",
@@ -356,22 +345,33 @@ def encode_to_target(model, rgb8: np.ndarray, target: Target, extrapolate: bool 
     return res, res.best.payload
 
 
+def achieved(kind: str, rgb8: np.ndarray, data: bytes, decoded) -> float:
+    """What a file ``data`` of ``rgb8`` achieved, in the unit of a ``kind`` target; ``decoded()``
+    gives the decoded image and is called only for a PSNR target."""
+    from qvrf_bench import metrics
+
+    if kind == "bytes":
+        return float(len(data))
+    if kind == "bpp":
+        return metrics.bpp(len(data), *rgb8.shape[:2])
+    return metrics.psnr_rgb(rgb8, decoded())
+
+
+def _peer_measure(peer, rgb8: np.ndarray, kind: str, rate_of):
+    """``measure(knob) -> (achieved, file)`` of a peer whose rate argument is ``rate_of(knob)``."""
+
+    def measure(knob) -> tuple[float, bytes]:
+        data = peer.encode(rgb8, rate_of(knob))
+        return achieved(kind, rgb8, data, lambda: peer.decode(data)), data
+
+    return measure
+
+
 def peer_to_target(
     peer, rgb8: np.ndarray, target: Target, qualities: tuple[int, int] | None = None
 ) -> tuple[SearchResult, bytes]:
     """A classical codec's file of ``rgb8`` at the quality that meets ``target``."""
-    from qvrf_bench import metrics
-
-    h, w = rgb8.shape[:2]
-
-    def measure(q: int) -> tuple[float, bytes]:
-        data = peer.encode(rgb8, float(q))
-        if target.kind == "bytes":
-            return float(len(data)), data
-        if target.kind == "bpp":
-            return metrics.bpp(len(data), h, w), data
-        return metrics.psnr_rgb(rgb8, peer.decode(data)), data
-
+    measure = _peer_measure(peer, rgb8, target.kind, float)
     res = search_quality(measure, target, qualities or peer_quality_range(peer), what=peer.name)
     return res, res.best.payload
 
@@ -380,18 +380,7 @@ def step_to_target(peer, rgb8: np.ndarray, target: Target) -> tuple[SearchResult
     """A peer whose continuous knob falls as the rate grows (CompressAI VBR's quantization step,
     JPEG 2000's compression ratio), at the knob that meets ``target``: the same search as a QVRF
     model's, on gain = 1 / knob, between the peer's sweep's largest and smallest knob."""
-    from qvrf_bench import metrics
-
-    h, w = rgb8.shape[:2]
-
-    def measure(g: float) -> tuple[float, bytes]:
-        data = peer.encode(rgb8, 1.0 / g)
-        if target.kind == "bytes":
-            return float(len(data)), data
-        if target.kind == "bpp":
-            return metrics.bpp(len(data), h, w), data
-        return metrics.psnr_rgb(rgb8, peer.decode(data)), data
-
+    measure = _peer_measure(peer, rgb8, target.kind, lambda g: 1.0 / g)
     steps = peer.rate_points()
     res = search_gain(measure, target, (1.0 / max(steps), 1.0 / min(steps)), what=peer.name)
     return res, res.best.payload

@@ -443,6 +443,18 @@ class _Method:
         return self.fields(point)["rate_point"]
 
     def measure(self, rgb: np.ndarray, points: list) -> list[Measurement]:
+        """Sweep points in one call (an engine shares work between them), then each matched-rate
+        point with its own search."""
+        sweep, targets = split_targets(points)
+        done = dict(zip(sweep, self._measure_points(rgb, sweep), strict=True)) if sweep else {}
+        for tp in targets:
+            done[tp] = self._measure_target(rgb, tp)
+        return [done[p] for p in points]
+
+    def _measure_points(self, rgb: np.ndarray, points: list) -> list[Measurement]:
+        raise NotImplementedError
+
+    def _measure_target(self, rgb: np.ndarray, tp: TargetPoint) -> Measurement:
         raise NotImplementedError
 
     def config(self) -> dict[str, Any]:
@@ -467,13 +479,6 @@ class _ModelMethod(_Method):
 
     def label(self, point):
         return point.label
-
-    def measure(self, rgb, points):
-        sweep, targets = split_targets(points)
-        done = dict(zip(sweep, self._measure_points(rgb, sweep), strict=True)) if sweep else {}
-        for tp in targets:
-            done[tp] = self._measure_target(rgb, tp)
-        return [done[p] for p in points]
 
     def _measure_target(self, rgb, tp: TargetPoint) -> Measurement:
         """Search the gain (ratecontrol.py), then measure it like any point; the engine's bytes must
@@ -570,13 +575,6 @@ class _PeerMethod(_Method):
                 self.peer.decode(self.peer.encode(np.full((64, 64, 3), 128, np.uint8), rate))
             except Exception:  # a real failure shows up, with its reason, in the measured rows
                 pass
-
-    def measure(self, rgb, points):
-        sweep, targets = split_targets(points)
-        done = dict(zip(sweep, self._measure_points(rgb, sweep), strict=True)) if sweep else {}
-        for tp in targets:
-            done[tp] = self._measure_target(rgb, tp)
-        return [done[p] for p in points]
 
     def _measure_target(self, rgb, tp: TargetPoint) -> Measurement:
         from qvrf_bench import ratecontrol

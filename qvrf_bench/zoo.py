@@ -241,6 +241,15 @@ def git_commit(where: Path | None = None) -> str:
         return ""
 
 
+def kodak_subset(folder: str | Path, n: int) -> Path:
+    """A test set of the first ``n`` packaged Kodak images, copied into ``folder`` (created)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for p in sorted(KODAK_DIR.glob("*.png"))[:n]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    return folder
+
+
 def check_crop():
     """The (H, W, 3) uint8 crop used for every zoo model's reproducibility check."""
     from qvrf_bench.images import load_image

@@ -258,12 +258,17 @@ def test_failing_point_becomes_an_error_row(setup, monkeypatch):
     assert s2.rows_written == 1 and s2.n_failures == 0
 
 
-def test_vbr_peer_in_the_same_run(setup, tmp_path):
+def vbr_state_dict(path):
+    """A narrow CompressAI bmshj2018-hyperprior-vbr (random weights) saved as a state dict."""
     from compressai.zoo.image_vbr import model_architectures
 
     torch.manual_seed(0)
-    vbr = model_architectures["bmshj2018-hyperprior-vbr"](8, 12)
-    torch.save(vbr.state_dict(), tmp_path / "vbr.pth")
+    torch.save(model_architectures["bmshj2018-hyperprior-vbr"](8, 12).state_dict(), path)
+    return path
+
+
+def test_vbr_peer_in_the_same_run(setup, tmp_path):
+    vbr_state_dict(tmp_path / "vbr.pth")
     ds = tmp_path / "ds"
     ds.mkdir()
     Image.open(setup / "ds" / "a.png").save(ds / "a.png")
@@ -289,11 +294,7 @@ def test_nothing_to_measure_and_bad_checkpoint(setup, tmp_path):
 
 def test_vbr_peer_matched_rate(setup, tmp_path):
     """A VBR peer's quantization step searched to a target between its largest and smallest step."""
-    from compressai.zoo.image_vbr import model_architectures
-
-    torch.manual_seed(0)
-    vbr = model_architectures["bmshj2018-hyperprior-vbr"](8, 12)
-    torch.save(vbr.state_dict(), tmp_path / "vbr.pth")
+    vbr_state_dict(tmp_path / "vbr.pth")
     ds = tmp_path / "ds"
     ds.mkdir()
     from skimage import data
