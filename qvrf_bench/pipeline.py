@@ -129,14 +129,20 @@ def train_paper(args, train_dir: Path, runs: Path, log) -> tuple[list[Path], dic
     return ckpts, scale
 
 
-def sweep_shards(args, test_dir: Path, ckpts: list[str], out: Path, log) -> list[Path]:
-    """The sweep as ``args.jobs`` shard processes (resumable); returns the shard run folders."""
+def sweep_shards(
+    args, test_dir: Path, ckpts: list[str], out: Path, log, *, factors: str | None = None, name: str = "sweep"
+) -> list[Path]:
+    """The sweep as ``args.jobs`` shard processes (resumable); returns the shard run folders.
+
+    ``factors``: the continuous gains (default ``args.factors``); ``name``: the run folders' stem.
+    Classical peers are measured by the sweep called ``sweep`` only."""
     jobs = max(1, args.jobs)
-    dirs = [out / ("sweep" if jobs == 1 else f"sweep-{i}of{jobs}") for i in range(jobs)]
+    dirs = [out / (name if jobs == 1 else f"{name}-{i}of{jobs}") for i in range(jobs)]
+    peers = args.peers if name == "sweep" else ""
     base = [sys.executable, "-m", "qvrf_bench", "sweep", "--dataset", str(test_dir), "--levels", "all",
-            "--factors", args.factors, "--peers", args.peers, "--device", args.device,
+            "--factors", factors or args.factors, "--peers", peers, "--device", args.device,
             "--threads", str(args.threads), "-c", *ckpts]  # fmt: skip
-    for spec in args.peer_qualities or ():
+    for spec in args.peer_qualities or () if peers else ():
         base += ["--peer-qualities", spec]
     if args.target_bpp:
         base += ["--target-bpp", args.target_bpp, "--crops", str(args.crops)]
@@ -259,9 +265,18 @@ def run(args) -> int:
         for arch in list(caption):
             caption[arch] += f" | {PUBLISHED_NOTE}"
 
+    levels_only: list[str] = []
+    if args.preset == "zoo" and not args.checkpoints:
+        # Continuous gains for each architecture's 8-level model (VariableRate and the continuous
+        # curves); the 11-level model and the short fine-tune are drawn at their levels, which is all
+        # their figures use, and keeps the job within its time budget.
+        levels_only = [c for c in ckpts if c.endswith("-qvrf11") or "-pipeline-" in c.split("=")[0]]
+    dense = [c for c in ckpts if c not in levels_only]
     log(f"sweeping {len(ckpts)} checkpoints on {test_dir} ({args.jobs} shard process(es))")
     t_sweep = time.perf_counter()
-    sweep_dirs = sweep_shards(args, test_dir, ckpts, out, log)
+    sweep_dirs = sweep_shards(args, test_dir, dense, out, log)
+    if levels_only:
+        sweep_dirs += sweep_shards(args, test_dir, levels_only, out, log, factors="none", name="sweep-levels")
     log(f"sweep done in {time.perf_counter() - t_sweep:.0f} s")
 
     import pandas as pd

@@ -60,6 +60,31 @@ def test_ms_ssim_matches_compressai_convention():
     assert metrics.ms_ssim_rgb(a, a) == pytest.approx(1.0, abs=1e-6)
 
 
+def test_ms_ssim_kept_reference_gives_pytorch_msssim_values():
+    """The reference's blurs are kept between calls: values stay pytorch_msssim's for every test image
+    of one reference, odd sizes included (avg-pool padding), and a new reference of the same shape is
+    not served from the cache."""
+    import torch
+    from pytorch_msssim import ms_ssim
+
+    def lib(x, y):
+        t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].float()  # noqa: E731
+        return ms_ssim(t(x), t(y), data_range=255).item()
+
+    for h, w in ((171, 203), (192, 256)):
+        for seed in range(2):
+            a, _ = _pair(h, w, seed=seed)
+            for noise in (1, 9, 40):
+                rng = np.random.default_rng(noise)
+                b = np.clip(a.astype(int) + rng.integers(-noise, noise + 1, a.shape), 0, 255).astype(np.uint8)
+                assert metrics.ms_ssim_rgb(a, b) == pytest.approx(lib(a, b), abs=1e-6)
+    a, b = _pair(192, 192, seed=3)
+    first = metrics.ms_ssim_rgb(a, b)
+    a2 = a.copy()
+    a2[:96] = 255 - a2[:96]  # same shape, different content
+    assert metrics.ms_ssim_rgb(a2, b) == pytest.approx(lib(a2, b), abs=1e-6) != pytest.approx(first, abs=1e-3)
+
+
 @pytest.mark.parametrize("shape", [(160, 400), (400, 160), (64, 96), (1, 1)])
 def test_ms_ssim_small_images_are_nan_not_a_crash(shape):
     a, b = _pair(*shape)

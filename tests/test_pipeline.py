@@ -44,3 +44,13 @@ def test_default_job_on_a_tiny_zoo(tiny_zoo, tmp_path, monkeypatch):
 
         images |= set(ResultStore(d).read()["image"])
     assert images == {"kodim03.png", "kodim23.png", "kodim04.png"}  # the shards cover every image once
+    import pandas as pd
+
+    main = pd.concat([ResultStore(d).read() for d in shards])
+    dense = main.loc[main["method"] == "zoo:balle-qvrf8"]
+    assert dense["level"].isna().sum() == 2 * 3  # the 8-level zoo model: its continuous gains 1 and 2
+    # the short fine-tune (and an 11-level model) are swept at their levels only, without peers
+    levels = pd.concat([ResultStore(tmp_path / "runs" / f"sweep-levels-{i}of2").read() for i in range(2)])
+    assert "balle-qvrf8-pipeline-2steps" in set(levels["method"])
+    assert levels["level"].notna().all() and not levels["method"].isin(["jpeg", "webp"]).any()
+    assert not main["method"].str.contains("-pipeline-").any()
