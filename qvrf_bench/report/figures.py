@@ -22,27 +22,10 @@ import numpy as np
 import pandas as pd
 
 from qvrf_bench import rd
+from qvrf_bench.analysis.curves import FAMILIES, family, fixed_name  # noqa: F401 (FAMILIES: re-exported)
 from qvrf_bench.errors import QVRFError
 from qvrf_bench.report import plots
 
-# Run archs (qvrf_bench.models) and the CompressAI / QVRF names of the same network, to one family.
-FAMILIES = {
-    "balle": "balle",
-    "bmshj2018-hyperprior": "balle",
-    "bmshj2018-hyperprior-vbr": "balle",
-    "hyper": "balle",
-    "minnen-mean": "minnen-mean",
-    "mbt2018-mean": "minnen-mean",
-    "mbt2018-mean-vbr": "minnen-mean",
-    "minnen": "minnen",
-    "mbt2018": "minnen",
-    "mbt2018-vbr": "minnen",
-    "joint": "minnen",
-    "cheng2020": "cheng2020",
-    "cheng2020-attn": "cheng2020",
-    "cheng2020-anchor": "cheng2020",
-    "cheng": "cheng2020",
-}
 FAMILY_TITLES = {
     "balle": "Balle (bmshj2018-hyperprior)",
     "minnen-mean": "Minnen mean-scale (mbt2018-mean)",
@@ -63,12 +46,6 @@ PUBLISHED = {
 }
 README_FIGURES = ("VariableRate", "Balle", "Minnen", "Cheng2020", "moreLagrangeMultiplier")
 _ROLE_OF_KIND = {"qvrf": "qvrf", "fixed": "fixed", "vbr": "vbr", "classical": "classical"}
-
-
-def family(arch: object) -> str:
-    """The architecture family of a run arch or a published arch name ('' stays '')."""
-    a = str(arch or "").strip().lower()
-    return FAMILIES.get(a, a)
 
 
 def published_for(arch: str) -> tuple[str, ...]:
@@ -174,11 +151,6 @@ def method_series(m: Measured, method: str, *, label: str | None = None, only_le
         discrete=disc,
         notes=notes if kind == "qvrf" else (),
     )
-
-
-def fixed_name(arch: str) -> str:
-    """The curve name of a run's fixed-rate models of one arch (as `qvrf-bench compare` names it)."""
-    return f"run:fixed:{arch}"
 
 
 def fixed_series(m: Measured, fam: str) -> plots.Series | None:

@@ -17,24 +17,22 @@ import json
 import math
 import shlex
 import sys
-import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from qvrf_bench import rd
+from qvrf_bench import analysis, rd
+from qvrf_bench.analysis import BDOutput, CurveSpec
+from qvrf_bench.analysis.pairs import same_dataset
 from qvrf_bench.errors import QVRFError
 from qvrf_bench.report import figures as F
 from qvrf_bench.report import plots
 
 TEMPLATE = "report.html.j2"
 METRICS = ("psnr", "ms-ssim")
-# Point-selection sensitivity needs C(n, k) BD computations; a dense sweep of 50 points would need
-# 230,300 (12 points: 495). Above this many subsets the sensitivity column is left empty (and a note says why).
-MAX_SUBSETS = 500
 MAX_ERROR_ROWS = 200  # listed one by one; the summary by reason counts them all
 MAX_PER_IMAGE_COLUMNS = 16
 
@@ -135,81 +133,9 @@ def _join(values: Iterable, empty: str = "not recorded") -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-@dataclass
-class CurveSpec:
-    """A curve for BD: a method, a method's levels only, or the run's fixed-rate models of an arch."""
-
-    name: str
-    fam: str
-    kind: str  # qvrf, vbr, fixed, classical, other
-    points: pd.DataFrame  # aggregated points of this curve only (method column = name)
-    rows: pd.DataFrame  # per-image rows (method = name), for the bootstrap and per-image BD
-
-
-@dataclass
-class AnchorSpec:
-    name: str
-    fam: str | None  # None: compared with every family (classical codecs)
-    curves: dict  # metric -> rd.Curve
-    rows: pd.DataFrame | None  # per-image rows (run anchors only)
-    published: object | None = None  # the Anchor
-
-
 def test_curves(m: F.Measured) -> tuple[list[CurveSpec], dict[str, CurveSpec]]:
-    """(tests, run anchors by family): each QVRF/VBR method (and its levels alone when it also has a
-    continuous sweep), each classical method, and per family the fixed-rate models as one curve."""
-    pts, rows = m.points, m.agg.per_image
-    tests: list[CurveSpec] = []
-    fixed: dict[str, CurveSpec] = {}
-    for method in sorted(set(pts["method"].astype(str))):
-        p = pts.loc[pts["method"] == method]
-        kind, fam = str(p["kind"].iloc[0]), F.family(p["arch"].iloc[0])
-        if kind == "fixed":
-            continue
-        r = rows.loc[rows["method"] == method]
-        tests.append(CurveSpec(method, fam, kind, p, r))
-        lev = p["level"].notna() if "level" in p else pd.Series(False, index=p.index)
-        if kind == "qvrf" and lev.any() and not lev.all():
-            name = f"{method} [levels]"
-            tests.append(
-                CurveSpec(
-                    name, fam, kind, p.loc[lev].assign(method=name), r.loc[r["level"].notna()].assign(method=name)
-                )
-            )
-    for fam in sorted({F.family(a) for a in pts.loc[pts["kind"] == "fixed", "arch"]}):
-        members = m.methods("fixed", fam)
-        name = F.fixed_name(m.arch_of(members[0]))
-        spec = CurveSpec(
-            name, fam, "fixed", rd.merge_methods(pts, members, name), rd.merge_methods(rows, members, name)
-        )
-        fixed[fam] = spec
-        tests.append(spec)
-    return tests, fixed
-
-
-def _curve(spec_points: pd.DataFrame, name: str, metric: str, rate: str) -> rd.Curve | None:
-    try:
-        c = rd.curve_from_points(spec_points, None, metric, name, rate)
-    except QVRFError:
-        return None
-    return c if np.isfinite(c.quality).any() else None
-
-
-@dataclass
-class BDOutput:
-    tables: dict = field(default_factory=dict)  # metric -> rd.results_table DataFrame
-    notes: list = field(default_factory=list)
-    per_image: list = field(default_factory=list)  # (test, anchor, DataFrame) PSNR, run anchors only
-    n_pairs: int = 0
-
-
-def same_dataset(measured: str | None, published: str | None) -> bool:
-    """Whether a measured set and a published curve's set are the same test set, by name."""
-
-    def norm(v):
-        return "".join(ch for ch in str(v or "").lower() if ch.isalnum())
-
-    return bool(norm(measured)) and norm(measured) == norm(published)
+    """(tests, run anchors by family) of the measured points, by :mod:`qvrf_bench.analysis.curves`'s rule."""
+    return analysis.test_curves(m.points, m.agg.per_image)
 
 
 def compute_bd(
@@ -221,93 +147,19 @@ def compute_bd(
     seed: int = rd.DEFAULT_SEED,
     cross_dataset: bool = False,
 ) -> BDOutput:
-    """Every QVRF/VBR curve against the fixed-rate curve of its family, every learned curve against
-    each classical codec of the run, and every curve of a matching family against each published
-    anchor; both metrics. All numbers come from :mod:`qvrf_bench.rd`.
+    """The run's own comparisons (:func:`qvrf_bench.analysis.default_pairs`), both metrics, PSNR per image.
 
-    A published anchor measured on another dataset than ``m.dataset`` is compared only with
-    ``cross_dataset`` (a BD-rate between two test sets mixes codec and content). A BD-rate whose
+    The same pairs and numbers as ``qvrf-bench compare RUN`` without ``--anchor``. A BD-rate whose
     quality overlap is below the threshold is kept in the table data but shown as "insufficient
     overlap"; its number goes to the notes."""
     tests, fixed = test_curves(m)
-    out = BDOutput()
-    pairs: list[tuple[CurveSpec, AnchorSpec]] = []
-    for t in tests:
-        if t.kind in ("qvrf", "vbr") and t.fam in fixed:
-            f = fixed[t.fam]
-            curves = {mt: _curve(f.points, f.name, mt, m.rate) for mt in METRICS}
-            pairs.append((t, AnchorSpec(f.name, t.fam, curves, f.rows)))
-    # Classical codecs measured in the same run (same images, same metric code): every learned
-    # curve against each, the first check that a trained model is a codec worth the name.
-    for c in (t for t in tests if t.kind == "classical"):
-        curves = {mt: _curve(c.points, c.name, mt, m.rate) for mt in METRICS}
-        spec = AnchorSpec(c.name, None, curves, c.rows)
-        pairs += [(t, spec) for t in tests if t.kind in ("qvrf", "vbr", "fixed")]
-    for a in anchors:
-        fam = None if a.kind == "classical" else F.family(a.arch)
-        curves = {}
-        for mt in METRICS:
-            try:
-                curves[mt] = a.curve(mt)
-            except QVRFError:
-                curves[mt] = None
-        spec = AnchorSpec(a.name, fam, curves, None, a)
-        matched = [t for t in tests if fam is None or t.fam == fam]
-        if not matched:
-            continue
-        if not cross_dataset and not same_dataset(m.dataset, a.dataset):
-            out.notes.append(f"{a.name}: published on {a.dataset}, measured here on {m.dataset or 'an unnamed set'}; "
-                             "no BD-rate between different test sets (ask with --cross-dataset)")  # fmt: skip
-            continue
-        pairs += [(t, spec) for t in matched]
-    out.n_pairs = len(pairs)
-    results: dict[str, list] = {mt: [] for mt in METRICS}
-    for t, a in pairs:
-        for mt in METRICS:
-            tc, ac = _curve(t.points, t.name, mt, m.rate), a.curves.get(mt)
-            if tc is None or ac is None:
-                out.notes.append(f"{t.name} vs {a.name}: no {rd.METRIC_LABELS[mt]} values on one side; skipped")
-                continue
-            sens = "test" if math.comb(len(tc), rd.DEFAULT_SUBSET_SIZE) <= MAX_SUBSETS else "none"
-            if sens == "none" and mt == "psnr":
-                out.notes.append(
-                    f"{t.name}: {len(tc)} points, too many for {rd.DEFAULT_SUBSET_SIZE}-point subset sensitivity "
-                    f"(> {MAX_SUBSETS} subsets); see its [levels] row where there is one"
-                )
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", rd.RDWarning)  # the same text is in res.notes
-                try:
-                    res = rd.compare(test=tc, anchor=ac, interp=interp, sensitivity=sens)
-                except QVRFError as exc:
-                    out.notes.append(f"skipped {t.name} vs {a.name} ({mt}): {exc}")
-                    continue
-            out.notes += list(res.notes)
-            out.notes += [f"dropped (dominated/invalid): {d}" for d in (*res.dropped_test, *res.dropped_anchor)]
-            if n_boot > 0:
-                try:
-                    ci = rd.bootstrap_ci(
-                        t.rows,
-                        a.rows if a.rows is not None else ac,
-                        metric=mt,
-                        interp=interp,
-                        n_boot=n_boot,
-                        seed=seed,
-                        rate=m.rate,
-                    )
-                    res = res.with_ci(ci)
-                except QVRFError as exc:
-                    out.notes.append(f"{t.name} vs {a.name} ({mt}): no bootstrap CI ({exc})")
-            if rd.insufficient_overlap(res.overlap_pct):
-                out.notes.append(f"{t.name} vs {a.name} ({mt}): BD-rate {res.bd_rate:+.2f} % not shown as a result: "
-                                 f"quality overlap {res.overlap_pct:.0f} % < {rd.DEFAULT_MIN_OVERLAP_PCT:.0f} %")  # fmt: skip
-            results[mt].append(res)
-            if mt == "psnr" and a.rows is not None:
-                df = rd.per_image_bd(
-                    t.rows, a.rows, metric="psnr", interp=interp, test_name=t.name, anchor_name=a.name, rate=m.rate
-                )
-                out.per_image.append((t.name, a.name, df))
-    out.tables = {mt: rd.results_table(results[mt]) for mt in METRICS if results[mt]}
-    out.notes = list(dict.fromkeys(out.notes))
+    pairs, notes = analysis.default_pairs(
+        tests, fixed, anchors, rate=m.rate, dataset=m.dataset, cross_dataset=cross_dataset
+    )
+    settings = analysis.Settings(metrics=METRICS, rate=m.rate, interp=interp, n_boot=n_boot, seed=seed,
+                                 per_image=("psnr",))  # fmt: skip
+    out = analysis.run_pairs(pairs, settings)
+    out.notes = list(dict.fromkeys(notes + out.notes))
     return out
 
 
@@ -433,7 +285,7 @@ def build_figures(m: F.Measured, anchors: Sequence, bd: BDOutput, caption: str) 
     else:
         missing["gain"] = "No rate point records a gain."
 
-    dist = {f"{t} vs {a}": df["bd_rate_pct"].to_numpy(float) for t, a, df in bd.per_image}
+    dist = {f"{t} vs {a}": df["bd_rate_pct"].to_numpy(float) for t, a, _, df in bd.per_image}
     dist = {k: v for k, v in dist.items() if np.isfinite(v).any()}
     if dist:
         fig = plots.distribution_figure(dist, xlabel="per-image BD-rate [%] (PSNR-RGB); negative = fewer bits")
@@ -543,9 +395,9 @@ def per_image_bd_table(bd: BDOutput) -> dict | None:
     """image x comparison BD-rate, with mean/median/min/max rows (values from rd.per_image_bd)."""
     if not bd.per_image:
         return None
-    cols = [f"{t} vs {a}" for t, a, _ in bd.per_image]
-    images = sorted({im for _, _, df in bd.per_image for im in df["image"]})
-    values = {c: df.set_index("image")["bd_rate_pct"] for c, (_, _, df) in zip(cols, bd.per_image, strict=True)}
+    cols = [f"{t} vs {a}" for t, a, _, _ in bd.per_image]
+    images = sorted({im for _, _, _, df in bd.per_image for im in df["image"]})
+    values = {c: df.set_index("image")["bd_rate_pct"] for c, (_, _, _, df) in zip(cols, bd.per_image, strict=True)}
     body = [{"image": im, "cells": [fmt(values[c].get(im), 2, True) for c in cols]} for im in images]
     summary = []
     for label, func in (("mean", np.nanmean), ("median", np.nanmedian), ("min", np.nanmin), ("max", np.nanmax)):

@@ -1,0 +1,108 @@
+"""Every (test, anchor) pair through :mod:`qvrf_bench.rd`: BD-rate and BD-quality, subset sensitivity,
+a bootstrap CI over images and per-image BD, collected into tables and notes."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from qvrf_bench import rd
+from qvrf_bench.analysis.pairs import Pair
+from qvrf_bench.errors import QVRFError
+
+# Point-selection sensitivity needs C(n, k) BD computations; a dense sweep of 50 points would need
+# 230,300 (12 points: 495). Above this many subsets "auto" leaves the column empty (a note says why).
+MAX_SUBSETS = 500
+
+
+@dataclass
+class Settings:
+    metrics: tuple[str, ...] = ("psnr",)
+    rate: str = "bpp_real"  # or payload_bpp_real
+    interp: str = rd.DEFAULT_INTERP
+    hull: bool = True
+    min_overlap: float = rd.DEFAULT_MIN_OVERLAP_PCT
+    # "auto": the test curve's subsets when there are at most MAX_SUBSETS of them, else none
+    sensitivity: str = "auto"
+    subset_size: int = rd.DEFAULT_SUBSET_SIZE
+    n_boot: int = 0  # bootstrap resamples of the images (0: no CI)
+    seed: int = rd.DEFAULT_SEED
+    per_image: tuple[str, ...] = ()  # metrics that also get per-image BD (run anchors only)
+    # strict: a pair that cannot be computed is an error (``compare``); otherwise it is skipped with a
+    # note (the report). Curves with too few usable points are skipped either way.
+    strict: bool = False
+
+
+@dataclass
+class BDOutput:
+    tables: dict = field(default_factory=dict)  # metric -> rd.results_table DataFrame
+    notes: list = field(default_factory=list)
+    per_image: list = field(default_factory=list)  # (test, anchor, metric, DataFrame), run anchors only
+    n_pairs: int = 0
+
+
+def _sensitivity(s: Settings, n_points: int) -> str:
+    if s.sensitivity != "auto":
+        return s.sensitivity
+    return "test" if math.comb(n_points, s.subset_size) <= MAX_SUBSETS else "none"
+
+
+def run_pairs(pairs: Sequence[Pair], s: Settings) -> BDOutput:
+    """BD of every pair for every metric of ``s``; tables keep pair order."""
+    out = BDOutput(n_pairs=len(pairs))
+    results: dict[str, list] = {mt: [] for mt in s.metrics}
+    curves: dict[tuple[str, str], rd.Curve | None] = {}
+    for pair in pairs:
+        t, a = pair.test, pair.anchor
+        for mt in s.metrics:
+            if (t.name, mt) not in curves:
+                curves[(t.name, mt)] = t.curve(mt, s.rate)
+            tc, ac = curves[(t.name, mt)], a.curves.get(mt)
+            if tc is None or ac is None:
+                if s.strict:
+                    raise QVRFError(f"{t.name} vs {a.name}: no {rd.METRIC_LABELS[mt]} values on one side")
+                out.notes.append(f"{t.name} vs {a.name}: no {rd.METRIC_LABELS[mt]} values on one side; skipped")
+                continue
+            sens = _sensitivity(s, len(tc))
+            if sens == "none" and s.sensitivity == "auto" and mt == s.metrics[0]:
+                out.notes.append(f"{t.name}: {len(tc)} points, too many for {s.subset_size}-point subset "
+                                 f"sensitivity (> {MAX_SUBSETS} subsets); see its [levels] row where there is one")  # fmt: skip
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", rd.RDWarning)  # the same text is in res.notes
+                try:
+                    res = rd.compare(test=tc, anchor=ac, interp=s.interp, hull=s.hull, min_overlap_pct=s.min_overlap,
+                                     sensitivity=sens, subset_size=s.subset_size)  # fmt: skip
+                except QVRFError as exc:
+                    if s.strict and "usable point" not in str(exc):
+                        raise
+                    out.notes.append(f"skipped {t.name} vs {a.name} ({mt}): {exc}")
+                    continue
+            out.notes += list(res.notes)
+            out.notes += [f"dropped (dominated/invalid): {d}" for d in (*res.dropped_test, *res.dropped_anchor)]
+            if s.n_boot > 0:
+                if t.rows is None:
+                    out.notes.append(f"{t.name}: no per-image rows, no bootstrap CI")
+                else:
+                    try:
+                        ci = rd.bootstrap_ci(t.rows, a.rows if a.rows is not None else ac, metric=mt,
+                                             interp=s.interp, n_boot=s.n_boot, seed=s.seed, rate=s.rate)  # fmt: skip
+                        res = res.with_ci(ci)
+                    except QVRFError as exc:
+                        out.notes.append(f"{t.name} vs {a.name} ({mt}): no bootstrap CI ({exc})")
+            if rd.insufficient_overlap(res.overlap_pct, s.min_overlap):
+                out.notes.append(f"{t.name} vs {a.name} ({mt}): BD-rate {res.bd_rate:+.2f} % not shown as a result: "
+                                 f"quality overlap {res.overlap_pct:.0f} % < {s.min_overlap:.0f} %")  # fmt: skip
+            results[mt].append(res)
+            if mt in s.per_image:
+                if t.rows is None or a.rows is None:
+                    if a.published is None or s.strict:
+                        out.notes.append(f"{t.name} vs {a.name}: no per-image anchor data, no per-image BD")
+                    continue
+                df = rd.per_image_bd(t.rows, a.rows, metric=mt, interp=s.interp, hull=s.hull, test_name=t.name,
+                                     anchor_name=a.name, rate=s.rate)  # fmt: skip
+                out.per_image.append((t.name, a.name, mt, df))
+    out.tables = {mt: rd.results_table(results[mt]) for mt in s.metrics if results[mt]}
+    out.notes = list(dict.fromkeys(out.notes))
+    return out
