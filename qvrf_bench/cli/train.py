@@ -13,6 +13,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def _lambda(text: str):
@@ -85,7 +86,10 @@ def register(sub) -> None:
     r = p.add_argument_group("run control")
     r.add_argument("--seed", type=int, default=1926)
     add_device(r)
-    r.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
+    r.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (per process)")
+    r.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="data-parallel processes on this machine (launches torchrun; one per GPU, or gloo "
+                   "processes on the CPU); --batch-size is the global batch, split evenly (default 1)")  # fmt: skip
     r.add_argument(
         "--workers", type=int, metavar="N", help="data-loader processes (default: 0 when cached, else up to 4)"
     )
@@ -143,6 +147,12 @@ def run(args: argparse.Namespace) -> int:
     config, all_anchors = config_from_args(args)
     if config.kind == "fixed" and config.lmbda is None and not all_anchors:
         raise QVRFError("--kind fixed needs --lambda L (or --lambda all / --anchors for the 8 anchors)")
+    if args.nproc < 1:
+        raise QVRFError(f"--nproc {args.nproc}: need at least 1")
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return launch_torchrun(args.argv, args.nproc)
+    from qvrf_bench.train import distributed
+
     try:
         if all_anchors:  # with --init-from, every anchor starts from that checkpoint
             paths = train_anchors(config)
@@ -153,4 +163,22 @@ def run(args: argparse.Namespace) -> int:
             train(config)
     except ValueError as exc:  # an invalid combination of settings, found by TrainConfig.check
         raise QVRFError(str(exc)) from None
+    finally:
+        distributed.shutdown(distributed.from_environment())
     return 0
+
+
+def launch_torchrun(argv: list[str], nproc: int) -> int:
+    """Rerun this very command under ``torchrun --nproc-per-node nproc`` (without --nproc)."""
+    from qvrf_bench.train import distributed
+
+    argv = argv[argv.index("train") + 1 :]
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return distributed.launch(out, nproc)

@@ -15,7 +15,9 @@ Decisions this implementation takes where the official code is ambiguous (README
 - Inference uses |gain[s]|, with s checked against [0, L) (the official ``0 <= s <= L`` test is an
   off-by-one, [QRAF] issue #5).
 - Noise: the reconstruction and the rate term draw *independent* uniform noise, as the official
-  code does (the rate's draw happens inside CompressAI's GaussianConditional).
+  code does (the rate's draw happens inside CompressAI's GaussianConditional). In training each
+  sample's noise comes from its own seeded generator (:class:`per_sample_noise`), so that a batch
+  split over processes trains exactly as one process would.
 
 Supported gains: GAIN_MIN = 0.11/256 ~ 0.00043 <= a <= GAIN_MAX = 64 (qvrf_bench/gains.py says where
 the bounds come from); :func:`scale_table` refuses to build a table beyond, and
@@ -117,7 +119,80 @@ def scale_table(max_gain: float) -> Tensor:
     return torch.exp(torch.linspace(math.log(SCALES_MIN), math.log(SCALES_MIN) + step * (levels - 1), levels))
 
 
+class _NoiseStream:
+    """Where training noise comes from inside :class:`per_sample_noise`."""
+
+    def __init__(self, seed: int, step: int, first: int, batch: int | None):
+        self.seed, self.step, self.first, self.batch, self.draws = seed, step, first, batch, 0
+
+    def noise(self, x: Tensor) -> Tensor:
+        """Noise for a batch-first tensor: sample j from its own generator."""
+        import hashlib
+
+        draw, self.draws = self.draws, self.draws + 1
+        out = torch.empty_like(x)
+        g = torch.Generator(device=x.device)
+        for j in range(x.shape[0]):
+            key = f"qvrf-noise:{self.seed}:{self.step}:{draw}:{self.first + j}".encode()
+            g.manual_seed(int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1)
+            out[j] = torch.rand(x.shape[1:], generator=g, device=x.device, dtype=x.dtype) - 0.5
+        return out
+
+    def bottleneck_noise(self, values: Tensor) -> Tensor:
+        """Noise for CompressAI's EntropyBottleneck, which quantizes its input laid out as
+        (C, 1, N*H*W), the batch index the slowest of the last axis: drawn per sample as (N, C, H*W)."""
+        c, _, length = values.shape
+        n = self.batch or 1
+        if length % n:
+            raise RuntimeError(f"entropy bottleneck input {tuple(values.shape)} does not split into {n} samples")
+        per_sample = self.noise(values.new_empty((n, c, length // n)))
+        return per_sample.permute(1, 0, 2).reshape(c, 1, length)
+
+
+_STREAM: _NoiseStream | None = None
+
+
+class per_sample_noise:  # noqa: N801 (a context manager, used as a function)
+    """Training noise of sample j of a step drawn from its own generator, seeded by (seed, step, draw,
+    ``first`` + j): the reconstruction noise here and the rate-term noise inside CompressAI's entropy
+    models (``EntropyModel.quantize``, patched for the duration; ``batch``, the local batch size, reads
+    the entropy bottleneck's layout). So a step's noise does not depend on how its batch is split over
+    processes (train/distributed.py), nor on any RNG state."""
+
+    def __init__(self, seed: int, step: int, first: int = 0, batch: int | None = None):
+        self.stream = _NoiseStream(seed, step, first, batch)
+
+    def __enter__(self):
+        global _STREAM
+        from compressai.entropy_models import EntropyBottleneck, EntropyModel
+
+        self._saved = (_STREAM, EntropyModel.quantize)
+        original, stream = EntropyModel.quantize, self.stream
+
+        def quantize(model, inputs, mode, means=None):
+            if mode != "noise":
+                return original(model, inputs, mode, means)
+            if isinstance(model, EntropyBottleneck):
+                return inputs + stream.bottleneck_noise(inputs)
+            return inputs + stream.noise(inputs)
+
+        _STREAM = stream
+        EntropyModel.quantize = quantize
+        return stream
+
+    def __exit__(self, *exc):
+        global _STREAM
+        from compressai.entropy_models import EntropyModel
+
+        _STREAM, EntropyModel.quantize = self._saved
+        return False
+
+
 def noise_like(x: Tensor) -> Tensor:
+    """Uniform noise in [-0.5, 0.5) shaped like ``x``: per sample inside :class:`per_sample_noise`,
+    else from torch's global generator."""
+    if _STREAM is not None:
+        return _STREAM.noise(x)
     return torch.empty_like(x).uniform_(-0.5, 0.5)
 
 

@@ -180,7 +180,8 @@ class TrainImages(torch.utils.data.Dataset):
     assembly (decoding, when not cached) runs in the loader's worker processes.
     """
 
-    def __init__(self, files: ImageList, batch_size: int, patch_size: int, seed: int, pad_mode: str, log: Log):
+    def __init__(self, files: ImageList, batch_size: int, patch_size: int, seed: int, pad_mode: str, log: Log,
+                 part: tuple[int, int] = (0, 1)):  # fmt: skip
         self.paths = list(files.paths)
         self.cached = files.arrays  # None: decode on demand
         self.batch_size = batch_size
@@ -188,6 +189,10 @@ class TrainImages(torch.utils.data.Dataset):
         self.seed = seed
         self.pad_mode = pad_mode
         self.bad: set[int] = set()
+        self.rank, self.world = part  # this process draws crops rank*B/world .. (rank+1)*B/world - 1
+        if batch_size % self.world:
+            raise QVRFError(f"--batch-size {batch_size} is the global batch: it must divide evenly over "
+                            f"{self.world} processes")  # fmt: skip
         if not self.paths:
             raise QVRFError("none of the training images could be read (see the log for each file)")
         n_small = sum(1 for h, w in files.sizes if h < patch_size or w < patch_size)
@@ -210,15 +215,19 @@ class TrainImages(torch.utils.data.Dataset):
     def __getitem__(self, step: int):
         spe = self.steps_per_epoch
         order = self._order(step // spe)
-        rng = np.random.default_rng([self.seed, step])
         pos = (step % spe) * self.batch_size
-        crops, notes, k = [], [], 0
-        while len(crops) < self.batch_size:
+        share = self.batch_size // self.world
+        first = self.rank * share
+        crops, notes, k, j = [], [], 0, 0
+        while j < first + share:
             if k >= len(order) + self.batch_size:
                 raise QVRFError("none of the training images could be read (see the log for each file)")
             i = order[(pos + k) % len(order)]
             k += 1
             if i in self.bad:
+                continue
+            if j < first:  # another process's crop: not decoded here
+                j += 1
                 continue
             try:
                 img = self._image(i)
@@ -226,7 +235,10 @@ class TrainImages(torch.utils.data.Dataset):
                 self.bad.add(i)
                 notes.append(str(exc))
                 continue
-            crops.append(random_crop(img, self.patch_size, rng, self.pad_mode))
+            # Crop j of step t has its own generator: the batch is the same however many processes
+            # share it (an unreadable file found by one process shifts only that process's crops).
+            crops.append(random_crop(img, self.patch_size, np.random.default_rng([self.seed, step, j]), self.pad_mode))
+            j += 1
         return to_tensor(crops), notes
 
 

@@ -42,7 +42,9 @@ from torch import nn
 from qvrf_bench.devices import resolve_device
 from qvrf_bench.errors import QVRFError
 from qvrf_bench.models.checkpoints import load_model, read_file, save_checkpoint
+from qvrf_bench.models.qvrf import per_sample_noise
 from qvrf_bench.train import data as D
+from qvrf_bench.train import distributed
 from qvrf_bench.train.build import initial_model
 from qvrf_bench.train.config import TrainConfig, anchor_configs, identity_diff
 from qvrf_bench.train.logs import STEP_COLUMNS, VAL_COLUMNS, CsvLog, EventLog
@@ -126,10 +128,20 @@ def train(config: TrainConfig) -> Path:
     cfg = config.resolved()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    log = EventLog(out / "events.log", echo=cfg.progress)
+    dd = distributed.from_environment()  # torchrun: one process per device (train/distributed.py)
+    log = EventLog(out / "events.log", echo=cfg.progress) if dd.main else _silent
     device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    distributed.init(dd, device)  # once per process (the CLI shuts the group down at exit)
+    return _train(cfg, out, log, device, dd)
+
+
+def _silent(msg: str, once: bool = False) -> None:
+    """The event log of ranks other than 0 (rank 0 writes the run's log)."""
+
+
+def _train(cfg: TrainConfig, out: Path, log, device: torch.device, dd: distributed.Dist) -> Path:
 
     seed_everything(cfg.seed)
     state = _existing_state(out, cfg, log)
@@ -159,7 +171,8 @@ def train(config: TrainConfig) -> Path:
         train_list, val_list = D.split_train_val(pool, cfg.val_fraction, cfg.seed, log)
     else:
         train_list = pool
-    images = D.TrainImages(train_list, cfg.batch_size, cfg.patch_size, cfg.seed, cfg.pad_mode, log)
+    images = D.TrainImages(train_list, cfg.batch_size, cfg.patch_size, cfg.seed, cfg.pad_mode, log,
+                           part=(dd.rank, dd.world))  # fmt: skip
     val_crops = D.validation_crops(val_list, cfg.patch_size, cfg.pad_mode, cfg.max_val_images, log)
     spe = images.steps_per_epoch
     total = cfg.steps if cfg.steps is not None else math.ceil(cfg.epochs * spe)
@@ -188,9 +201,13 @@ def train(config: TrainConfig) -> Path:
         log(f"resumed from {out / LAST} at step {step} of {total}")
 
     skipped = list(dict.fromkeys(pool.skipped + train_list.skipped + val_list.skipped))
-    _write_run_json(out, cfg, total, spe, len(train_list.paths), val_crops.shape[0], skipped, cache, workers, device)
-    step_log = CsvLog(out / "train_log.csv", STEP_COLUMNS, step if state is not None else None)
-    val_log = CsvLog(out / "val_log.csv", VAL_COLUMNS, step if state is not None else None)
+    if dd.main:
+        _write_run_json(out, cfg, total, spe, len(train_list.paths), val_crops.shape[0], skipped, cache, workers,
+                        device, dd.world)  # fmt: skip
+    step_log = CsvLog(out / "train_log.csv", STEP_COLUMNS, step if state is not None else None) if dd.main else None
+    val_log = CsvLog(out / "val_log.csv", VAL_COLUMNS, step if state is not None else None) if dd.main else None
+    net = distributed.wrap(model, dd, device)  # the training forward/backward; everything else uses model
+    share = cfg.batch_size // dd.world
 
     def training_state(done: int) -> dict:
         return {"step": done, "total_steps": total, "stage": cfg.stage, "kind": cfg.kind, "best_loss": best,
@@ -205,15 +222,14 @@ def train(config: TrainConfig) -> Path:
     from tqdm import tqdm
 
     bar = tqdm(total=total, initial=step, desc=model.config.label, unit="step", dynamic_ncols=True,
-               disable=not cfg.progress, file=sys.stderr)  # fmt: skip
+               disable=not (cfg.progress and dd.main), file=sys.stderr)  # fmt: skip
     quant = "ste" if cfg.kind == "qvrf" and cfg.stage == 3 else "noise"
     gain_stage = 1 if cfg.kind == "fixed" else cfg.stage
     report_every = min(cfg.log_every, 10)
     last_val: ValResult | None = None
     if stop <= step < total:  # the test hook, already past
         bar.close()
-        step_log.close()
-        val_log.close()
+        _close(step_log, val_log)
         return out / LAST
     model.train()
     try:
@@ -226,12 +242,19 @@ def train(config: TrainConfig) -> Path:
             opt.zero_grad(set_to_none=True)
             aux_opt.zero_grad(set_to_none=True)
             a = model.train_gain(level, stage=gain_stage)
-            rd = rate_distortion(model(x, gain=a, quant=quant), x, lmbda)
-            loss_value = float(rd["loss"].detach())
+            with per_sample_noise(cfg.seed, step, first=dd.rank * share, batch=x.shape[0]):
+                rd = rate_distortion(net(x, gain=a, quant=quant), x, lmbda)
+            # the global batch's means (each rank's values are means over its equal share; PSNR from
+            # the mean clamped MSE, as one process computes it)
+            loss_value, mse_value, bpp_value, mse_clamped = distributed.mean(
+                [rd["loss"].detach(), rd["mse"].detach(), rd["bpp"].detach(), 10 ** (-rd["psnr"] / 10)], dd, device
+            )
+            psnr_value = -10.0 * math.log10(mse_clamped)
             done = step + 1
             if not math.isfinite(loss_value):
                 _non_finite(out, log, done, level, lmbda, "loss", loss_value, last_saved)
             rd["loss"].backward()
+            distributed.average_ignored_gradients(model, dd)
             grad_norm = _clip_gradients(model, cfg.clip)
             if not math.isfinite(grad_norm):
                 if not _gradients_finite(model):
@@ -254,35 +277,39 @@ def train(config: TrainConfig) -> Path:
             if done % report_every == 0 or done == total:
                 row = {"step": done, "epoch": done / spe, "stage": cfg.stage if cfg.kind == "qvrf" else 0,
                        "level": level, "lmbda": lmbda, "gain": float(a.detach()), "loss": loss_value,
-                       "mse": float(rd["mse"]), "bpp": float(rd["bpp"]), "psnr": float(rd["psnr"]),
+                       "mse": mse_value, "bpp": bpp_value, "psnr": psnr_value,
                        "aux_loss": float(aux_loss.detach()), "lr": opt.param_groups[0]["lr"],
                        "grad_norm": grad_norm, "elapsed_s": elapsed0 + time.perf_counter() - t0}  # fmt: skip
-                if done % cfg.log_every == 0 or done == total:
+                if (done % cfg.log_every == 0 or done == total) and step_log is not None:
                     step_log.write(row)
                 bar.set_postfix(lvl=level, loss=f"{loss_value:.4g}", bpp=f"{row['bpp']:.3f}",
                                 psnr=f"{row['psnr']:.2f}", refresh=False)  # fmt: skip
             bar.update(1)
 
             if done % val_every == 0 or done == total:
-                res = last_val = validate(model, val_crops, cfg, device)
-                sched.step(res.total)
-                is_best = res.total < best
+                # rank 0 validates; every rank's scheduler steps on its loss
+                res = last_val = validate(model, val_crops, cfg, device) if dd.main else None
+                val_total = distributed.broadcast(res.total if res is not None else 0.0, dd, device)
+                sched.step(val_total)
+                is_best = val_total < best
                 if is_best:
-                    best = res.total
-                for r in res.rows:
-                    val_log.write({"step": done, "stage": cfg.stage if cfg.kind == "qvrf" else 0, **r,
-                                   "total_loss": res.total, "lr": opt.param_groups[0]["lr"], "is_best": is_best})  # fmt: skip
-                _check_levels(model, res, log)
-                if is_best:
-                    save_checkpoint(out / BEST, model, training={"step": done, "best_loss": best,
-                                                                 "config": cfg.to_dict()})  # fmt: skip
-            if cfg.keep_every and done % cfg.keep_every == 0:
+                    best = val_total
+                if res is not None:
+                    for r in res.rows:
+                        val_log.write({"step": done, "stage": cfg.stage if cfg.kind == "qvrf" else 0, **r,
+                                       "total_loss": res.total, "lr": opt.param_groups[0]["lr"], "is_best": is_best})  # fmt: skip
+                    _check_levels(model, res, log)
+                    if is_best:
+                        save_checkpoint(out / BEST, model, training={"step": done, "best_loss": best,
+                                                                     "config": cfg.to_dict()})  # fmt: skip
+            if dd.main and cfg.keep_every and done % cfg.keep_every == 0:
                 (out / SNAPSHOTS).mkdir(exist_ok=True)
                 save_checkpoint(out / SNAPSHOTS / f"step-{done:07d}.pt", model,
                                 training={"step": done, "config": cfg.to_dict(),
                                           "elapsed_s": elapsed0 + time.perf_counter() - t0})  # fmt: skip
             if done % save_every == 0 or done == total:
-                save_checkpoint(out / LAST, model, training=training_state(done))
+                if dd.main:
+                    save_checkpoint(out / LAST, model, training=training_state(done))
                 last_saved = done
             if done >= stop and done < total:
                 raise _Stop
@@ -290,9 +317,11 @@ def train(config: TrainConfig) -> Path:
         return out / LAST
     finally:
         bar.close()
-        step_log.close()
-        val_log.close()
+        _close(step_log, val_log)
 
+    if not dd.main:
+        distributed.barrier(dd)  # rank 0 writes final.pt
+        return out / FINAL
     if last_saved != step:  # e.g. resumed at the end without final.pt
         save_checkpoint(out / LAST, model, training=training_state(step))
     final = save_checkpoint(out / FINAL, model, training={"step": step, "total_steps": total, "best_loss": best,
@@ -303,7 +332,14 @@ def train(config: TrainConfig) -> Path:
             print(f"  level {r['level']} (lambda {r['lmbda']:g}, gain {r['gain']:.4g}): "
                   f"bpp_est {r['bpp_est']:.4f}, PSNR {r['psnr']:.2f} dB, loss {r['loss']:.4f}")  # fmt: skip
     print(f"final checkpoint: {final}")
+    distributed.barrier(dd)
     return final
+
+
+def _close(*logs) -> None:
+    for f in logs:
+        if f is not None:
+            f.close()
 
 
 def train_anchors(config: TrainConfig, lmbdas=None) -> list[Path]:
@@ -384,9 +420,10 @@ def _non_finite(out: Path, log, step: int, level: int, lmbda: float, what: str, 
     raise QVRFError(msg)
 
 
-def _write_run_json(out, cfg, total, spe, n_train, n_val, skipped, cache, workers, device) -> None:
+def _write_run_json(out, cfg, total, spe, n_train, n_val, skipped, cache, workers, device, world=1) -> None:
     info = {"config": cfg.to_dict(), "total_steps": total, "steps_per_epoch": spe, "train_images": n_train,
-            "val_images": n_val, "cached": cache, "workers": workers, "device": str(device), "skipped": skipped}  # fmt: skip
+            "val_images": n_val, "cached": cache, "workers": workers, "device": str(device), "skipped": skipped,
+            "processes": world}  # fmt: skip
     tmp = out / ".run.json.tmp"
     tmp.write_text(json.dumps(info, indent=2) + "\n")
     os.replace(tmp, out / "run.json")
