@@ -262,11 +262,16 @@ class AutoregressiveMixin:
             # Exact serial quantization (decision 4): what the codec does, position by position;
             # with quant="ste" gradients pass straight through the rounding ([QRAF] stage 3).
             rounder = ste_round if quant == "ste" else torch.round
-            y_hat, y_likelihoods = self._serial_forward(y, params, a, a_det, rounder)
+            y_hat, y_likelihoods = self._serial_forward(y, params, a, a_det, rounder, self.serial_order)
         x_hat = self.g_s(y_hat)
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}, "gain": a}
 
-    def _serial_forward(self, y: Tensor, params: Tensor, a: Tensor, a_det: Tensor, rounder):
+    # The serial loop's order in training and evaluation: "wavefront" (whole anti-diagonals at once, as
+    # the codec) or "raster" (one position per step, the loop of [QRAF] and CompressAI); the same
+    # numbers either way (tests/models/test_autoregressive.py), the speed in bench/stage3_wavefront.py.
+    serial_order = "wavefront"
+
+    def _serial_forward(self, y: Tensor, params: Tensor, a: Tensor, a_det: Tensor, rounder, order="wavefront"):
         B, M, H, W = y.shape
         a = batch_gain(a, B).reshape(B, 1, 1)
         a_det = batch_gain(a_det, B).reshape(B, 1, 1)
@@ -275,7 +280,7 @@ class AutoregressiveMixin:
         sw = self._step_weights()
         pre = self._params_pre(sw, params)
         together = self._row_invariant(y.device)
-        for hs, ws in self._groups(sw, H, W, y.device, "wavefront"):
+        for hs, ws in self._groups(sw, H, W, y.device, order):
             scales, means = self._step_group(sw, buf, pre, hs, ws, together)  # [B, M, P]
             y_c = y[:, :, hs, ws]
             _, lik = self.gaussian_conditional((y_c - means) * a, scales * a)

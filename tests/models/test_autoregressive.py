@@ -78,3 +78,32 @@ def test_without_row_invariance_positions_are_computed_one_at_a_time_with_the_sa
         assert got["strings"] == want["strings"] and torch.equal(got["y_hat"], want["y_hat"])
         dec = model.decompress(got["strings"], got["shape"], torch.tensor(2.0))
         assert torch.equal(dec["y_hat"], want["y_hat"])
+
+
+@pytest.mark.parametrize("arch", AUTOREGRESSIVE)
+def test_stage3_training_forward_is_the_same_by_wavefront_and_by_raster(arch):
+    """The stage-3 STE loop (and hard-rounding validation) by anti-diagonals gives the raster loop's
+    reconstruction, likelihoods and gradients: the same steps, computed several positions at once.
+    In eval mode, so that the rate term is rounded, not noised: in training its noise is drawn per
+    step of the loop, so the two orders draw it in different pieces (the same distribution)."""
+    from qvrf_bench.models.qvrf import per_sample_noise
+    from qvrf_bench.train.loss import rate_distortion
+
+    model = small_model(arch).eval()
+    x = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    got = {}
+    for order in ("raster", "wavefront"):
+        model.serial_order = order
+        model.zero_grad(set_to_none=True)
+        with per_sample_noise(seed=1, step=0, batch=x.shape[0]):
+            out = model(x, gain=model.train_gain(3, stage=3), quant="ste")
+        rd = rate_distortion(out, x, 0.013)
+        rd["loss"].backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        got[order] = (out["x_hat"].detach(), out["likelihoods"]["y"].detach(), float(rd["loss"]), grads)
+    (xr, lr, loss_r, gr), (xw, lw, loss_w, gw) = got["raster"], got["wavefront"]
+    assert torch.allclose(xr, xw, atol=1e-5) and torch.allclose(lr, lw, rtol=1e-4, atol=1e-6)
+    assert loss_r == pytest.approx(loss_w, rel=1e-5)
+    assert gr.keys() == gw.keys() and "gain" in gr
+    for n in gr:
+        assert torch.allclose(gr[n], gw[n], rtol=1e-3, atol=1e-5 * float(gr[n].abs().max()) + 1e-8), n
