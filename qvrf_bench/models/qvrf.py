@@ -122,21 +122,22 @@ def scale_table(max_gain: float) -> Tensor:
 class _NoiseStream:
     """Where training noise comes from inside :class:`per_sample_noise`."""
 
-    def __init__(self, seed: int, step: int, first: int, batch: int | None):
+    def __init__(self, seed: int, step: int, first: int, batch: int | None, total: int | None):
         self.seed, self.step, self.first, self.batch, self.draws = seed, step, first, batch, 0
+        self.total = total
 
     def noise(self, x: Tensor) -> Tensor:
-        """Noise for a batch-first tensor: sample j from its own generator."""
+        """Noise for a batch-first tensor: rows first .. first+B of one draw for the whole global batch,
+        from a generator seeded by (seed, step, draw)."""
         import hashlib
 
         draw, self.draws = self.draws, self.draws + 1
-        out = torch.empty_like(x)
+        key = f"qvrf-noise:{self.seed}:{self.step}:{draw}".encode()
         g = torch.Generator(device=x.device)
-        for j in range(x.shape[0]):
-            key = f"qvrf-noise:{self.seed}:{self.step}:{draw}:{self.first + j}".encode()
-            g.manual_seed(int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1)
-            out[j] = torch.rand(x.shape[1:], generator=g, device=x.device, dtype=x.dtype) - 0.5
-        return out
+        g.manual_seed(int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1)
+        total = max(self.total or 0, self.first + x.shape[0])
+        full = torch.rand((total, *x.shape[1:]), generator=g, device=x.device, dtype=x.dtype)
+        return full[self.first : self.first + x.shape[0]] - 0.5
 
     def bottleneck_noise(self, values: Tensor) -> Tensor:
         """Noise for CompressAI's EntropyBottleneck, which quantizes its input laid out as
@@ -153,14 +154,15 @@ _STREAM: _NoiseStream | None = None
 
 
 class per_sample_noise:  # noqa: N801 (a context manager, used as a function)
-    """Training noise of sample j of a step drawn from its own generator, seeded by (seed, step, draw,
-    ``first`` + j): the reconstruction noise here and the rate-term noise inside CompressAI's entropy
-    models (``EntropyModel.quantize``, patched for the duration; ``batch``, the local batch size, reads
-    the entropy bottleneck's layout). So a step's noise does not depend on how its batch is split over
+    """Training noise of sample ``first`` + j of a step's global batch of ``total``: row first + j of
+    one draw for the whole global batch from a generator seeded by (seed, step, draw number), for the
+    reconstruction noise here and the rate-term noise inside CompressAI's entropy models
+    (``EntropyModel.quantize``, patched for the duration; ``batch``, the local batch size, reads the
+    entropy bottleneck's layout). So a step's noise does not depend on how its batch is split over
     processes (train/distributed.py), nor on any RNG state."""
 
-    def __init__(self, seed: int, step: int, first: int = 0, batch: int | None = None):
-        self.stream = _NoiseStream(seed, step, first, batch)
+    def __init__(self, seed: int, step: int, first: int = 0, batch: int | None = None, total: int | None = None):
+        self.stream = _NoiseStream(seed, step, first, batch, total)
 
     def __enter__(self):
         global _STREAM

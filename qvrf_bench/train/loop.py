@@ -242,7 +242,7 @@ def _train(cfg: TrainConfig, out: Path, log, device: torch.device, dd: distribut
             opt.zero_grad(set_to_none=True)
             aux_opt.zero_grad(set_to_none=True)
             a = model.train_gain(level, stage=gain_stage)
-            with per_sample_noise(cfg.seed, step, first=dd.rank * share, batch=x.shape[0]):
+            with per_sample_noise(cfg.seed, step, first=dd.rank * share, batch=x.shape[0], total=cfg.batch_size):
                 rd = rate_distortion(net(x, gain=a, quant=quant), x, lmbda)
             # the global batch's means (each rank's values are means over its equal share; PSNR from
             # the mean clamped MSE, as one process computes it)
