@@ -9,8 +9,8 @@ order. So the parts that produce entropy parameters -- h_s, and the autoregressi
 context/entropy-parameter step loop -- run with one CPU thread whenever gradients are off
 (coding, evaluation), on every path (CompressAI's compress/decompress, the fast engine, the
 one-image coder). g_a and g_s keep every thread: their float noise changes the image by ~1e-10,
-not the bitstream. The cost is measured in the same bench (the entropy path is a small part of
-coding: h_s runs at 1/16 resolution, the step loop on 8-row matrices).
+not the bitstream. What it costs: nothing measurable on a 2-core CPU, where one thread is faster
+(bench/entropy_threads_cost.py; h_s runs at 1/16 resolution, the step loop on 8-row matrices).
 
 This fixes thread counts on one machine. Another CPU family, another library version, or CUDA
 against the CPU can still round differently; the cross-decode check (crossdecode.py) is how to
