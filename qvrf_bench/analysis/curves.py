@@ -71,7 +71,8 @@ class CurveSpec:
         return c if np.isfinite(c.quality).any() else None
 
 
-def _first(points: pd.DataFrame, column: str) -> dict[str, str]:
+def method_attribute(points: pd.DataFrame, column: str) -> dict[str, str]:
+    """{method: its first value of ``column``} ({} when the column is absent)."""
     if column not in points.columns:
         return {}
     return points.groupby("method")[column].first().astype(str).to_dict()
@@ -81,7 +82,7 @@ def test_curves(points: pd.DataFrame, rows: pd.DataFrame | None) -> tuple[list[C
     """(test curves, the fixed-rate curve of each family) of aggregated ``points`` (rd.aggregate) and
     their per-image ``rows`` (None for curve files). Sources without kind/arch columns give one
     curve per method, of kind ``other``."""
-    kinds, archs = _first(points, "kind"), _first(points, "arch")
+    kinds, archs = method_attribute(points, "kind"), method_attribute(points, "arch")
     tests: list[CurveSpec] = []
     fixed_members: dict[str, list[str]] = {}
     for method in sorted(set(points["method"].astype(str))):

@@ -110,7 +110,7 @@ def default_pairs(
 
 def _run_anchor(spec: str, tests: Sequence[CurveSpec], source, rate: str) -> tuple[list[Pair], list[str]]:
     """``run:KIND``, ``run:KIND:ARCH`` or ``run:M1+M2...``: anchors made of the source's own rows."""
-    from qvrf_bench.analysis.curves import _first, test_curves
+    from qvrf_bench.analysis.curves import method_attribute, test_curves
 
     pts = source.points
     sel = spec[len("run:") :]
@@ -119,7 +119,7 @@ def _run_anchor(spec: str, tests: Sequence[CurveSpec], source, rate: str) -> tup
     if head in RUN_KINDS:
         if "kind" not in pts.columns:
             raise QVRFError(f"--anchor {spec}: TEST has no 'kind' column (only run folders/parquet have one)")
-        kinds, archs = _first(pts, "kind"), _first(pts, "arch")
+        kinds, archs = method_attribute(pts, "kind"), method_attribute(pts, "arch")
         of_kind = sorted(m for m, k in kinds.items() if k == head)
         if not of_kind:
             raise QVRFError(f"--anchor {spec}: TEST has no rows of kind {head!r}")
