@@ -153,7 +153,8 @@ def _train(cfg: TrainConfig, out: Path, log, device: torch.device, dd: distribut
         model = initial_model(cfg, log)
     cfg.N, cfg.M = model.config.N, model.config.M
     if state is not None and state["step"] >= _total_hint(state, cfg) and (out / FINAL).exists():
-        print(f"{out}: already finished ({state['step']} steps); final checkpoint: {out / FINAL}")
+        if dd.main:
+            print(f"{out}: already finished ({state['step']} steps); final checkpoint: {out / FINAL}")
         return out / FINAL
 
     pool = D.scan(D.find_images(cfg.dataset), log)
