@@ -775,7 +775,8 @@ def build_context(
         f"BD via the bjontegaard package ({interp}), monotone hull, overlap = shared quality range / union; "
         f"sensitivity = min / median / max BD-rate over every {rd.DEFAULT_SUBSET_SIZE}-point subset of the test "
         f"curve; CI = 95% percentile bootstrap over images ({n_boot} resamples, seed {seed}; paired for run "
-        "anchors). Negative BD-rate = fewer bits than the anchor. " + caption
+        "anchors). Negative BD-rate = fewer bits than the anchor. The same pairs and numbers as `qvrf-bench compare "
+        "RUN` (without --anchor). " + caption
     )
     now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
     return {
