@@ -153,10 +153,7 @@ def _run_anchor(spec: str, tests: Sequence[CurveSpec], source, rate: str) -> tup
 def _merged(name: str, methods: list[str], source, rate: str, kind: str) -> AnchorSpec:
     points = rd.merge_methods(source.points, methods, name)
     rows = None if source.rows is None else rd.merge_methods(source.rows, methods, name)
-    spec = CurveSpec(name, "", kind, points, rows, "", list(methods))
-    a = anchor_of_curve(spec, rate)
-    a.fam = None
-    return a
+    return anchor_of_curve(CurveSpec(name, "", kind, points, rows, "", list(methods)), rate)
 
 
 def spec_pairs(
@@ -184,5 +181,4 @@ def spec_pairs(
         if source.rows is not None and rate == "bpp_real" and anchor.kind != "classical":
             notes.append(f"{anchor.name}: its bpp counts the entropy-coded strings only; the run's bpp_real "
                          "includes the container header (--rate payload compares like with like)")  # fmt: skip
-    a.fam = None
     return [Pair(t, a) for t in tests], notes

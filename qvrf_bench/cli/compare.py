@@ -9,7 +9,6 @@ from pathlib import Path
 # Kept in sync with qvrf_bench.rd by a test; not imported here so that --help stays fast.
 INTERPOLATIONS = ("akima", "pchip", "cubic")
 SENSITIVITY_MODES = ("test", "anchor", "paired", "both", "none")
-RUN_KINDS = ("fixed", "qvrf", "vbr", "classical")  # kept in sync with qvrf_bench.analysis.pairs by a test
 RATES = {"file": "bpp_real", "payload": "payload_bpp_real"}
 
 EPILOG = """\
