@@ -242,6 +242,7 @@ def run(args) -> int:
     dataset_name = "kodak" if args.test_set is None else test_dir.name
 
     caption: str | dict[str, str]
+    levels_only: list[str] = []  # checkpoints swept at their levels only (no --factors)
     if args.checkpoints:
         ckpts = [str(c) for c in args.checkpoints]
         caption = "checkpoints given on the command line"
@@ -252,6 +253,10 @@ def run(args) -> int:
         ckpts = [str(c) for c in paths]
     else:
         ckpts, caption = zoo_checkpoints(args.archs, log)
+        # Continuous gains for each architecture's 8-level model (VariableRate and the continuous
+        # curves); the 11-level model and the short fine-tune are drawn at their levels, which is all
+        # their figures use, and keeps the job within its time budget.
+        levels_only = [c for c in ckpts if zoo.entry(c[len(zoo.PREFIX) :])["levels"] > 8]
         if args.peer_qualities is None:
             args.peer_qualities = [f"{k}={v}" for k, v in ZOO_PEER_QUALITIES.items() if k in args.peers.split(",")]
         if not ckpts:
@@ -261,16 +266,11 @@ def run(args) -> int:
             train_dir = Path(args.dataset) if args.dataset else write_sample_photos(out / "photos")
             spec, text = short_training(args, train_dir, out / "train", log)
             ckpts.append(spec)
+            levels_only.append(spec)
             caption["balle"] = caption.get("balle", "") + " | " + text
         for arch in list(caption):
             caption[arch] += f" | {PUBLISHED_NOTE}"
 
-    levels_only: list[str] = []
-    if args.preset == "zoo" and not args.checkpoints:
-        # Continuous gains for each architecture's 8-level model (VariableRate and the continuous
-        # curves); the 11-level model and the short fine-tune are drawn at their levels, which is all
-        # their figures use, and keeps the job within its time budget.
-        levels_only = [c for c in ckpts if c.endswith("-qvrf11") or "-pipeline-" in c.split("=")[0]]
     dense = [c for c in ckpts if c not in levels_only]
     log(f"sweeping {len(ckpts)} checkpoints on {test_dir} ({args.jobs} shard process(es))")
     t_sweep = time.perf_counter()
