@@ -37,6 +37,27 @@ against the checkpoint, and then the gain must be that level's), two strings, ea
 of the coder's 32-bit words and at least its 8-byte flush, their lengths adding up to the file.
 The decoder (codec.py) then uses the shapes it derives itself, never the header's.
 
+Version 3, the container of a variable-rate method measured through the method contract
+(qvrf_bench/methods/; written by :func:`pack_method`, read by :func:`unpack_method`)::
+
+    magic      4s   b"QVRF"
+    version    B    3
+    arch       B    index into ARCH_IDS, 255 for an architecture outside that frozen table
+    method id  B + ASCII   the method's id (1..64 printable characters), e.g. b"qvrf", b"channel-gain"
+    fingerprint 8s  first 8 bytes of the method's fingerprint (sha256 of its parameters)
+    height, width   I I
+    padding    4H   as version 2 (centred, to a multiple of 64)
+    side info  H + bytes   what the decoder needs to select the rate (any length up to 65535; the
+                    method alone reads it: a level and a float32 gain for QVRF, a level and an
+                    interpolation position for a channel-wise gain method, ...)
+    n          B    number of strings (1..16), shared ones (e.g. the hyper-latent's) last
+    lengths    n*I
+    strings
+
+The hyper-latent size is not stored (the decoder derives it from the size, as for version 2).
+The QVRF models' own codec (codec.py) still writes version 2, whose recorded byte counts the
+shipped model zoo's numbers are measured with.
+
 No torch here, so the CLI can refuse a broken file in milliseconds, before importing the models.
 """
 
@@ -54,6 +75,10 @@ ARCH_IDS = ("balle", "minnen-mean", "minnen", "cheng2020")
 MAGIC = b"QVRF"
 VERSION = 2
 READS = (1, 2)
+METHOD_VERSION = 3  # the method contract's container (module docstring)
+OTHER_ARCH = 255  # version 3: an architecture outside ARCH_IDS
+MAX_METHOD_ID = 64
+MAX_STRINGS = 16
 PAD_MULTIPLE = 64
 _HEAD = struct.Struct(">4sBBBBf8sII4HHHB")
 HEADER_SIZE = _HEAD.size  # 41
@@ -112,6 +137,9 @@ def unpack(data: bytes, name: str = "bitstream", max_pixels: int = MAX_PIXELS) -
     if n_bytes < HEADER_SIZE:
         raise BitstreamError(f"{name}: truncated bitstream ({n_bytes} bytes; the header alone is {HEADER_SIZE})")
     magic, version, arch_i, level, reserved, gain, fp, h, w, pl, pr, pt, pb, zh, zw, n = _HEAD.unpack_from(data)
+    if version == METHOD_VERSION:
+        raise BitstreamError(f"{name}: a method container (format {METHOD_VERSION}); decode it with its method "
+                             "(qvrf-bench decode --method)")  # fmt: skip
     if version not in READS:
         raise BitstreamError(
             f"{name}: bitstream format version {version}, this qvrf-bench reads {', '.join(map(str, READS))}"
@@ -159,3 +187,121 @@ def unpack(data: bytes, name: str = "bitstream", max_pixels: int = MAX_PIXELS) -
     header = Header(ARCH_IDS[arch_i], None if level == NO_LEVEL else level, gain, fp, h, w,
                     (pl, pr, pt, pb), (zh, zw), tuple(lengths), version)  # fmt: skip
     return header, strings
+
+
+# --- version 3: the method contract's container -------------------------------------------------
+
+_HEAD3 = struct.Struct(">4sBBB")  # magic, version, arch id, method id length
+_MID3 = struct.Struct(">8sII4H")  # fingerprint, height, width, padding
+
+
+@dataclass
+class MethodHeader:
+    arch: str  # one of ARCH_IDS, or any name (written as OTHER_ARCH: the method knows its own)
+    method_id: str
+    fingerprint: bytes
+    height: int
+    width: int
+    padding: tuple[int, int, int, int]
+    side_info: bytes
+    lengths: tuple[int, ...] = ()
+
+    @property
+    def arch_id(self) -> int:
+        return ARCH_IDS.index(self.arch) if self.arch in ARCH_IDS else OTHER_ARCH
+
+
+def _method_id_problem(method_id: str) -> str | None:
+    if not 1 <= len(method_id) <= MAX_METHOD_ID or not all(33 <= ord(c) < 127 for c in method_id):
+        return f"{method_id!r} is not 1..{MAX_METHOD_ID} printable ASCII characters"
+    return None
+
+
+def pack_method(header: MethodHeader, strings: list[bytes]) -> bytes:
+    """A version-3 container (pure)."""
+    problem = _method_id_problem(header.method_id)
+    if problem:
+        raise ValueError(f"method id {problem}")
+    if not 1 <= len(strings) <= MAX_STRINGS:
+        raise ValueError(f"{len(strings)} strings; a container holds 1..{MAX_STRINGS}")
+    if len(header.side_info) > 0xFFFF:
+        raise ValueError(f"side information of {len(header.side_info)} bytes; at most 65535")
+    mid = header.method_id.encode("ascii")
+    return b"".join([
+        _HEAD3.pack(MAGIC, METHOD_VERSION, header.arch_id, len(mid)), mid,
+        _MID3.pack(header.fingerprint[:8], header.height, header.width, *header.padding),
+        struct.pack(">H", len(header.side_info)), header.side_info,
+        struct.pack(f">B{len(strings)}I", len(strings), *(len(s) for s in strings)), *strings,
+    ])  # fmt: skip
+
+
+def unpack_method(
+    data: bytes, name: str = "bitstream", max_pixels: int = MAX_PIXELS
+) -> tuple[MethodHeader, list[bytes]]:
+    """Version-3 bytes -> (header, strings), every field checked as :func:`unpack` does; the arch is
+    ARCH_IDS' name or '' (OTHER_ARCH). The side information is the method's to check."""
+    n_bytes = len(data)
+    if n_bytes == 0:
+        raise BitstreamError(f"{name}: empty file (0 bytes)")
+    if data[:4] != MAGIC[: min(4, n_bytes)]:
+        raise BitstreamError(f"{name}: not a qvrf-bench bitstream (no QVRF magic number)")
+
+    def need(size: int) -> None:
+        if n_bytes < size:
+            raise BitstreamError(f"{name}: truncated bitstream ({n_bytes} bytes; the header alone is {size})")
+
+    def bad(field: str, problem: str) -> BitstreamError:
+        return BitstreamError(f"{name}: corrupt header: {field} {problem}")
+
+    need(_HEAD3.size)
+    _, version, arch_i, mlen = _HEAD3.unpack_from(data)
+    if version != METHOD_VERSION:
+        raise BitstreamError(f"{name}: bitstream format version {version}, not a method container ({METHOD_VERSION})")
+    if arch_i >= len(ARCH_IDS) and arch_i != OTHER_ARCH:
+        raise bad("architecture", f"id {arch_i} is unknown (0..{len(ARCH_IDS) - 1} or {OTHER_ARCH})")
+    off = _HEAD3.size
+    need(off + mlen + _MID3.size + 2)
+    try:
+        method_id = data[off : off + mlen].decode("ascii")
+    except UnicodeDecodeError:
+        method_id = data[off : off + mlen].hex()
+    problem = _method_id_problem(method_id)
+    if problem:
+        raise bad("method id", problem)
+    off += mlen
+    fp, h, w, pl, pr, pt, pb = _MID3.unpack_from(data, off)
+    off += _MID3.size
+    (side_len,) = struct.unpack_from(">H", data, off)
+    off += 2
+    need(off + side_len + 1)
+    side = data[off : off + side_len]
+    off += side_len
+    n = data[off]
+    off += 1
+    if not 1 <= n <= MAX_STRINGS:
+        raise bad("string count", f"is {n}, not 1..{MAX_STRINGS}")
+    need(off + WORD * n)
+    lengths = struct.unpack_from(f">{n}I", data, off)
+    off += WORD * n
+    if n_bytes != off + sum(lengths):
+        what = "truncated bitstream" if n_bytes < off + sum(lengths) else "corrupt bitstream"
+        raise BitstreamError(f"{name}: {what} ({n_bytes} bytes, its header says {off + sum(lengths)})")
+    if h < 1 or w < 1:
+        raise bad("image size", f"{w}x{h} is empty")
+    if h * w > max_pixels:
+        raise bad("image size", f"{w}x{h} exceeds the limit of {max_pixels:,} pixels (decode --max-pixels)")
+    for axis, size, a, b in (("left/right", w, pl, pr), ("top/bottom", h, pt, pb)):
+        pad = -(-size // PAD_MULTIPLE) * PAD_MULTIPLE - size
+        if a + b != pad:
+            raise bad(f"{axis} padding", f"{a}+{b} does not bring {size} px to a multiple of {PAD_MULTIPLE} ({pad})")
+    strings = []
+    for ln in lengths:
+        strings.append(data[off : off + ln])
+        off += ln
+    arch = ARCH_IDS[arch_i] if arch_i < len(ARCH_IDS) else ""
+    return MethodHeader(arch, method_id, fp, h, w, (pl, pr, pt, pb), side, tuple(lengths)), strings
+
+
+def format_version(data: bytes) -> int | None:
+    """The container version of ``data`` (None when it is not a qvrf-bench container)."""
+    return data[4] if len(data) > 4 and data[:4] == MAGIC else None

@@ -99,6 +99,7 @@ class Peer(abc.ABC):
             "checkpoint_sha256": self.checkpoint_sha256,
             "rate_point": self.rate_label(rate),
             "codec_version": self.codec_version,
+            "decode_check": "decodes",  # a peer's decoder is checked by decoding to the right size, no more
             **self.rate_columns(rate),
         }
 

@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 from qvrf_bench.errors import QVRFError
 
 SCHEMA_VERSION = 1
-KINDS = ("fixed", "qvrf", "vbr", "classical")
+KINDS = ("fixed", "qvrf", "vbr", "classical", "variable")
 RESULTS_DIR = "results"
 MANIFEST_NAME = "run.json"
 PART_PREFIX = "part-"
@@ -104,7 +104,8 @@ COLUMNS: tuple[Column, ...] = (
         _STR,
         False,
         "One of 'fixed' (one model per rate), 'qvrf' (one QVRF model, rate by level "
-        "or gain), 'vbr' (CompressAI's variable-rate models, rate by quantization step), 'classical'.",
+        "or gain), 'vbr' (CompressAI's variable-rate models, rate by quantization step), 'classical', "
+        "'variable' (a variable-rate method measured through the method contract: sweep --method).",
     ),
     Column(
         "engine",
@@ -251,6 +252,16 @@ COLUMNS: tuple[Column, ...] = (
         "True when the bitstream decoded and, for learned codecs, the decoder's quantized latent equals "
         "the encoder's bit for bit (so the decoded image is the encoder's own reconstruction); for "
         "classical codecs, when it decoded to an image of the right size.",
+    ),
+    Column(
+        "decode_check",
+        _STR,
+        False,
+        "What decode_ok compared: 'latent' (the decoder's quantized latent bit-equal to the encoder's), "
+        "'image' (the decoded image bit-equal to the encoder's reconstruction), 'decodes' (it decoded; "
+        "nothing to compare with: classical codecs, CompressAI models wrapped as they are); '' in runs "
+        "made before the column existed.",
+        "",
     ),
     Column(
         "error",

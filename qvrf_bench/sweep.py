@@ -363,6 +363,7 @@ def model_fields(config, checkpoint: str, checkpoint_sha256: str, point, engine_
         "quality": None,
         "rate_point": point.label,
         "codec_version": "",
+        "decode_check": "latent",
     }
 
 
@@ -625,6 +626,94 @@ class _PeerMethod(_Method):
         return cfg
 
 
+class _ContractMethod(_Method):
+    """A method of the contract (methods/base.py, ``--method SPEC``): its levels and its own default
+    continuous points, through methods/engine.py in the version-3 container."""
+
+    def __init__(self, spec: str, method, engine_name: str, levels):
+        from qvrf_bench.methods.engine import MethodEngine
+        from qvrf_bench.methods.registry import split_spec
+        from qvrf_bench.store import sha256_file
+
+        self.spec, self.method = spec, method
+        self.engine = MethodEngine(engine_name if engine_name in ("serial", "fast") else "fast")
+        self.name = method.name
+        self.kind = "fixed" if getattr(method, "kind", "") == "fixed" else "variable"
+        _, arg = split_spec(spec)
+        self.path = arg or ""
+        self.fingerprint = method.fingerprint()
+        path = None
+        if arg:
+            from qvrf_bench import zoo
+
+            try:
+                path = zoo.resolve(arg)
+            except Exception:
+                path = Path(arg)
+        self.checkpoint_sha256 = sha256_file(path) if path is not None and path.is_file() else self.fingerprint
+        points = method.rate_points()
+        if levels != "all":
+            bad = [v for v in levels if not 0 <= v < len(points)]
+            if bad:
+                raise QVRFError(f"--levels {bad[0]}: {self.name} has levels 0..{len(points) - 1}")
+            points = [points[v] for v in levels]
+        points += [method.continuous_point(v) for v in getattr(method, "continuous_values", lambda: [])()]
+        labels = [p.label for p in points]
+        if len(set(labels)) != len(labels):
+            raise QVRFError(f"--method {spec}: two rate points share a label ({labels})")
+        self.points = points
+
+    def fields(self, point):
+        return {
+            "method": self.name,
+            "arch": self.method.arch,
+            "kind": self.kind,
+            "engine": f"method-{self.engine.name}",
+            "checkpoint": self.path,
+            "checkpoint_sha256": self.checkpoint_sha256,
+            "level": point.level,
+            "gain": None,
+            "lmbda": point.lmbda,
+            "quality": None,
+            "rate_point": point.label,
+            "codec_version": "",
+            "decode_check": self.method.decode_check,
+        }
+
+    def label(self, point):
+        return point.label
+
+    def _measure_points(self, rgb, points):
+        def one(pts):
+            res = self.engine.run_image(self.method, rgb, pts, self.fingerprint)
+            return [Measurement(len(r.data), r.payload_bytes, r.rgb, r.decode_ok, r.enc_s, r.dec_s) for r in res]
+
+        try:
+            return one(points)
+        except Exception as exc:
+            if len(points) == 1:
+                return [Measurement(None, None, None, False, None, None, f"coding failed: {one_line(exc)}")]
+        out = []  # one point broke the shared call: only that point becomes an error row
+        for pt in points:
+            try:
+                out.extend(one([pt]))
+            except Exception as exc:
+                out.append(Measurement(None, None, None, False, None, None, f"coding failed: {one_line(exc)}"))
+        return out
+
+    def config(self):
+        return {
+            "method": self.name,
+            "spec": self.spec,
+            "method_id": self.method.method_id,
+            "sha256": self.checkpoint_sha256,
+            "fingerprint": self.fingerprint,
+            "arch": self.method.arch,
+            "kind": self.kind,
+            "points": [p.label for p in self.points],
+        }
+
+
 # --- the run ------------------------------------------------------------------------------------
 
 
@@ -650,6 +739,8 @@ class SweepConfig:
     side-by-side view. Not part of the config: it changes no number.
     decode_device / decode_threads: decode every bitstream of our checkpoints again in a separate
     process on that device / with that many threads (crossdecode.py); rows get cross_decode_ok.
+    methods: method specs ``WHAT[=CHECKPOINT]`` (methods/registry.py): each method's levels (``levels``
+    applies) and its own continuous points, in the version-3 container, kind 'variable'.
     """
 
     dataset: str | os.PathLike
@@ -672,6 +763,7 @@ class SweepConfig:
     crops: int = 0
     decode_device: str | None = None
     decode_threads: int | None = None
+    methods: Sequence[str] = ()
 
 
 @dataclass
@@ -711,6 +803,8 @@ def command_line(cfg: SweepConfig) -> list[str]:
     cmd = ["qvrf-bench", "sweep", "--dataset", str(cfg.dataset), "--out", str(cfg.out)]
     if cfg.checkpoints:
         cmd += ["--checkpoint", *map(str, cfg.checkpoints)]
+    for spec in cfg.methods:
+        cmd += ["--method", str(spec)]
     levels = parse_levels(cfg.levels)
     cmd += ["--levels", levels if levels == "all" else ",".join(map(str, levels))]
     factors = cfg.factors if isinstance(cfg.factors, str) else ",".join(f"{v:g}" for v in parse_factors(cfg.factors))
@@ -790,8 +884,8 @@ def _build_methods(cfg: SweepConfig, device: str, engine) -> list[_Method]:
         if name not in peer_names and name not in {a for a, _ in vbr_specs}:
             raise QVRFError(f"--peer-qualities {name}: not among the peers of this run (--peers / --vbr)")
         qualities[name] = [float(q) for q in qs]
-    if not cfg.checkpoints and not peer_names and not vbr_specs:
-        raise QVRFError("nothing to measure: give --checkpoint, --peers or --vbr")
+    if not cfg.checkpoints and not peer_names and not vbr_specs and not cfg.methods:
+        raise QVRFError("nothing to measure: give --checkpoint, --method, --peers or --vbr")
 
     methods: list[_Method] = []
     seen: dict[str, str] = {}
@@ -809,6 +903,10 @@ def _build_methods(cfg: SweepConfig, device: str, engine) -> list[_Method]:
         if relative and model.config.kind == "qvrf":
             own = paper_factors_for(model)
         methods.append(_ModelMethod(path, sha, model, engine, levels, own, name=name, targets=targets))
+    from qvrf_bench.methods.registry import make as make_method
+
+    for spec in cfg.methods:
+        methods.append(_ContractMethod(str(spec), make_method(str(spec), device=device), cfg.engine or "fast", levels))
     # two different checkpoints with one label would merge into one curve: tell them apart
     labels = [m.name for m in methods]
     for m in methods:

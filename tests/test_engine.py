@@ -123,13 +123,13 @@ def test_no_tile_invariance_falls_back_to_one_point_at_a_time(monkeypatch):
 def test_warm_up_refuses_an_engine_that_disagrees_with_serial(monkeypatch):
     torch.manual_seed(0)
     model = prepare_for_coding(create("balle", "qvrf", N=8, M=12))
-    real = engine.batching.code_latent
+    real = engine.resolve_point
 
-    def broken(*args):
-        strings, y_hat = real(*args)
-        return [s[:-1] + bytes([s[-1] ^ 1]) for s in strings], y_hat
+    def broken(model, pt):  # the fast path's own step (the y path is shared with the serial engine)
+        level, gain = real(model, pt)
+        return level, gain if level is not None else float(np.float32(gain * 1.01))
 
-    monkeypatch.setattr(engine.batching, "code_latent", broken)
+    monkeypatch.setattr(engine, "resolve_point", broken)
     with pytest.raises(RuntimeError, match="disagrees with the serial engine"):
         FastEngine().warm_up(model, codec.model_fingerprint(model))
 

@@ -95,7 +95,7 @@ def test_curves(points: pd.DataFrame, rows: pd.DataFrame | None) -> tuple[list[C
         r = None if rows is None else rows.loc[rows["method"].astype(str) == method]
         tests.append(CurveSpec(method, fam, kind, p, r, arch, [method]))
         lev = p["level"].notna() if "level" in p.columns else pd.Series(False, index=p.index)
-        if kind == "qvrf" and lev.any() and not lev.all():
+        if kind in ("qvrf", "variable") and lev.any() and not lev.all():
             name = method + LEVELS_SUFFIX
             r_lev = None if r is None else r.loc[r["level"].notna()].assign(method=name)
             tests.append(CurveSpec(name, fam, kind, p.loc[lev].assign(method=name), r_lev, arch, [method]))

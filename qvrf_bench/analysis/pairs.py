@@ -2,8 +2,9 @@
 
 :func:`default_pairs` is the run's own set of comparisons (the report's BD tables, and ``compare``
 without ``--anchor``):
-- every QVRF and VBR curve against the fixed-rate curve of its family;
-- every learned curve (QVRF, VBR, fixed) against each classical codec measured in the same run;
+- every QVRF, VBR and contract-method ('variable') curve against the fixed-rate curve of its family;
+- every contract method's curve against each QVRF curve of its family (a new method against QVRF);
+- every learned curve (QVRF, VBR, variable, fixed) against each classical codec measured in the same run;
 - every curve of a family against each published anchor of that family (classical anchors: every
   curve), only when the anchor was measured on the same test set unless ``cross_dataset``.
 
@@ -20,10 +21,10 @@ from pathlib import Path
 import pandas as pd
 
 from qvrf_bench import rd
-from qvrf_bench.analysis.curves import CurveSpec, family
+from qvrf_bench.analysis.curves import LEVELS_SUFFIX, CurveSpec, family
 from qvrf_bench.errors import QVRFError
 
-RUN_KINDS = ("fixed", "qvrf", "vbr", "classical")
+RUN_KINDS = ("fixed", "qvrf", "vbr", "classical", "variable")
 METRICS = ("psnr", "ms-ssim")
 
 
@@ -89,9 +90,12 @@ def default_pairs(
     pairs: list[Pair] = []
     notes: list[str] = []
     for t in tests:
-        if t.kind in ("qvrf", "vbr") and t.fam in fixed:
+        if t.kind in ("qvrf", "vbr", "variable") and t.fam in fixed:
             pairs += _pairs([t], anchor_of_curve(fixed[t.fam], rate))
-    learned = [t for t in tests if t.kind in ("qvrf", "vbr", "fixed")]
+    whole = [t for t in tests if not t.name.endswith(LEVELS_SUFFIX)]
+    for q in (t for t in whole if t.kind == "qvrf"):
+        pairs += _pairs([t for t in whole if t.kind == "variable" and t.fam == q.fam], anchor_of_curve(q, rate))
+    learned = [t for t in tests if t.kind in ("qvrf", "vbr", "variable", "fixed")]
     for c in (t for t in tests if t.kind == "classical"):
         # Same images, same metric code: the first check that a trained model is a codec worth the name.
         pairs += _pairs(learned, anchor_of_curve(c, rate))

@@ -27,6 +27,8 @@ def register(sub) -> None:
                        "with a classical codec's quality knob. Non-RGB images are converted to 8-bit RGB with a "
                        "notice.")  # fmt: skip
     p.add_argument("-c", "--checkpoint", help="checkpoint path or zoo:NAME (not with --codec)")
+    p.add_argument("--method", metavar="WHAT[=CKPT]",
+                   help="a method of the method contract (as sweep --method), at --level or --value; format 3")  # fmt: skip
     p.add_argument(
         "--codec", choices=CODECS, help="encode with Pillow's codec instead of a checkpoint (needs a target)"
     )
@@ -34,6 +36,7 @@ def register(sub) -> None:
     g.add_argument("--level", type=int, help="discrete rate level 0..L-1 (default 0)")
     g.add_argument("--gain", type=float,
                    help="continuous rate: the quantization gain a, within the supported range [0.00043, 64]")  # fmt: skip
+    g.add_argument("--value", type=float, help="a --method's continuous rate point (its own knob)")
     g.add_argument("--bpp", type=positive_float, help="target rate in bits per pixel (real bytes of the whole file)")
     g.add_argument("--bytes", type=positive_int, help="target file size in bytes")
     g.add_argument("--psnr", type=positive_float, help="target PSNR-RGB in dB")
@@ -70,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
 
     # What can be checked without the work goes first, before torch is imported: the arguments,
     # the gain, the output path.
+    if args.method:
+        return _run_method(args)
+    if args.value is not None:
+        raise QVRFError("--value is a --method's continuous point; a checkpoint takes --gain")
     if (args.codec is None) == (args.checkpoint is None):
         raise QVRFError("give a checkpoint (-c CKPT) or a classical codec (--codec jpeg|webp|avif), not both")
     target = _target(args)
@@ -122,6 +129,45 @@ def run(args: argparse.Namespace) -> int:
     print(line)
     if target is not None and not res.met:
         print(f"notice: {args.input}: {res.note()}", file=sys.stderr)
+    return 0
+
+
+def _run_method(args) -> int:
+    import sys
+    import time
+    from pathlib import Path
+
+    from qvrf_bench import files, images
+    from qvrf_bench.cli._common import quiet_warnings, resolve_device
+    from qvrf_bench.errors import QVRFError
+
+    if args.checkpoint or args.codec or _target(args) is not None or args.gain is not None:
+        raise QVRFError("--method codes at --level or --value (no -c, --codec, --gain or target)")
+    out = files.output_path(args.output, Path(args.input).stem + ".qvrf", "bitstream")
+    quiet_warnings()
+    from qvrf_bench.methods import make
+    from qvrf_bench.methods.engine import encode_image
+
+    img = images.load_image(args.input)
+    for note in img.notices:
+        print(f"notice: {args.input}: {note}", file=sys.stderr)
+    method = make(args.method, device=str(resolve_device(args.device)))
+    levels = method.rate_points()
+    if args.value is not None:
+        try:
+            point = method.continuous_point(args.value)
+        except (ValueError, NotImplementedError) as exc:
+            raise QVRFError(f"--value {args.value}: {exc}") from None
+    else:
+        level = args.level or 0
+        if not 0 <= level < len(levels):
+            raise QVRFError(f"--level {level} out of range: {method.name} has levels 0..{len(levels) - 1}")
+        point = levels[level]
+    t0 = time.perf_counter()
+    ((data, _),) = encode_image(method, img.rgb, [point])
+    files.write_bytes(out, data)
+    print(f"{args.input} -> {out}: {len(data)} bytes, {8 * len(data) / (img.height * img.width):.4f} bpp, "
+          f"{method.name} {point.label}, {time.perf_counter() - t0:.2f} s")  # fmt: skip
     return 0
 
 

@@ -28,6 +28,13 @@ def run(args: argparse.Namespace) -> int:
         raise QVRFError(f"{path}: no such file")
     head = files.read_head(path)
     # A bitstream by its magic number (a cut one too: unpack says "truncated"), an image by its own.
+    if head and codec.MAGIC.startswith(head[:4]) and codec.format_version(head) == codec.METHOD_VERSION:
+        h, strings = codec.unpack_method(path.read_bytes(), str(path), args.max_pixels)
+        print(f"bitstream {path} (format {codec.METHOD_VERSION}): method {h.method_id}, {h.arch or 'another arch'}, "
+              f"{h.width}x{h.height}, side information {h.side_info.hex() or 'none'}, method {h.fingerprint.hex()}, "
+              f"padding {h.padding}, strings {list(h.lengths)} bytes, "
+              f"{8 * path.stat().st_size / (h.width * h.height):.4f} bpp")  # fmt: skip
+        return 0
     if head and codec.MAGIC.startswith(head[:4]):
         h, strings = codec.unpack(path.read_bytes(), str(path), args.max_pixels)
         px = h.width * h.height

@@ -7,11 +7,12 @@ import argparse
 
 def register(sub) -> None:
     from qvrf_bench.cli._common import int_list, positive_float
+    from qvrf_bench.container import ARCH_IDS  # torch-free: the built-in architectures
 
     p = sub.add_parser("init", help="write an untrained (randomly initialised) model checkpoint",
                        description="Write an untrained checkpoint of any registered architecture, for tests, "
                        "benchmarks or as a training starting point.")  # fmt: skip
-    p.add_argument("--arch", required=True, choices=["balle", "minnen-mean", "minnen", "cheng2020"])
+    p.add_argument("--arch", required=True, choices=ARCH_IDS)
     p.add_argument("--kind", default="qvrf", choices=["fixed", "qvrf"])
     p.add_argument("--channels", type=int_list, default=None, metavar="N[,M]",
                    help="channel widths N,M (cheng2020: N); default: CompressAI's")  # fmt: skip

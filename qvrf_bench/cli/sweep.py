@@ -30,6 +30,10 @@ def register(sub) -> None:
     )
     p.add_argument("-c", "--checkpoint", nargs="+", action="extend", default=[], metavar="CKPT",
                    help="our checkpoints (QVRF or fixed-rate); repeatable")  # fmt: skip
+    p.add_argument("--method", action="append", default=[], metavar="WHAT[=CKPT]",
+                   help="a variable-rate method of the method contract: a registered name (qvrf, compressai-fixed), "
+                   "an entry point of group qvrf_bench.methods, my_pkg.my_module:make or file.py:make; measured at "
+                   "its levels and its own continuous points; repeatable")  # fmt: skip
     p.add_argument("--dataset", required=True, help="folder of images (searched recursively)")
     p.add_argument("--out", required=True, help="run folder, e.g. runs/<name> (resumed when it exists)")
     p.add_argument("--levels", default="all", help="QVRF levels: all or a list like 0,3,7 (default all)")
@@ -100,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         out=args.out,
         checkpoints=list(args.checkpoint),
+        methods=list(args.method),
         levels=args.levels,
         factors=args.factors,
         peers=args.peers,

@@ -26,13 +26,19 @@ def _lambda(text: str):
 
 def register(sub) -> None:
     from qvrf_bench.cli._common import add_device, positive_float
+    from qvrf_bench.container import ARCH_IDS  # torch-free: the built-in architectures
 
     p = sub.add_parser("train", help="train fixed-rate anchors or a QVRF model (stages 1-3), resumable",
                        description="Train one fixed-rate anchor (--kind fixed --lambda L), all 8 anchors "
                        "(--lambda all), or one QVRF stage (--kind qvrf --stage 1|2|3). Each run lives in its own "
                        "folder (--out) and resumes from its last checkpoint when the command is rerun. Every "
                        "preset value can be overridden.")  # fmt: skip
-    p.add_argument("--arch", required=True, choices=["balle", "minnen-mean", "minnen", "cheng2020"])
+    p.add_argument("--arch", choices=ARCH_IDS,
+                   help="the architecture (required unless --method)")  # fmt: skip
+    p.add_argument("--method", metavar="WHAT[=INIT]",
+                   help="train a method of the method contract instead (as sweep --method; INIT: what its factory "
+                   "starts from); uses --dataset, --out, --steps, --lr, --aux-lr, --batch-size, --patch-size, --clip, "
+                   "--seed, --val-every, --save-every, --log-every, --device, --threads; resumable")  # fmt: skip
     p.add_argument("--kind", default="qvrf", choices=["fixed", "qvrf"])
     p.add_argument("--stage", type=int, default=2, choices=[1, 2, 3],
                    help="QVRF stage: 1 top lambda at a=1, 2 all levels + noise, 3 all levels + STE (default 2)")  # fmt: skip
@@ -144,6 +150,10 @@ def run(args: argparse.Namespace) -> int:
     from qvrf_bench.errors import QVRFError
     from qvrf_bench.train import train, train_anchors
 
+    if args.method:
+        return _train_method(args)
+    if not args.arch:
+        raise QVRFError("--arch is required (or --method)")
     config, all_anchors = config_from_args(args)
     if config.kind == "fixed" and config.lmbda is None and not all_anchors:
         raise QVRFError("--kind fixed needs --lambda L (or --lambda all / --anchors for the 8 anchors)")
@@ -165,6 +175,24 @@ def run(args: argparse.Namespace) -> int:
         raise QVRFError(str(exc)) from None
     finally:
         distributed.shutdown(distributed.from_environment())
+    return 0
+
+
+def _train_method(args: argparse.Namespace) -> int:
+    from qvrf_bench.errors import QVRFError
+    from qvrf_bench.methods.training import MethodTrainConfig, train_method
+
+    if not args.out:
+        raise QVRFError("--method needs --out (the run folder)")
+    if args.nproc != 1:
+        raise QVRFError("--method trains in one process (--nproc 1)")
+    given = {"steps": args.steps, "lr": args.lr, "aux_lr": args.aux_lr, "batch_size": args.batch_size,
+             "patch_size": args.patch_size, "clip": args.clip, "val_every": args.val_every,
+             "save_every": args.save_every, "log_every": args.log_every, "max_val_images": args.max_val_images}  # fmt: skip
+    cfg = MethodTrainConfig(args.method, args.dataset, args.out, seed=args.seed, val_fraction=args.val_fraction,
+                            pad_mode=args.pad_mode, device=args.device, threads=args.threads,
+                            progress=not args.no_progress, **{k: v for k, v in given.items() if v is not None})  # fmt: skip
+    train_method(cfg)
     return 0
 
 

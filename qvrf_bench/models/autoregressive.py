@@ -144,13 +144,25 @@ def wavefront(taps: Tensor, H: int, W: int) -> list[tuple[Tensor, Tensor]]:
 
 
 def batch_gain(gain: Tensor, batch: int) -> Tensor:
-    """A gain of shape [] or [B] as [B, 1, 1, 1]."""
+    """Gains as [B, 1, 1, 1] or [B, C, 1, 1]: a scalar gain ([] or [B], QVRF) or one gain per channel
+    ([C] for the whole batch or [B, C], channel-wise methods); 1/gain is the bin size either way."""
+    if gain.dim() == 2:
+        if gain.shape[0] == 1:
+            gain = gain.expand(batch, -1)
+        if gain.shape[0] != batch:
+            raise ValueError(f"{gain.shape[0]} gain vectors for a batch of {batch}")
+        return gain.reshape(batch, -1, 1, 1)
     gain = gain.reshape(-1)
     if gain.numel() == 1:
         gain = gain.expand(batch)
     if gain.numel() != batch:
         raise ValueError(f"{gain.numel()} gains for a batch of {batch}")
     return gain.reshape(batch, 1, 1, 1)
+
+
+def gain_batch(gain: Tensor) -> int:
+    """How many items a gain tensor describes: [] -> 1, [B] -> B, [B, C] -> B."""
+    return 1 if gain.dim() == 0 else int(gain.shape[0])
 
 
 class AutoregressiveMixin:
@@ -273,8 +285,8 @@ class AutoregressiveMixin:
 
     def _serial_forward(self, y: Tensor, params: Tensor, a: Tensor, a_det: Tensor, rounder, order="wavefront"):
         B, M, H, W = y.shape
-        a = batch_gain(a, B).reshape(B, 1, 1)
-        a_det = batch_gain(a_det, B).reshape(B, 1, 1)
+        a = batch_gain(a, B).reshape(B, -1, 1)
+        a_det = batch_gain(a_det, B).reshape(B, -1, 1)
         buf = y.new_zeros(B, M, H + 2 * PAD, W + 2 * PAD)
         likelihoods = y.new_zeros(B, M, H, W)
         sw = self._step_weights()
@@ -319,7 +331,7 @@ class AutoregressiveMixin:
 
     def _compress_latent(self, y: Tensor, params: Tensor, gain: Tensor, order: str) -> tuple[list[bytes], Tensor]:
         B, M, H, W = y.shape
-        a = batch_gain(gain, B).reshape(B, 1, 1)
+        a = batch_gain(gain, B).reshape(B, -1, 1)
         gc = self.gaussian_conditional
         buf = y.new_zeros(B, M, H + 2 * PAD, W + 2 * PAD)
         sw = self._step_weights()
@@ -376,7 +388,7 @@ class AutoregressiveMixin:
         B = len(y_strings)
         _, _, H, W = params.shape
         M = self.M
-        a = batch_gain(gain, B).reshape(B, 1, 1)
+        a = batch_gain(gain, B).reshape(B, -1, 1)
         gc = self.gaussian_conditional
         cdf, cdf_len, offsets = self._coder_tables()
         decoders = []

@@ -11,10 +11,17 @@ import torch
 from compressai.models import ScaleHyperprior
 from torch import Tensor
 
+from qvrf_bench.models.archs import register_arch
 from qvrf_bench.models.qvrf import GainMixin, noise_like, ste_round
 
 
+# Default widths (decision 6): fixed-rate models take CompressAI 1.2.8's zoo widths for the quality
+# whose lambda they are trained at; QVRF models, which cover every rate with one network, the widest.
+@register_arch("balle", zoo_name="bmshj2018-hyperprior", zoo_widths=[(128, 192)] * 5 + [(192, 320)] * 3,
+               qvrf_widths=(192, 320))  # fmt: skip
 class QVRFScaleHyperprior(GainMixin, ScaleHyperprior):
+    latent_family = "scale"  # compress / decompress: GainMixin's, through models/batching.py
+
     def __init__(self, N: int = 192, M: int = 320, lmbdas=(0.18,), gains=None, learn_gains: bool = True):
         super().__init__(N=N, M=M)
         self.init_gains(lmbdas, gains, learn_gains)
@@ -35,26 +42,3 @@ class QVRFScaleHyperprior(GainMixin, ScaleHyperprior):
             y_hat = torch.round(ya) / a_det
         x_hat = self.g_s(y_hat)
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}, "gain": a}
-
-    @torch.no_grad()
-    def compress(self, x: Tensor, gain: Tensor) -> dict:
-        y = self.g_a(x)
-        z = self.h_a(torch.abs(y))
-        z_strings = self.entropy_bottleneck.compress(z)
-        z_hat = self.entropy_bottleneck.decompress(z_strings, z.size()[-2:])
-        scales = self.h_s(z_hat)
-        a = gain.reshape(-1, 1, 1, 1)  # one gain, or one per batch item
-        indexes = self.gaussian_conditional.build_indexes(scales * a)
-        symbols = torch.round(y * a)
-        y_strings = self.gaussian_conditional.compress(symbols, indexes)
-        return {"strings": [y_strings, z_strings], "shape": z.size()[-2:], "y_hat": symbols / a}
-
-    @torch.no_grad()
-    def decompress(self, strings: list, shape, gain: Tensor) -> dict:
-        z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
-        scales = self.h_s(z_hat)
-        a = gain.reshape(-1, 1, 1, 1)
-        indexes = self.gaussian_conditional.build_indexes(scales * a)
-        symbols = self.gaussian_conditional.decompress(strings[0], indexes, z_hat.dtype)
-        y_hat = symbols / a
-        return {"x_hat": self.g_s(y_hat).clamp_(0, 1), "y_hat": y_hat}

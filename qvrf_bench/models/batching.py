@@ -1,13 +1,18 @@
-"""One image at many gains: the analysis once, the latent coding as a batch of gains.
+"""The y path, written once: the analysis once per image, the latent coded for a batch of gains.
 
-The model's own ``compress``/``decompress`` split in two: :func:`analyse` is everything before the
-gain (g_a, h_a, the z string, h_s), which QVRF never scales, and :func:`code_latent` /
-:func:`decode_latent` code y for a batch of gains with the same operations the models use (the
-tests check byte equality with them). The hyperprior models' latent coding is elementwise (an item
-of the batch is computed exactly as alone); the autoregressive models use their own batch
-invariant ``compress_latent``/``decompress_latent`` (models/autoregressive.py).
+Every model's ``compress`` / ``decompress`` (GainMixin's, for the hyperprior models), the fast
+engine, rate control and the method contract's QVRF method all code through these functions:
+:func:`analyse` is everything before the gain (g_a, h_a, the z string, h_s), which QVRF never
+scales, and :func:`code_latent` / :func:`decode_latent` code y for a batch of gains.
 
-The entropy coder runs on the CPU: symbols and indexes move there in one transfer per batch.
+Each model class says which entropy model its y has (``latent_family``): ``"scale"`` (Balle: h_s
+gives scales), ``"mean-scale"`` (h_s gives scales and means), ``"autoregressive"`` (h_s's output
+and a masked-convolution context give both, position by position: models/autoregressive.py's batch
+invariant ``compress_latent`` / ``decompress_latent``). The hyperprior latent coding is elementwise,
+so an item of a batch is computed exactly as alone.
+
+Gains are [B] (one scalar per item: QVRF) or [B, M] (one per channel: a channel-wise method). The
+entropy coder runs on the CPU: symbols and indexes move there in one transfer per batch.
 """
 
 from __future__ import annotations
@@ -17,9 +22,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from qvrf_bench.models.autoregressive import TILE, AutoregressiveMixin
-from qvrf_bench.models.balle import QVRFScaleHyperprior
-from qvrf_bench.models.minnen import QVRFMeanScaleHyperprior
+from qvrf_bench.models.autoregressive import TILE, batch_gain, gain_batch
+
+FAMILIES = ("scale", "mean-scale", "autoregressive")
 
 
 @dataclass
@@ -31,18 +36,19 @@ class Analysis:
 
 
 def family(model: nn.Module) -> str:
-    if isinstance(model, AutoregressiveMixin):
-        return "autoregressive"
-    if isinstance(model, QVRFMeanScaleHyperprior):
-        return "mean-scale"
-    if isinstance(model, QVRFScaleHyperprior):
-        return "scale"
-    raise TypeError(f"no batched coder for {type(model).__name__}")
+    fam = getattr(model, "latent_family", None)
+    if fam not in FAMILIES:
+        raise TypeError(f"no batched coder for {type(model).__name__} (latent_family {fam!r})")
+    return fam
 
 
 def rows_per_point(model: nn.Module) -> int:
     """The batch granularity that costs nothing extra (the AR step computes whole tiles)."""
     return TILE if family(model) == "autoregressive" else 1
+
+
+def _scales_means(model: nn.Module, params: Tensor) -> tuple[Tensor, Tensor | None]:
+    return (params, None) if family(model) == "scale" else params.chunk(2, 1)
 
 
 @torch.no_grad()
@@ -64,19 +70,16 @@ def hyper_synthesis(model: nn.Module, z_string: bytes, z_shape: tuple[int, int])
 
 
 @torch.no_grad()
-def code_latent(model: nn.Module, y: Tensor, params: Tensor, gains: Tensor) -> tuple[list[bytes], Tensor]:
-    """y [1, M, H, W] at B gains -> (B y strings, the encoder's y_hat [B, M, H, W])."""
-    fam = family(model)
-    if fam == "autoregressive":
-        return model.compress_latent(y.expand(gains.numel(), -1, -1, -1), params, gains)
+def code_latent(model: nn.Module, y: Tensor, params: Tensor, gains: Tensor, **kw) -> tuple[list[bytes], Tensor]:
+    """y [1, M, H, W] at B gains -> (B y strings, the encoder's y_hat [B, M, H, W]): the scaled
+    residual round(a * (y - mu)) under scale sigma * a, rebuilt as symbols / a + mu (mu = 0 without
+    means). ``kw``: the autoregressive models' symbol ``order``."""
+    if family(model) == "autoregressive":
+        return model.compress_latent(y.expand(gain_batch(gains), -1, -1, -1), params, gains, **kw)
     gc = model.gaussian_conditional
-    a = gains.reshape(-1, 1, 1, 1)
-    if fam == "scale":
-        scales, means = params, None
-        symbols = torch.round(y * a)
-    else:
-        scales, means = params.chunk(2, 1)
-        symbols = torch.round((y - means) * a)
+    a = batch_gain(gains, gain_batch(gains))
+    scales, means = _scales_means(model, params)
+    symbols = torch.round(y * a if means is None else (y - means) * a)
     indexes = gc.build_indexes(scales * a)
     strings = gc.compress(symbols.cpu(), indexes.cpu())
     y_hat = symbols / a if means is None else symbols / a + means
@@ -84,14 +87,13 @@ def code_latent(model: nn.Module, y: Tensor, params: Tensor, gains: Tensor) -> t
 
 
 @torch.no_grad()
-def decode_latent(model: nn.Module, y_strings: list[bytes], params: Tensor, gains: Tensor) -> Tensor:
+def decode_latent(model: nn.Module, y_strings: list[bytes], params: Tensor, gains: Tensor, **kw) -> Tensor:
     """B y strings at their B gains, with the decoder's shared ``params`` -> y_hat [B, M, H, W]."""
-    fam = family(model)
-    if fam == "autoregressive":
-        return model.decompress_latent(y_strings, params, gains)
+    if family(model) == "autoregressive":
+        return model.decompress_latent(y_strings, params, gains, **kw)
     gc = model.gaussian_conditional
-    a = gains.reshape(-1, 1, 1, 1)
-    scales, means = (params, None) if fam == "scale" else params.chunk(2, 1)
+    a = batch_gain(gains, gain_batch(gains))
+    scales, means = _scales_means(model, params)
     indexes = gc.build_indexes(scales * a)
     symbols = gc.decompress(y_strings, indexes.cpu(), params.dtype).to(params.device)
     return symbols / a if means is None else symbols / a + means

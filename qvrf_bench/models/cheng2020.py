@@ -8,11 +8,17 @@ from __future__ import annotations
 
 from compressai.models import Cheng2020Attention
 
+from qvrf_bench.models.archs import register_arch
 from qvrf_bench.models.autoregressive import AutoregressiveMixin
 from qvrf_bench.models.qvrf import GainMixin
 
 
+# cheng2020-attn's zoo stops at quality 6; 7-8 reuse N=192.
+@register_arch("cheng2020", zoo_name="cheng2020-attn", zoo_widths=[(128, 128)] * 3 + [(192, 192)] * 5,
+               qvrf_widths=(192, 192), one_width=True)  # fmt: skip
 class QVRFCheng2020Attention(AutoregressiveMixin, GainMixin, Cheng2020Attention):
+    latent_family = "autoregressive"
+
     def __init__(self, N: int = 192, lmbdas=(0.18,), gains=None, learn_gains: bool = True):
         super().__init__(N=N)
         self.init_gains(lmbdas, gains, learn_gains)

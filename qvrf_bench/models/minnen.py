@@ -12,11 +12,17 @@ import torch
 from compressai.models import JointAutoregressiveHierarchicalPriors, MeanScaleHyperprior
 from torch import Tensor
 
+from qvrf_bench.models.archs import register_arch
 from qvrf_bench.models.autoregressive import AutoregressiveMixin
 from qvrf_bench.models.qvrf import GainMixin, noise_like, ste_round
 
 
+@register_arch(
+    "minnen-mean", zoo_name="mbt2018-mean", zoo_widths=[(128, 192)] * 4 + [(192, 320)] * 4, qvrf_widths=(192, 320)
+)  # fmt: skip (QVRF widths: CompressAI's VBR port)
 class QVRFMeanScaleHyperprior(GainMixin, MeanScaleHyperprior):
+    latent_family = "mean-scale"  # compress / decompress: GainMixin's, through models/batching.py
+
     def __init__(self, N: int = 192, M: int = 320, lmbdas=(0.18,), gains=None, learn_gains: bool = True):
         super().__init__(N=N, M=M)
         self.init_gains(lmbdas, gains, learn_gains)
@@ -37,31 +43,11 @@ class QVRFMeanScaleHyperprior(GainMixin, MeanScaleHyperprior):
         x_hat = self.g_s(y_hat)
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}, "gain": a}
 
-    @torch.no_grad()
-    def compress(self, x: Tensor, gain: Tensor) -> dict:
-        y = self.g_a(x)
-        z = self.h_a(y)
-        z_strings = self.entropy_bottleneck.compress(z)
-        z_hat = self.entropy_bottleneck.decompress(z_strings, z.size()[-2:])
-        scales, means = self.h_s(z_hat).chunk(2, 1)
-        a = gain.reshape(-1, 1, 1, 1)
-        indexes = self.gaussian_conditional.build_indexes(scales * a)
-        symbols = torch.round((y - means) * a)
-        y_strings = self.gaussian_conditional.compress(symbols, indexes)
-        return {"strings": [y_strings, z_strings], "shape": z.size()[-2:], "y_hat": symbols / a + means}
 
-    @torch.no_grad()
-    def decompress(self, strings: list, shape, gain: Tensor) -> dict:
-        z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
-        scales, means = self.h_s(z_hat).chunk(2, 1)
-        a = gain.reshape(-1, 1, 1, 1)
-        indexes = self.gaussian_conditional.build_indexes(scales * a)
-        symbols = self.gaussian_conditional.decompress(strings[0], indexes, z_hat.dtype)
-        y_hat = symbols / a + means
-        return {"x_hat": self.g_s(y_hat).clamp_(0, 1), "y_hat": y_hat}
-
-
+@register_arch("minnen", zoo_name="mbt2018", zoo_widths=[(192, 192)] * 4 + [(192, 320)] * 4, qvrf_widths=(192, 320))
 class QVRFJointAutoregressive(AutoregressiveMixin, GainMixin, JointAutoregressiveHierarchicalPriors):
+    latent_family = "autoregressive"
+
     def __init__(self, N: int = 192, M: int = 320, lmbdas=(0.18,), gains=None, learn_gains: bool = True):
         super().__init__(N=N, M=M)
         self.init_gains(lmbdas, gains, learn_gains)

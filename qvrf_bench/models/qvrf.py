@@ -224,7 +224,28 @@ class SearchGaussianConditional(GaussianConditional):
         return super().compress(inputs, indexes, means)
 
 
-class GainMixin:
+class CodingMixin:
+    """``compress`` / ``decompress`` of a QVRF model, written once for every entropy model: the
+    analysis and the y path of models/batching.py (the autoregressive models override them)."""
+
+    @torch.no_grad()
+    def compress(self, x: Tensor, gain: Tensor) -> dict:
+        from qvrf_bench.models import batching
+
+        an = batching.analyse(self, x)
+        y_strings, y_hat = batching.code_latent(self, an.y, an.params, gain)
+        return {"strings": [y_strings, [an.z_string]], "shape": torch.Size(an.z_shape), "y_hat": y_hat}
+
+    @torch.no_grad()
+    def decompress(self, strings: list, shape, gain: Tensor) -> dict:
+        from qvrf_bench.models import batching
+
+        params = batching.hyper_synthesis(self, strings[1][0], tuple(shape))
+        y_hat = batching.decode_latent(self, strings[0], params, gain)
+        return {"x_hat": self.g_s(y_hat).clamp_(0, 1), "y_hat": y_hat}
+
+
+class GainMixin(CodingMixin):
     """Adds the QVRF gain vector and its selection rules to a CompressAI model.
 
     Attributes set by :meth:`init_gains`: ``gain`` (nn.Parameter [L]), ``lmbdas`` (tuple),
@@ -247,6 +268,36 @@ class GainMixin:
         # in how it finds the scale indexes (same integers, one binary search instead of a pass per
         # table entry): no parameters or buffers change, so state dicts load as before.
         self.gaussian_conditional = SearchGaussianConditional(None)
+
+    @classmethod
+    def from_state_dict(cls, state_dict: dict, lmbdas: Sequence[float] | None = None):
+        """A model of this class from a state dict alone (as CompressAI's ``from_state_dict``): the
+        widths from its shapes, the levels from its gain vector (8 or 11: the QVRF lambda sets unless
+        ``lmbdas`` says otherwise; 1: a fixed-rate model, whose lambda ``lmbdas`` must give; none: a
+        CompressAI state dict, fixed-rate likewise). For coding, call registry.prepare_for_coding."""
+        from qvrf_bench.models.registry import build_model, lambdas_for_levels, make_config
+
+        arch = cls.arch_name
+        # widths: the outputs of the first and the last convolution of g_a (every architecture here)
+        convs = [v for k, v in state_dict.items() if k.startswith("g_a.") and k.endswith("weight") and v.dim() == 4]
+        if not convs:
+            raise ValueError(f"not a {arch} state dict (no g_a convolutions)")
+        N, M = int(convs[0].shape[0]), int(convs[-1].shape[0])
+        gain = state_dict.get("gain")
+        levels = 1 if gain is None else int(gain.numel())
+        if levels == 1:
+            if not lmbdas:
+                raise ValueError("a fixed-rate state dict: give its lambda (lmbdas=[0.0483])")
+            config = make_config(arch, "fixed", N=N, M=M, lmbda=float(lmbdas[0]))
+        else:
+            lm = list(lmbdas) if lmbdas else list(lambdas_for_levels(levels))
+            config = make_config(arch, "qvrf", N=N, M=M, lmbdas=lm, gains=gain.tolist())
+        model = build_model(config)
+        try:
+            model.load_state_dict(state_dict)  # CompressAI's: resizes the CDF buffers; strict
+        except RuntimeError as exc:
+            raise ValueError(f"the state dict does not fit a {config.label} model ({str(exc)[:300]})") from None
+        return model
 
     @property
     def num_levels(self) -> int:

@@ -4,9 +4,11 @@ A ``kind="fixed"`` model is one lambda (one of the 8 fixed-rate anchors); it is 
 the QVRF model with a single, frozen gain of 1, i.e. exactly the CompressAI model. A
 ``kind="qvrf"`` model has L levels (8 by default, 11 as an option).
 
-Default widths (decision 6): fixed-rate models take CompressAI's zoo widths for the quality whose
-lambda they are trained at; QVRF models, which cover every rate with one network, take the widest
-zoo config (Balle 192/320 as [QRAF]; Minnen 192/320 as CompressAI's VBR port; Cheng2020 N=192).
+Architectures register themselves with ``@register_arch`` (models/archs.py) on their class, with
+their default widths (decision 6): fixed-rate models take CompressAI's zoo widths for the quality
+whose lambda they are trained at; QVRF models, which cover every rate with one network, take the
+widest zoo config (Balle 192/320 as [QRAF]; Minnen 192/320 as CompressAI's VBR port; Cheng2020
+N=192).
 """
 
 from __future__ import annotations
@@ -15,35 +17,17 @@ from dataclasses import asdict, dataclass, field
 
 from torch import nn
 
-from qvrf_bench.models import determinism
-from qvrf_bench.models.autoregressive import AutoregressiveMixin
-from qvrf_bench.models.balle import QVRFScaleHyperprior
-from qvrf_bench.models.cheng2020 import QVRFCheng2020Attention
-from qvrf_bench.models.minnen import QVRFJointAutoregressive, QVRFMeanScaleHyperprior
+from qvrf_bench.models import balle, cheng2020, determinism, minnen  # noqa: F401  (they register themselves)
+from qvrf_bench.models.archs import ARCH_SPECS
 from qvrf_bench.models.qvrf import LAMBDAS_8, initial_gains, lambdas_for_levels, scale_table
 
+# Importing the model modules registers them (models/archs.py). ARCHS lists the built-in ones, in
+# the order of the papers; a class registered later (a user's, a test's) builds like them.
 ARCHS = ("balle", "minnen-mean", "minnen", "cheng2020")
 KINDS = ("fixed", "qvrf")
 
-# arch -> (model class, CompressAI zoo name, number of width arguments)
-_CLASSES = {
-    "balle": (QVRFScaleHyperprior, "bmshj2018-hyperprior"),
-    "minnen-mean": (QVRFMeanScaleHyperprior, "mbt2018-mean"),
-    "minnen": (QVRFJointAutoregressive, "mbt2018"),
-    "cheng2020": (QVRFCheng2020Attention, "cheng2020-attn"),
-}
-
 # The joint autoregressive ones (context model; their y symbol order depends on the codec format).
-AUTOREGRESSIVE = tuple(a for a, (cls, _) in _CLASSES.items() if issubclass(cls, AutoregressiveMixin))
-
-# CompressAI 1.2.8 zoo widths by quality 1..8 (cheng2020-attn stops at 6; 7-8 reuse N=192).
-_ZOO_WIDTHS = {
-    "balle": [(128, 192)] * 5 + [(192, 320)] * 3,
-    "minnen-mean": [(128, 192)] * 4 + [(192, 320)] * 4,
-    "minnen": [(192, 192)] * 4 + [(192, 320)] * 4,
-    "cheng2020": [(128, 128)] * 3 + [(192, 192)] * 5,
-}
-_QVRF_WIDTHS = {"balle": (192, 320), "minnen-mean": (192, 320), "minnen": (192, 320), "cheng2020": (192, 192)}
+AUTOREGRESSIVE = tuple(a for a, spec in ARCH_SPECS.items() if spec.cls.latent_family == "autoregressive")
 
 
 @dataclass
@@ -70,18 +54,18 @@ class ModelConfig:
     @property
     def label(self) -> str:
         """A short method name, e.g. ``balle-qvrf-192x320`` or ``balle-fixed-0.0483``."""
-        widths = f"{self.N}" if self.arch == "cheng2020" else f"{self.N}x{self.M}"
+        spec = ARCH_SPECS.get(self.arch)
+        widths = f"{self.N}" if spec is not None and spec.one_width else f"{self.N}x{self.M}"
         if self.kind == "fixed":
             return f"{self.arch}-fixed-{widths}-l{self.lmbdas[0]:g}"
         return f"{self.arch}-qvrf{len(self.lmbdas)}-{widths}"
 
 
 def default_widths(arch: str, kind: str, lmbda: float | None = None) -> tuple[int, int]:
-    if kind == "qvrf":
-        return _QVRF_WIDTHS[arch]
-    if lmbda in LAMBDAS_8:
-        return _ZOO_WIDTHS[arch][LAMBDAS_8.index(lmbda)]
-    return _QVRF_WIDTHS[arch]
+    spec = ARCH_SPECS[arch]
+    if kind == "fixed" and lmbda in LAMBDAS_8:
+        return spec.zoo_widths[LAMBDAS_8.index(lmbda)]
+    return spec.qvrf_widths
 
 
 def make_config(
@@ -96,8 +80,8 @@ def make_config(
     ref_lmbda: float | None = None,
     learn_gains: bool = True,
 ) -> ModelConfig:
-    if arch not in _CLASSES:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+    if arch not in ARCH_SPECS:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCH_SPECS)}")
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
     if kind == "fixed":
@@ -109,16 +93,16 @@ def make_config(
         gains = list(gains) if gains is not None else initial_gains(lmbdas, ref_lmbda)
     dN, dM = default_widths(arch, kind, lmbdas[0] if kind == "fixed" else None)
     N = int(N or dN)
-    M = N if arch == "cheng2020" else int(M or dM)
+    M = N if ARCH_SPECS[arch].one_width else int(M or dM)
     return ModelConfig(arch, kind, N, M, [float(v) for v in lmbdas], [float(g) for g in gains],
-                       bool(learn_gains), _CLASSES[arch][1])  # fmt: skip
+                       bool(learn_gains), ARCH_SPECS[arch].zoo_name)  # fmt: skip
 
 
 def build_model(config: ModelConfig) -> nn.Module:
     """A fresh (randomly initialised) model for ``config``, with ``model.config`` set."""
-    cls = _CLASSES[config.arch][0]
+    spec = ARCH_SPECS[config.arch]
     kwargs = dict(lmbdas=config.lmbdas, gains=config.gains_init, learn_gains=config.learn_gains)
-    model = cls(N=config.N, **kwargs) if config.arch == "cheng2020" else cls(N=config.N, M=config.M, **kwargs)
+    model = spec.cls(N=config.N, **kwargs) if spec.one_width else spec.cls(N=config.N, M=config.M, **kwargs)
     model.config = config
     model.qvrf_scale_table = scale_table(max(config.gains_init))
     determinism.install(model)  # entropy parameters independent of the thread count

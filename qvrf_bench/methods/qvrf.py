@@ -1,0 +1,110 @@
+"""QVRF (and the suite's fixed-rate models) as a method of the contract (methods/base.py).
+
+The rate points are the checkpoint's levels and any gain a > 0 (the official ``factor``); the side
+information is the level (255 for a continuous gain) and the float32 gain, five bytes, exactly the
+fields the version-2 container carries. The coding is models/batching.py, the same code the fast
+engine runs, so a model measured through this method gives the same y and z strings as through
+codec.py (tested): only the container around them differs.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from qvrf_bench.errors import BitstreamError
+from qvrf_bench.gains import check_gain, gain_problem
+from qvrf_bench.methods.base import Analysis, Method, Point
+from qvrf_bench.models import batching
+
+_SIDE = struct.Struct(">Bf")
+_NO_LEVEL = 255
+
+
+class QVRFMethod(Method):
+    method_id = "qvrf"
+    decode_check = "latent"
+    batched = True
+    n_shared = 1  # the z string: QVRF never scales z
+
+    def __init__(self, model, name: str | None = None):
+        self.model = self.module = model
+        self.arch = model.config.arch
+        # not the label alone: a run may measure the same file as a checkpoint (-c) too
+        self.name = name or f"{model.config.label}-method"
+        self.kind = model.config.kind
+
+    def rate_points(self) -> list[Point]:
+        lm = self.model.config.lmbdas
+        return [Point(f"level={s}", s, None, float(lm[s])) for s in range(self.model.num_levels)]
+
+    def continuous_point(self, value: float) -> Point:
+        gain = check_gain(float(np.float32(value)), "gain")
+        return Point(f"gain={gain:.4f}", None, gain, None)
+
+    def gain(self, point: Point) -> float:
+        if point.value is not None:
+            return point.value
+        return float(np.float32(float(self.model.level_gain(point.level))))
+
+    def side_info(self, point: Point) -> bytes:
+        return _SIDE.pack(_NO_LEVEL if point.level is None else point.level, self.gain(point))
+
+    def point_from_side_info(self, data: bytes) -> Point:
+        if len(data) != _SIDE.size:
+            raise BitstreamError(f"corrupt header: QVRF side information of {len(data)} bytes, not {_SIDE.size}")
+        level, gain = _SIDE.unpack(data)
+        if level == _NO_LEVEL:
+            problem = gain_problem(gain)
+            if problem:
+                raise BitstreamError(f"corrupt header: gain {problem}")
+            return self.continuous_point(gain)
+        if level >= self.model.num_levels:
+            raise BitstreamError(f"corrupt header: level {level} is not one of 0..{self.model.num_levels - 1}")
+        point = self.rate_points()[level]
+        if gain != self.gain(point):
+            raise BitstreamError(f"corrupt header: gain {gain:.7g} is not level {level}'s")
+        return point
+
+    def _gains(self, points: list[Point]) -> Tensor:
+        return torch.tensor([self.gain(p) for p in points], dtype=torch.float32, device=self.device)
+
+    def analyse(self, x: Tensor) -> Analysis:
+        an = batching.analyse(self.model, x)
+        return Analysis([an.z_string], an)
+
+    def code(self, analysis: Analysis, points: list[Point]):
+        an = analysis.state
+        strings, y_hat = batching.code_latent(self.model, an.y, an.params, self._gains(points))
+        return [[s] for s in strings], [y_hat[i : i + 1] for i in range(len(points))]
+
+    def decode_shared(self, shared: list[bytes], height: int, width: int):
+        return batching.hyper_synthesis(self.model, shared[0], (height // 64, width // 64))
+
+    def decode(self, state, strings: list[list[bytes]], points: list[Point]) -> list[Tensor]:
+        y_hat = batching.decode_latent(self.model, [s[0] for s in strings], state, self._gains(points))
+        return [y_hat[i : i + 1] for i in range(len(points))]
+
+    def synthesise(self, rebuilt: Tensor) -> Tensor:
+        return self.model.g_s(rebuilt)
+
+    def config(self) -> dict:
+        return self.model.config.to_dict()
+
+    def prepare(self) -> None:
+        from qvrf_bench.models.registry import prepare_for_coding
+
+        prepare_for_coding(self.model)
+
+
+def make(checkpoint: str | None = None, device: str = "cpu") -> QVRFMethod:
+    """``--method qvrf_bench.methods.qvrf:make=CHECKPOINT`` (or ``--method qvrf=CHECKPOINT``)."""
+    from qvrf_bench.models.checkpoints import load_model
+
+    if checkpoint is None:
+        raise ValueError("the qvrf method needs a checkpoint (qvrf=PATH or qvrf=zoo:NAME)")
+    model, _ = load_model(checkpoint, device=device)
+    return QVRFMethod(model)

@@ -1,0 +1,138 @@
+"""The method contract: QVRF through it gives the codec's own strings; both engines agree; the
+version-3 container round-trips and refuses what it did not write; a plain CompressAI model wraps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import small_model
+
+from qvrf_bench import codec, container
+from qvrf_bench.engine import FastEngine, RatePoint
+from qvrf_bench.errors import BitstreamError
+from qvrf_bench.methods import engine as M
+from qvrf_bench.methods.fixed import CompressAIFixed
+from qvrf_bench.methods.qvrf import QVRFMethod
+
+
+def _rgb(h=40, w=72, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(h, w, 3, generator=g) * 255).round().to(torch.uint8).numpy()
+
+
+@pytest.mark.parametrize("arch", ["balle", "minnen-mean", "minnen"])
+def test_qvrf_through_the_contract_gives_the_codecs_strings_and_images(arch):
+    model = small_model(arch)
+    method = QVRFMethod(model)
+    fp = method.fingerprint()
+    points = [method.rate_points()[0], method.rate_points()[5], method.continuous_point(2.345)]
+    rgb = _rgb()
+    fast = M.MethodEngine("fast").run_image(method, rgb, points, fp)
+    serial = M.MethodEngine("serial").run_image(method, rgb, points, fp)
+    ref = FastEngine().run_image(model, rgb, [RatePoint(0, None), RatePoint(5, None), RatePoint(None, 2.345)],
+                                 codec.model_fingerprint(model))  # fmt: skip
+    for f, s, r in zip(fast, serial, ref, strict=True):
+        assert f.data == s.data and np.array_equal(f.rgb, s.rgb) and f.decode_ok and s.decode_ok
+        _, ref_strings = codec.unpack(r.data)
+        _, strings = container.unpack_method(f.data)
+        assert strings == ref_strings  # y then z: the same entropy-coded bytes as codec.py writes
+        assert np.array_equal(f.rgb, r.rgb)
+        assert f.payload_bytes == r.payload_bytes and len(f.data) == len(r.data) + 2  # the v3 header
+    # the one-image codec decodes what the engine wrote, to the same point
+    x_hat, _, point = M.decode_bytes(method, fast[2].data)
+    assert point == points[2] and np.array_equal(codec.images.tensor_to_rgb8(x_hat), fast[2].rgb)
+
+
+def test_the_container_refuses_other_methods_and_broken_side_information():
+    model = small_model("balle")
+    method = QVRFMethod(model)
+    ((data, _),) = M.encode_image(method, _rgb(), [method.rate_points()[1]])
+    header, _ = container.unpack_method(data)
+    assert header.method_id == "qvrf" and header.arch == "balle" and len(header.side_info) == 5
+    other = QVRFMethod(small_model("balle", seed=1))
+    with pytest.raises(BitstreamError, match="fingerprint"):
+        M.decode_bytes(other, data)
+    with pytest.raises(BitstreamError, match="method container"):
+        codec.decode(model, data)  # the version-2 reader names the format it met
+    # level 1 with a gain that is not level 1's
+    h = container.MethodHeader(
+        "balle", "qvrf", header.fingerprint, 40, 72, header.padding, b"\x01" + b"\x3f\x80\x00\x00"
+    )
+    _, strings = container.unpack_method(data)
+    with pytest.raises(BitstreamError, match="not level 1's"):
+        M.decode_bytes(method, container.pack_method(h, strings))
+    for cut in (3, 10, 30, len(data) - 1):
+        with pytest.raises(BitstreamError):
+            M.decode_bytes(method, data[:cut])
+
+
+def test_a_plain_compressai_model_wraps_with_no_code():
+    from compressai.models import ScaleHyperprior
+
+    torch.manual_seed(0)
+    net = ScaleHyperprior(N=8, M=12)
+    net.update(force=True)
+    method = CompressAIFixed(net, "plain", "balle")
+    (r,) = M.MethodEngine("fast").run_image(method, _rgb(), method.rate_points(), method.fingerprint())
+    # the image is CompressAI's own decompress of CompressAI's own compress
+    x = codec.images.rgb8_to_tensor(_rgb())
+    pad = codec.images.centred_padding(40, 72)
+    out = net.compress(codec.images.pad(x, pad))
+    ref = net.decompress(out["strings"], out["shape"])["x_hat"]
+    assert np.array_equal(r.rgb, codec.images.tensor_to_rgb8(codec.images.crop(ref, pad)))
+    assert r.decode_ok and r.payload_bytes == 4 + sum(len(s[0]) for s in out["strings"])
+
+
+def test_sweep_measures_a_method_spec_with_rows_of_its_own(tmp_path):
+    """``sweep --method qvrf=CKPT`` beside ``-c CKPT``: same payload bytes and PSNR per level; the
+    contract's rows say kind 'variable' and decode_check 'latent'; a rerun resumes with nothing to do."""
+    from helpers import run_cli
+    from PIL import Image
+
+    from qvrf_bench.models.checkpoints import save_checkpoint
+    from qvrf_bench.store import ResultStore
+
+    ckpt = tmp_path / "m.pt"
+    save_checkpoint(ckpt, small_model("balle"))
+    data = tmp_path / "imgs"
+    data.mkdir()
+    Image.fromarray(_rgb(48, 64)).save(data / "a.png")
+    args = ["sweep", "--dataset", data, "--out", tmp_path / "run", "-c", ckpt, "--method", f"qvrf={ckpt}",
+            "--levels", "0,3", "--factors", "none", "--no-progress"]  # fmt: skip
+    r = run_cli(*args)
+    assert r.returncode == 0, r.stderr
+    df = ResultStore(tmp_path / "run").read()
+    own, contract = df[df["kind"] == "qvrf"], df[df["kind"] == "variable"]
+    assert len(own) == 2 and len(contract) == 2
+    assert set(contract["decode_check"]) == {"latent"} and set(own["decode_check"]) == {"latent"}
+    assert contract["decode_ok"].all() and (contract["engine"] == "method-fast").all()
+    for lv in ("level=0", "level=3"):
+        a, b = own[own["rate_point"] == lv].iloc[0], contract[contract["rate_point"] == lv].iloc[0]
+        assert a["payload_bytes"] == b["payload_bytes"] and a["psnr_rgb"] == b["psnr_rgb"]
+    r = run_cli(*args)
+    assert r.returncode == 0 and len(ResultStore(tmp_path / "run").read()) == 4
+
+
+def test_encode_info_decode_with_a_method(tmp_path):
+    from helpers import run_cli
+    from PIL import Image
+
+    from qvrf_bench.models.checkpoints import save_checkpoint
+
+    save_checkpoint(tmp_path / "m.pt", small_model("balle"))
+    Image.fromarray(_rgb(48, 64)).save(tmp_path / "a.png")
+    spec = f"qvrf={tmp_path / 'm.pt'}"
+    for args in (["--level", 4], ["--value", 3.3]):
+        r = run_cli("encode", "--method", spec, *args, tmp_path / "a.png", tmp_path / "a.qvrf")
+        assert r.returncode == 0, r.stderr
+        r = run_cli("info", tmp_path / "a.qvrf")
+        assert r.returncode == 0 and "format 3" in r.stdout and "method qvrf" in r.stdout, r.stdout + r.stderr
+        r = run_cli("decode", "--method", spec, tmp_path / "a.qvrf", tmp_path / "a-dec.png")
+        assert r.returncode == 0, r.stderr
+        label = "level=4" if args[0] == "--level" else "gain=3.3000"
+        assert label in r.stdout
+    r = run_cli("decode", "-c", tmp_path / "m.pt", tmp_path / "a.qvrf", tmp_path / "x.png")
+    assert r.returncode == 2 and "method container" in r.stderr
+    r = run_cli("encode", "--method", "no.such.module:make", tmp_path / "a.png", tmp_path / "b.qvrf")
+    assert r.returncode == 2 and "cannot load it" in r.stderr
