@@ -7,7 +7,7 @@ with its two strings).
 
 Decoding hostile files: the decoder uses the shapes it derives from the checked image size, never
 the header's hyper-latent size. CompressAI's rANS decoder reads its string without bounds checks,
-so a corrupt string is handed over with zero padding after it (:func:`_padded`): reading zeros, the
+so a corrupt string is handed over with zero padding after it (models/batching.py, ``padded``): reading zeros, the
 decoder takes at most one 32-bit word per symbol, plus escape chunks that only the real bytes can
 ask for, so it never reads past its buffer. The encoder's symbols are checked before CompressAI's
 coder sees them (models/qvrf.py, check_coder_input) and its gain against the supported range
@@ -43,6 +43,7 @@ from qvrf_bench.container import (  # noqa: F401  (re-exported: the format is pa
 )
 from qvrf_bench.errors import BitstreamError, GainError
 from qvrf_bench.gains import check_gain
+from qvrf_bench.models.batching import padded
 from qvrf_bench.models.registry import AUTOREGRESSIVE
 
 
@@ -144,14 +145,6 @@ def check_header(model: nn.Module, header: Header, name: str, fingerprint: str |
             )
 
 
-def _padded(string: bytes, symbols: int) -> bytes:
-    """``string`` with zeros after it, so CompressAI's rANS decoder (which reads its buffer without
-    bounds checks) stays inside it whatever a corrupt string says: from zeros it takes at most one
-    32-bit word per symbol, and escape chunks read from the real bytes can ask for at most 30
-    more 4-bit chunks per byte (two chunks of 15 per byte), 15 bytes at 8 chunks per word."""
-    return string + bytes(WORD * symbols + 16 * len(string) + 1024)
-
-
 @torch.no_grad()
 def decode_tensor(model: nn.Module, data: bytes, name: str = "bitstream", fingerprint: str | None = None,
                   max_pixels: int = MAX_PIXELS):  # fmt: skip
@@ -172,7 +165,7 @@ def decode_full(model: nn.Module, data: bytes, name: str = "bitstream", fingerpr
     (yh, yw), z_shape = latent_shapes(header.height, header.width)
     n_y = int(model.M) * yh * yw
     n_z = int(model.entropy_bottleneck.channels) * z_shape[0] * z_shape[1]
-    coded = [[_padded(strings[0], n_y)], [_padded(strings[1], n_z)]]
+    coded = [[padded(strings[0], n_y)], [padded(strings[1], n_z)]]
     try:
         out = model.decompress(coded, torch.Size(z_shape), g, **symbol_order(header))
     except Exception:  # the shapes are ours, so what fails is the payload

@@ -15,7 +15,9 @@ before anything is timed. An engine that codes several points at once reports ea
 of the shared work (documented per engine).
 
 :class:`FastEngine` (``fast``) gives the same bytes, images and decode checks as the serial engine
-while doing per image only what depends on the rate:
+while doing per image only what depends on the rate. It is the method contract's shared-analysis
+path (methods/engine.py ``run_points``) with the model wrapped as a QVRF method that writes this
+codec's version-2 container (methods/qvrf.py), so one loop serves the suite's models and a user's:
 
 - Shared per image (models/batching.py): g_a, h_a, the z string and h_s are computed once: QVRF
   never scales z, so the z string is the same at every rate point. That is checked, not assumed:
@@ -148,10 +150,6 @@ def resolve_point(model: nn.Module, pt: RatePoint) -> tuple[int | None, float]:
     return None, float(np.float32(pt.gain))
 
 
-def _batches(n: int, size: int) -> list[range]:
-    return [range(i, min(i + size, n)) for i in range(0, n, size)]
-
-
 class FastEngine:
     """Per image: the analysis once, the rate points in batches (see the module docstring)."""
 
@@ -227,75 +225,20 @@ class FastEngine:
 
     @torch.no_grad()
     def _run(self, model: nn.Module, rgb: np.ndarray, points: list[RatePoint], fingerprint: str) -> list[PointResult]:
-        n = len(points)
-        if n == 0:
+        """The method contract's shared-analysis path (methods/engine.py ``run_points``) with QVRF as
+        a method writing this codec's version-2 container."""
+        from qvrf_bench.methods.engine import run_points
+        from qvrf_bench.methods.qvrf import QVRFMethod
+
+        if not points:
             return []
-        device = codec.model_device(model)
+        method = QVRFMethod(model, container=2)
         resolved = [resolve_point(model, pt) for pt in points]
-        x = images.rgb8_to_tensor(rgb)
-        height, width = x.shape[-2:]
-        padding = images.centred_padding(height, width, codec.PAD_MULTIPLE)
-        fp = bytes.fromhex(fingerprint)
-
-        synchronize(device)
-        t0 = time.perf_counter()
-        an = batching.analyse(model, images.pad(x.to(device), padding))
-        synchronize(device)
-        enc_s = [(time.perf_counter() - t0) / n] * n
-        dec_s = [0.0] * n
-        results: list[PointResult | None] = [None] * n
-        z_string = params_dec = None
-        for batch in _batches(n, self.batch_size(model, an.y)):
-            k = len(batch)
-            # Encode the batch: y strings, then the containers the serial path writes.
-            synchronize(device)
-            t0 = time.perf_counter()
-            gains = torch.tensor([resolved[i][1] for i in batch], dtype=torch.float32, device=device)
-            y_strings, y_enc = batching.code_latent(model, an.y, an.params, gains)
-            datas = []
-            for j, i in enumerate(batch):
-                level, gain = resolved[i]
-                header = codec.Header(model.config.arch, level, gain, fp, height, width, padding, an.z_shape,
-                                      (len(y_strings[j]), len(an.z_string)))  # fmt: skip
-                datas.append(codec.pack(header, [y_strings[j], an.z_string]))
-            synchronize(device)
-            for i in batch:
-                enc_s[i] += (time.perf_counter() - t0) / k
-
-            # Decode the batch from its bytes alone.
-            t0 = time.perf_counter()
-            parsed = [codec.unpack(d) for d in datas]
-            for header, _ in parsed:
-                codec.check_header(model, header, "bitstream", fingerprint)
-            if z_string is None:  # z once per image, from the first container
-                z_string = parsed[0][1][1]
-                params_dec = batching.hyper_synthesis(model, z_string, parsed[0][0].z_shape)
-                synchronize(device)
-                t_z = time.perf_counter() - t0
-                for i in range(n):
-                    dec_s[i] += t_z / n
-                t0 = time.perf_counter()
-            if any(strings[1] != z_string for _, strings in parsed):
-                raise RuntimeError("the z string differs between rate points of one image")
-            gains_dec = torch.tensor([h.gain for h, _ in parsed], dtype=torch.float32, device=device)
-            y_dec = batching.decode_latent(model, [strings[0] for _, strings in parsed], params_dec, gains_dec)
-            synchronize(device)
-            for i in batch:
-                dec_s[i] += (time.perf_counter() - t0) / k
-            for j, i in enumerate(batch):
-                t0 = time.perf_counter()
-                x_hat = images.crop(model.g_s(y_dec[j : j + 1]).clamp_(0, 1), parsed[j][0].padding)
-                rgb_dec = images.tensor_to_rgb8(x_hat)
-                synchronize(device)
-                dec_s[i] += time.perf_counter() - t0
-                ok = bool(torch.equal(y_dec[j : j + 1], y_enc[j : j + 1]))
-                payload = len(y_strings[j]) + len(an.z_string)
-                results[i] = PointResult(points[i], datas[j], payload, resolved[i][1], rgb_dec, ok, enc_s[i], 0.0,
-                                         y_enc[j : j + 1])  # fmt: skip
-        for i, r in enumerate(results):
-            r.dec_s = dec_s[i]
-            r.enc_s = enc_s[i]
-        return results
+        levels = method.rate_points()
+        todo = [levels[lv] if lv is not None else method.continuous_point(g) for lv, g in resolved]
+        res = run_points(method, rgb, todo, fingerprint, lambda an: self.batch_size(model, an.state.y))
+        return [PointResult(pt, r.data, r.payload_bytes, g, r.rgb, r.decode_ok, r.enc_s, r.dec_s, r.rebuilt)
+                for pt, (_, g), r in zip(points, resolved, res, strict=True)]  # fmt: skip
 
 
 ENGINES = {"serial": SerialEngine, "fast": FastEngine}

@@ -300,9 +300,10 @@ class ModelProbe:
         import torch
 
         from qvrf_bench import codec, images
-        from qvrf_bench.models import batching
+        from qvrf_bench.methods.qvrf import QVRFMethod
 
         self.model, self.rgb8, self.kind = model, rgb8, kind
+        self.method = QVRFMethod(model, container=2)  # the coding and container of codec.py, via the method
         self.fingerprint = fingerprint or codec.model_fingerprint(model)
         h, w = rgb8.shape[:2]
         self.pixels = h * w
@@ -310,29 +311,22 @@ class ModelProbe:
         self.device = codec.model_device(model)
         x = images.pad(images.rgb8_to_tensor(rgb8).to(self.device), self.padding)
         with torch.no_grad():
-            self.analysis = batching.analyse(model, x)
+            self.analysis = self.method.analyse(x)
 
     def __call__(self, gain: float) -> tuple[float, bytes]:
         import torch
 
-        from qvrf_bench import codec, images
-        from qvrf_bench.gains import check_gain
-        from qvrf_bench.models import batching
+        from qvrf_bench import images
 
-        gain = check_gain(_float32(gain))
-        a = self.analysis
-        g = torch.tensor([gain], dtype=torch.float32, device=self.device)
+        point = self.method.continuous_point(gain)  # the float32 gain, checked against the supported range
         with torch.no_grad():
-            y_strings, y_hat = batching.code_latent(self.model, a.y, a.params, g)
-        strings = [y_strings[0], a.z_string]
+            (own,), (y_hat,) = self.method.code(self.analysis, [point])
         h, w = self.rgb8.shape[:2]
-        header = codec.Header(self.model.config.arch, None, gain, bytes.fromhex(self.fingerprint), h, w,
-                              self.padding, a.z_shape, tuple(len(s) for s in strings))  # fmt: skip
-        data = codec.pack(header, strings)
+        data = self.method.pack(point, [*own, *self.analysis.shared], h, w, self.padding, self.fingerprint)
 
         def decoded() -> np.ndarray:  # the encoder's y_hat through g_s: what the decoder will rebuild
             with torch.no_grad():
-                return images.tensor_to_rgb8(images.crop(self.model.g_s(y_hat).clamp_(0, 1), self.padding))
+                return images.tensor_to_rgb8(images.crop(self.method.synthesise(y_hat).clamp_(0, 1), self.padding))
 
         return achieved(self.kind, self.rgb8, data, decoded), data
 

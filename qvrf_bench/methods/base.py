@@ -28,6 +28,9 @@ Coding, split so an engine can share the rate-independent work
     decoded, no more). ``batched = True`` promises that one call with many points gives each point
     exactly what a call with that point alone gives (so the fast engine may batch them); the engine
     tests it on a probe image before it relies on it.
+Container
+    :meth:`pack` / :meth:`unpack`: the version-3 container (container.py) unless the method has
+    a format of its own (QVRF can write the version-2 one its zoo numbers are recorded with).
 Identity
     ``method_id`` (stable; written in every bitstream), ``name`` (the rows' ``method``), ``arch`` (the
     rows' ``arch``: one of the built-in architectures to be compared with their anchors), and
@@ -59,7 +62,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from qvrf_bench.errors import CheckpointError
+from qvrf_bench.errors import BitstreamError, CheckpointError
 
 DECODE_CHECKS = ("latent", "image", "decodes")
 METHOD_FILE = "qvrf-bench-method"  # the format tag of save_method files
@@ -73,6 +76,19 @@ class Point:
     level: int | None = None
     value: float | None = None  # the continuous knob, None for a level
     lmbda: float | None = None  # the lambda a level was trained for
+
+
+@dataclass
+class Unpacked:
+    """A container read back: the point its side information names, the point's own strings and the
+    shared ones, and the original size with its padding."""
+
+    point: Point
+    strings: list[bytes]
+    shared: list[bytes]
+    height: int
+    width: int
+    padding: tuple[int, int, int, int]
 
 
 @dataclass
@@ -133,6 +149,39 @@ class Method(ABC):
     def synthesise(self, rebuilt: Tensor) -> Tensor:
         """What was rebuilt -> the padded reconstruction in [0, 1]; the identity for image methods."""
         return rebuilt
+
+    # --- the container (version 3; a method with a format of its own overrides both) -------------
+
+    def pack(self, point: Point, strings: list[bytes], height: int, width: int, padding, fingerprint: str) -> bytes:
+        """One point's container: its own strings, then the shared ones."""
+        from qvrf_bench.container import MethodHeader, pack_method
+
+        header = MethodHeader(self.arch, self.method_id, bytes.fromhex(fingerprint), height, width, tuple(padding),
+                              self.side_info(point))  # fmt: skip
+        return pack_method(header, strings)
+
+    def unpack(self, data: bytes, name: str, fingerprint: str, max_pixels: int | None = None) -> Unpacked:
+        """Every header check, then the point from the side information (BitstreamError otherwise)."""
+        from qvrf_bench.container import MAX_PIXELS, unpack_method
+
+        header, strings = unpack_method(data, name, max_pixels or MAX_PIXELS)
+        if header.method_id != self.method_id:
+            raise BitstreamError(f"{name}: made by method {header.method_id!r}, not {self.method_id!r}")
+        if header.arch and header.arch != self.arch:
+            raise BitstreamError(f"{name}: made by a {header.arch} model, this method is {self.arch or 'another'}")
+        if header.fingerprint != bytes.fromhex(fingerprint)[:8]:
+            raise BitstreamError(
+                f"{name}: made by a method with fingerprint {header.fingerprint.hex()}, not this one "
+                f"({fingerprint[:16]}); decode it with the checkpoint that encoded it"
+            )
+        if len(strings) < self.n_shared + 1:
+            raise BitstreamError(f"{name}: corrupt header: {len(strings)} strings, the method writes more")
+        try:
+            point = self.point_from_side_info(header.side_info)
+        except BitstreamError as exc:
+            raise BitstreamError(f"{name}: {exc}") from None
+        k = len(strings) - self.n_shared
+        return Unpacked(point, strings[:k], strings[k:], header.height, header.width, header.padding)
 
     # --- identity -------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from qvrf_bench import images
-from qvrf_bench.container import PAD_MULTIPLE, MethodHeader, pack_method, unpack_method
+from qvrf_bench.container import PAD_MULTIPLE
 from qvrf_bench.engine import synchronize
 from qvrf_bench.errors import BitstreamError
 from qvrf_bench.methods.base import Method, Point
@@ -36,22 +36,7 @@ class MethodResult:
     decode_ok: bool
     enc_s: float
     dec_s: float
-
-
-def _header(method: Method, fp: bytes, point: Point, h: int, w: int, padding) -> MethodHeader:
-    return MethodHeader(method.arch, method.method_id, fp, h, w, tuple(padding), method.side_info(point))
-
-
-def check_header(method: Method, header: MethodHeader, name: str, fingerprint: str) -> None:
-    if header.method_id != method.method_id:
-        raise BitstreamError(f"{name}: made by method {header.method_id!r}, not {method.method_id!r}")
-    if header.arch and header.arch != method.arch:
-        raise BitstreamError(f"{name}: made by a {header.arch} model, this method is {method.arch or 'another'}")
-    if header.fingerprint != bytes.fromhex(fingerprint)[:8]:
-        raise BitstreamError(
-            f"{name}: made by a method with fingerprint {header.fingerprint.hex()}, not this one "
-            f"({fingerprint[:16]}); decode it with the checkpoint that encoded it"
-        )
+    rebuilt: torch.Tensor | None = None  # what the encoder says the decoder must rebuild
 
 
 @torch.no_grad()
@@ -63,38 +48,27 @@ def encode_image(method: Method, rgb: np.ndarray, points: list[Point], fingerpri
     padding = images.centred_padding(h, w, PAD_MULTIPLE)
     an = method.analyse(images.pad(x.to(method.device), padding))
     strings, rebuilt = method.code(an, list(points))
-    fp = bytes.fromhex(fingerprint)
     out = []
     for pt, own, r in zip(points, strings, rebuilt, strict=True):
-        out.append((pack_method(_header(method, fp, pt, h, w, padding), [*own, *an.shared]), r))
+        out.append((method.pack(pt, [*own, *an.shared], h, w, padding, fingerprint), r))
     return out
-
-
-def _parse(method: Method, data: bytes, name: str, fingerprint: str):
-    header, strings = unpack_method(data, name)
-    check_header(method, header, name, fingerprint)
-    if len(strings) < method.n_shared + 1:
-        raise BitstreamError(f"{name}: corrupt header: {len(strings)} strings, the method writes more")
-    point = method.point_from_side_info(header.side_info)
-    k = len(strings) - method.n_shared
-    return header, point, strings[:k], strings[k:]
 
 
 @torch.no_grad()
 def decode_bytes(method: Method, data: bytes, name: str = "bitstream", fingerprint: str | None = None):
     """Container bytes -> (the (1, 3, H, W) reconstruction in [0, 1], what was rebuilt, point)."""
     fingerprint = fingerprint or method.fingerprint()
-    header, point, own, shared = _parse(method, data, name, fingerprint)
-    ph, pw = header.height + sum(header.padding[2:]), header.width + sum(header.padding[:2])
+    u = method.unpack(data, name, fingerprint)
+    ph, pw = u.height + sum(u.padding[2:]), u.width + sum(u.padding[:2])
     try:
-        state = method.decode_shared(shared, ph, pw)
-        (rebuilt,) = method.decode(state, [own], [point])
+        state = method.decode_shared(u.shared, ph, pw)
+        (rebuilt,) = method.decode(state, [u.strings], [u.point])
         x_hat = method.synthesise(rebuilt).clamp(0, 1)
     except BitstreamError:
         raise
     except Exception as exc:
         raise BitstreamError(f"{name}: corrupt bitstream payload ({type(exc).__name__}: {exc})") from None
-    return images.crop(x_hat, header.padding), rebuilt, point
+    return images.crop(x_hat, u.padding), rebuilt, u.point
 
 
 def _same(a, b) -> bool:
@@ -133,65 +107,78 @@ class MethodEngine:
                     "machine (the method says batched = True); use --engine serial"
                 )
 
-    @torch.no_grad()
     def _run(self, method: Method, rgb: np.ndarray, points: list[Point], fingerprint: str, size: int):
-        n = len(points)
-        if n == 0:
-            return []
-        device = method.device
-        x = images.rgb8_to_tensor(rgb)
-        h, w = x.shape[-2:]
-        padding = images.centred_padding(h, w, PAD_MULTIPLE)
-        ph, pw = h + sum(padding[2:]), w + sum(padding[:2])
-        xp = images.pad(x.to(device), padding)
-        fp = bytes.fromhex(fingerprint)
-        enc_s, dec_s = [0.0] * n, [0.0] * n
-        results: list[MethodResult | None] = [None] * n
-        an = state = None
-        for start in range(0, n, size):
-            batch = list(range(start, min(start + size, n)))
-            k = len(batch)
-            synchronize(device)
-            t0 = time.perf_counter()
-            if an is None or size == 1:  # the serial path runs the whole method for every point
-                an = method.analyse(xp)
-                synchronize(device)
-                t_an = time.perf_counter() - t0
-                for i in batch if size == 1 else range(n):
-                    enc_s[i] += t_an / (1 if size == 1 else n)
-                t0 = time.perf_counter()
-            strings, rebuilt = method.code(an, [points[i] for i in batch])
-            datas = [pack_method(_header(method, fp, points[i], h, w, padding), [*strings[j], *an.shared])
-                     for j, i in enumerate(batch)]  # fmt: skip
-            synchronize(device)
-            for i in batch:
-                enc_s[i] += (time.perf_counter() - t0) / k
+        return run_points(method, rgb, points, fingerprint, size)
 
-            t0 = time.perf_counter()
-            parsed = [_parse(method, d, "bitstream", fingerprint) for d in datas]
-            if state is None or size == 1:
-                state = method.decode_shared(parsed[0][3], ph, pw)
-                synchronize(device)
-                t_s = time.perf_counter() - t0
-                for i in batch if size == 1 else range(n):
-                    dec_s[i] += t_s / (1 if size == 1 else n)
-                first_shared = parsed[0][3]
-                t0 = time.perf_counter()
-            if any(p[3] != first_shared for p in parsed):
-                raise RuntimeError(f"{method.name}: the shared strings differ between rate points of one image")
-            got = method.decode(state, [p[2] for p in parsed], [p[1] for p in parsed])
+
+@torch.no_grad()
+def run_points(method: Method, rgb: np.ndarray, points: list[Point], fingerprint: str, size) -> list[MethodResult]:
+    """One image at ``points``, ``size`` points per batch (an int, or a function of the image's
+    Analysis: a memory bound); 1 is the serial path (the whole method per point)."""
+    n = len(points)
+    if n == 0:
+        return []
+    device = method.device
+    x = images.rgb8_to_tensor(rgb)
+    h, w = x.shape[-2:]
+    padding = images.centred_padding(h, w, PAD_MULTIPLE)
+    ph, pw = h + sum(padding[2:]), w + sum(padding[:2])
+    xp = images.pad(x.to(device), padding)
+    enc_s, dec_s = [0.0] * n, [0.0] * n
+    results: list[MethodResult | None] = [None] * n
+
+    synchronize(device)
+    t0 = time.perf_counter()
+    an = method.analyse(xp)
+    synchronize(device)
+    size = max(1, int(size(an) if callable(size) else size))
+    serial = size == 1
+    t_an = time.perf_counter() - t0
+    state = first_shared = None
+    for start in range(0, n, size):
+        batch = list(range(start, min(start + size, n)))
+        k = len(batch)
+        t0 = time.perf_counter()
+        if serial and start > 0:  # the serial path runs the whole method for every point
+            an = method.analyse(xp)
             synchronize(device)
-            for i in batch:
-                dec_s[i] += (time.perf_counter() - t0) / k
-            for j, i in enumerate(batch):
-                t0 = time.perf_counter()
-                x_hat = images.crop(method.synthesise(got[j]).clamp(0, 1), padding)
-                rgb_dec = images.tensor_to_rgb8(x_hat)
-                synchronize(device)
-                dec_s[i] += time.perf_counter() - t0
-                ok = parsed[j][1] == points[i] and _same(got[j], rebuilt[j])
-                payload = sum(len(s) for s in strings[j]) + sum(len(s) for s in an.shared)
-                results[i] = MethodResult(points[i], datas[j], payload, rgb_dec, ok, 0.0, 0.0)
-        for i, r in enumerate(results):
-            r.enc_s, r.dec_s = enc_s[i], dec_s[i]
-        return results
+            t_an = time.perf_counter() - t0
+            t0 = time.perf_counter()
+        for i in batch if serial else (range(n) if start == 0 else ()):
+            enc_s[i] += t_an if serial else t_an / n
+        strings, rebuilt = method.code(an, [points[i] for i in batch])
+        datas = [method.pack(points[i], [*strings[j], *an.shared], h, w, padding, fingerprint)
+                 for j, i in enumerate(batch)]  # fmt: skip
+        synchronize(device)
+        for i in batch:
+            enc_s[i] += (time.perf_counter() - t0) / k
+
+        # Decode the batch from its bytes alone.
+        t0 = time.perf_counter()
+        parsed = [method.unpack(d, "bitstream", fingerprint) for d in datas]
+        if state is None or serial:
+            state = method.decode_shared(parsed[0].shared, ph, pw)
+            synchronize(device)
+            t_s = time.perf_counter() - t0
+            for i in batch if serial else range(n):
+                dec_s[i] += t_s if serial else t_s / n
+            first_shared = parsed[0].shared
+            t0 = time.perf_counter()
+        if any(u.shared != first_shared for u in parsed):
+            raise RuntimeError(f"{method.name}: the shared strings differ between rate points of one image")
+        got = method.decode(state, [u.strings for u in parsed], [u.point for u in parsed])
+        synchronize(device)
+        for i in batch:
+            dec_s[i] += (time.perf_counter() - t0) / k
+        for j, i in enumerate(batch):
+            t0 = time.perf_counter()
+            x_hat = images.crop(method.synthesise(got[j]).clamp(0, 1), padding)
+            rgb_dec = images.tensor_to_rgb8(x_hat)
+            synchronize(device)
+            dec_s[i] += time.perf_counter() - t0
+            ok = parsed[j].point == points[i] and _same(got[j], rebuilt[j])
+            payload = sum(len(s) for s in strings[j]) + sum(len(s) for s in an.shared)
+            results[i] = MethodResult(points[i], datas[j], payload, rgb_dec, ok, 0.0, 0.0, rebuilt[j])
+    for i, r in enumerate(results):
+        r.enc_s, r.dec_s = enc_s[i], dec_s[i]
+    return results

@@ -2,9 +2,11 @@
 
 The rate points are the checkpoint's levels and any gain a > 0 (the official ``factor``); the side
 information is the level (255 for a continuous gain) and the float32 gain, five bytes, exactly the
-fields the version-2 container carries. The coding is models/batching.py, the same code the fast
-engine runs, so a model measured through this method gives the same y and z strings as through
-codec.py (tested): only the container around them differs.
+fields the version-2 container carries. The coding is models/batching.py, the same code every
+model's compress runs, so a model measured through this method gives the same y and z strings as
+through codec.py (tested). ``container=3`` (the default, ``--method qvrf=CKPT``) wraps them in the
+method contract's container; ``container=2`` in codec.py's, byte for byte what ``codec.encode``
+writes: that is how the fast engine (engine.py) codes the suite's own checkpoints.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from torch import Tensor
 
 from qvrf_bench.errors import BitstreamError
 from qvrf_bench.gains import check_gain, gain_problem
-from qvrf_bench.methods.base import Analysis, Method, Point
+from qvrf_bench.methods.base import Analysis, Method, Point, Unpacked
 from qvrf_bench.models import batching
 
 _SIDE = struct.Struct(">Bf")
@@ -30,7 +32,10 @@ class QVRFMethod(Method):
     batched = True
     n_shared = 1  # the z string: QVRF never scales z
 
-    def __init__(self, model, name: str | None = None):
+    def __init__(self, model, name: str | None = None, container: int = 3):
+        if container not in (2, 3):
+            raise ValueError(f"container must be 2 or 3 (got {container})")
+        self.container = container
         self.model = self.module = model
         self.arch = model.config.arch
         # not the label alone: a run may measure the same file as a checkpoint (-c) too
@@ -68,6 +73,25 @@ class QVRFMethod(Method):
         if gain != self.gain(point):
             raise BitstreamError(f"corrupt header: gain {gain:.7g} is not level {level}'s")
         return point
+
+    def pack(self, point: Point, strings: list[bytes], height: int, width: int, padding, fingerprint: str) -> bytes:
+        if self.container == 3:
+            return super().pack(point, strings, height, width, padding, fingerprint)
+        from qvrf_bench import codec
+
+        header = codec.Header(self.arch, point.level, self.gain(point), bytes.fromhex(fingerprint), height, width,
+                              tuple(padding), codec.latent_shapes(height, width)[1], tuple(len(s) for s in strings))  # fmt: skip
+        return codec.pack(header, strings)
+
+    def unpack(self, data: bytes, name: str, fingerprint: str, max_pixels: int | None = None) -> Unpacked:
+        if self.container == 3:
+            return super().unpack(data, name, fingerprint, max_pixels)
+        from qvrf_bench import codec
+
+        header, strings = codec.unpack(data, name, max_pixels or codec.MAX_PIXELS)
+        codec.check_header(self.model, header, name, fingerprint)
+        point = self.rate_points()[header.level] if header.level is not None else self.continuous_point(header.gain)
+        return Unpacked(point, strings[:1], strings[1:], header.height, header.width, header.padding)
 
     def _gains(self, points: list[Point]) -> Tensor:
         return torch.tensor([self.gain(p) for p in points], dtype=torch.float32, device=self.device)

@@ -25,6 +25,15 @@ from torch import Tensor, nn
 from qvrf_bench.models.autoregressive import TILE, batch_gain, gain_batch
 
 FAMILIES = ("scale", "mean-scale", "autoregressive")
+WORD = 4  # the rANS coder's word size (container.WORD)
+
+
+def padded(string: bytes, symbols: int) -> bytes:
+    """``string`` with zeros after it, so CompressAI's rANS decoder (which reads its buffer without
+    bounds checks) stays inside it whatever a corrupt string says: from zeros it takes at most one
+    32-bit word per symbol, and escape chunks read from the real bytes can ask for at most 30
+    more 4-bit chunks per byte (two chunks of 15 per byte), 15 bytes at 8 chunks per word."""
+    return string + bytes(WORD * symbols + 16 * len(string) + 1024)
 
 
 @dataclass
@@ -65,7 +74,8 @@ def analyse(model: nn.Module, x: Tensor) -> Analysis:
 @torch.no_grad()
 def hyper_synthesis(model: nn.Module, z_string: bytes, z_shape: tuple[int, int]) -> Tensor:
     """The decoder's h_s(z_hat) from the z string (the first half of ``model.decompress``)."""
-    z_hat = model.entropy_bottleneck.decompress([z_string], torch.Size(z_shape))
+    n_z = int(model.entropy_bottleneck.channels) * int(z_shape[0]) * int(z_shape[1])
+    z_hat = model.entropy_bottleneck.decompress([padded(z_string, n_z)], torch.Size(z_shape))
     return model.h_s(z_hat)
 
 
@@ -89,6 +99,8 @@ def code_latent(model: nn.Module, y: Tensor, params: Tensor, gains: Tensor, **kw
 @torch.no_grad()
 def decode_latent(model: nn.Module, y_strings: list[bytes], params: Tensor, gains: Tensor, **kw) -> Tensor:
     """B y strings at their B gains, with the decoder's shared ``params`` -> y_hat [B, M, H, W]."""
+    n_y = int(model.M) * int(params.shape[-2]) * int(params.shape[-1])
+    y_strings = [padded(s, n_y) for s in y_strings]
     if family(model) == "autoregressive":
         return model.decompress_latent(y_strings, params, gains, **kw)
     gc = model.gaussian_conditional
