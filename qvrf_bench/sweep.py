@@ -453,6 +453,22 @@ class _Method:
         return [done[p] for p in points]
 
     def _measure_points(self, rgb: np.ndarray, points: list) -> list[Measurement]:
+        """All points in one ``_run`` call (an engine shares work between them); if that call fails,
+        one point at a time, so only the point that breaks becomes an error row."""
+        try:
+            return self._run(rgb, points)
+        except Exception as exc:
+            if len(points) == 1:
+                return [Measurement(None, None, None, False, None, None, f"coding failed: {one_line(exc)}")]
+        out = []
+        for pt in points:
+            try:
+                out.extend(self._run(rgb, [pt]))
+            except Exception as exc:
+                out.append(Measurement(None, None, None, False, None, None, f"coding failed: {one_line(exc)}"))
+        return out
+
+    def _run(self, rgb: np.ndarray, points: list) -> list[Measurement]:
         raise NotImplementedError
 
     def _measure_target(self, rgb: np.ndarray, tp: TargetPoint) -> Measurement:
@@ -503,21 +519,6 @@ class _ModelMethod(_Method):
         m.extra = {**m.extra, **extra}
         m.notices = (*m.notices, *(() if res.met else (res.note(),)))
         return m
-
-    def _measure_points(self, rgb, points):
-        try:
-            return self._run(rgb, points)
-        except Exception as exc:
-            if len(points) == 1:
-                return [Measurement(None, None, None, False, None, None, f"coding failed: {one_line(exc)}")]
-        # one point broke the shared call: run them one at a time so only that point becomes an error row
-        out = []
-        for pt in points:
-            try:
-                out.extend(self._run(rgb, [pt]))
-            except Exception as exc:
-                out.append(Measurement(None, None, None, False, None, None, f"coding failed: {one_line(exc)}"))
-        return out
 
     cross = None  # a crossdecode.CrossDecoder when the sweep asks for the cross-decode check
 
@@ -683,23 +684,9 @@ class _ContractMethod(_Method):
     def label(self, point):
         return point.label
 
-    def _measure_points(self, rgb, points):
-        def one(pts):
-            res = self.engine.run_image(self.method, rgb, pts, self.fingerprint)
-            return [Measurement(len(r.data), r.payload_bytes, r.rgb, r.decode_ok, r.enc_s, r.dec_s) for r in res]
-
-        try:
-            return one(points)
-        except Exception as exc:
-            if len(points) == 1:
-                return [Measurement(None, None, None, False, None, None, f"coding failed: {one_line(exc)}")]
-        out = []  # one point broke the shared call: only that point becomes an error row
-        for pt in points:
-            try:
-                out.extend(one([pt]))
-            except Exception as exc:
-                out.append(Measurement(None, None, None, False, None, None, f"coding failed: {one_line(exc)}"))
-        return out
+    def _run(self, rgb, points):
+        res = self.engine.run_image(self.method, rgb, list(points), self.fingerprint)
+        return [Measurement(len(r.data), r.payload_bytes, r.rgb, r.decode_ok, r.enc_s, r.dec_s) for r in res]
 
     def config(self):
         return {
