@@ -40,10 +40,11 @@ def register(name: str):
 
 def _builtin() -> None:
     if "qvrf" not in _FACTORIES:
-        from qvrf_bench.methods import fixed, qvrf
+        from qvrf_bench.methods import fixed, qvrf, vbr
 
         register("qvrf")(qvrf.make)
         register("compressai-fixed")(fixed.make)
+        register("compressai-vbr")(vbr.make)
 
 
 def names() -> list[str]:

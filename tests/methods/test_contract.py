@@ -3,6 +3,8 @@ version-3 container round-trips and refuses what it did not write; a plain Compr
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pytest
 import torch
@@ -136,3 +138,51 @@ def test_encode_info_decode_with_a_method(tmp_path):
     assert r.returncode == 2 and "method container" in r.stderr
     r = run_cli("encode", "--method", "no.such.module:make", tmp_path / "a.png", tmp_path / "b.qvrf")
     assert r.returncode == 2 and "cannot load it" in r.stderr
+
+
+def test_compressai_vbr_through_the_contract_is_the_models_own_coding(tmp_path):
+    """CompressAI's VBR model (gain + quantization offset) as a method: the same strings and image
+    as the --vbr peer codes, in the version-3 container."""
+    from test_peers import narrow_vbr
+
+    from qvrf_bench import peers
+    from qvrf_bench.methods import make
+
+    model = narrow_vbr("mbt2018-mean-vbr", True)
+    torch.save(model.state_dict(), tmp_path / "vbr.pt")
+    method = make(f"compressai-vbr=mbt2018-mean-vbr:{tmp_path / 'vbr.pt'}")
+    peer = peers.get_peer("mbt2018-mean-vbr", checkpoint=tmp_path / "vbr.pt")
+    rgb = _rgb(50, 70)
+    res = M.MethodEngine("fast").run_image(method, rgb, method.rate_points(), method.fingerprint())
+    assert [r.point.value for r in res] == [float(np.float32(q)) for q in peer.rate_points()]  # the stored steps
+    for r in res:
+        data = peer.encode(rgb, r.point.value)
+        assert r.decode_ok and np.array_equal(r.rgb, peer.decode(data))
+        assert r.payload_bytes == peer.payload_size(data)
+        assert container.unpack_method(r.data)[0].side_info == struct.pack(">f", r.point.value)
+    with pytest.raises(Exception, match="ARCH:STATEDICT"):
+        make(f"compressai-vbr={tmp_path / 'vbr.pt'}")
+
+
+def test_a_package_announces_its_method_through_the_entry_point_group(tmp_path, monkeypatch):
+    """An installed distribution (a dist-info folder on the path, as pip leaves it) with an entry point
+    in group qvrf_bench.methods is found by name."""
+    from qvrf_bench.methods import make
+    from qvrf_bench.methods.registry import names
+    from qvrf_bench.models.checkpoints import save_checkpoint
+
+    pkg = tmp_path / "my_methods"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(
+        "from qvrf_bench.methods.qvrf import make as qvrf_make\n\n"
+        "def make(checkpoint=None, device='cpu'):\n"
+        "    m = qvrf_make(checkpoint, device)\n    m.name = 'mine'\n    return m\n"
+    )
+    info = tmp_path / "my_methods-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: my-methods\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[qvrf_bench.methods]\nmy-method = my_methods:make\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    save_checkpoint(tmp_path / "m.pt", small_model("balle"))
+    assert "my-method" in names()
+    assert make(f"my-method={tmp_path / 'm.pt'}").name == "mine"
