@@ -95,6 +95,8 @@ def train_method(cfg: MethodTrainConfig) -> Path:
 
     seed_everything(cfg.seed)
     pool = D.scan(D.find_images(cfg.dataset), log)
+    if D.decide_cache("auto", pool, 2048):  # as the QVRF loop's default: decode once when under 2 GB
+        pool.decode_all(log)
     train_list, val_list = D.split_train_val(pool, cfg.val_fraction, cfg.seed, log)
     images = D.TrainImages(train_list, cfg.batch_size, cfg.patch_size, cfg.seed, cfg.pad_mode, log)
     val = D.validation_crops(val_list, cfg.patch_size, cfg.pad_mode, cfg.max_val_images, log).float().div(255)
