@@ -894,6 +894,9 @@ def _build_methods(cfg: SweepConfig, device: str, engine) -> list[_Method]:
 
     for spec in cfg.methods:
         methods.append(_ContractMethod(str(spec), make_method(str(spec), device=device), cfg.engine or "fast", levels))
+        if targets:  # said, not silently dropped: the rate search knows gains and qualities only
+            print(f"notice: --target-bpp: no matched-rate rows for {methods[-1].name} (the rate search does not "
+                  "drive methods of the contract yet)", file=sys.stderr)  # fmt: skip
     # two different checkpoints with one label would merge into one curve: tell them apart
     labels = [m.name for m in methods]
     for m in methods:

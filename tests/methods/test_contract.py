@@ -114,6 +114,12 @@ def test_sweep_measures_a_method_spec_with_rows_of_its_own(tmp_path):
         assert a["payload_bytes"] == b["payload_bytes"] and a["psnr_rgb"] == b["psnr_rgb"]
     r = run_cli(*args)
     assert r.returncode == 0 and len(ResultStore(tmp_path / "run").read()) == 4
+    # matched-rate targets: the checkpoint gets its rows; the contract method is said to get none
+    r = run_cli(*args[:4], tmp_path / "run-t", *args[5:], "--target-bpp", "0.5")
+    assert r.returncode == 0, r.stderr
+    assert "no matched-rate rows for balle-qvrf8-8x12-method" in r.stderr
+    df = ResultStore(tmp_path / "run-t").read()
+    assert set(df.loc[df["target_bpp"].notna(), "kind"]) == {"qvrf"}
 
 
 def test_encode_info_decode_with_a_method(tmp_path):
