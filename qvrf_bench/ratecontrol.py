@@ -289,52 +289,88 @@ def trained_gains(model) -> tuple[float, float]:
     return float(model.level_gain(0)), float(model.level_gain(n - 1))
 
 
-class ModelProbe:
-    """One image coded at any gain with real bytes, the analysis shared between tries.
+class MethodProbe:
+    """One image coded by a method (methods/base.py) at any continuous knob with real bytes, the
+    analysis shared between tries: ``probe(value) -> (achieved, container bytes)``, achieved in the
+    target's unit; ``point(value)`` is the method's point at that knob."""
 
-    ``probe(gain) -> (achieved, container bytes)``, achieved in the target's unit. The container is
-    what ``codec.encode_tensor(model, x, gain=gain)`` writes (level 255, the float32 gain).
-    """
-
-    def __init__(self, model, rgb8: np.ndarray, kind: str, fingerprint: str | None = None):
+    def __init__(self, method, rgb8: np.ndarray, kind: str, fingerprint: str | None = None):
         import torch
 
-        from qvrf_bench import codec, images
-        from qvrf_bench.methods.qvrf import QVRFMethod
+        from qvrf_bench import images
+        from qvrf_bench.container import PAD_MULTIPLE
 
-        self.model, self.rgb8, self.kind = model, rgb8, kind
-        self.method = QVRFMethod(model, container=2)  # the coding and container of codec.py, via the method
-        self.fingerprint = fingerprint or codec.model_fingerprint(model)
+        self.method, self.rgb8, self.kind = method, rgb8, kind
+        self.fingerprint = fingerprint or method.fingerprint()
         h, w = rgb8.shape[:2]
         self.pixels = h * w
-        self.padding = images.centred_padding(h, w, codec.PAD_MULTIPLE)
-        self.device = codec.model_device(model)
-        x = images.pad(images.rgb8_to_tensor(rgb8).to(self.device), self.padding)
+        self.padding = images.centred_padding(h, w, PAD_MULTIPLE)
+        x = images.pad(images.rgb8_to_tensor(rgb8).to(method.device), self.padding)
         with torch.no_grad():
-            self.analysis = self.method.analyse(x)
+            self.analysis = method.analyse(x)
 
-    def __call__(self, gain: float) -> tuple[float, bytes]:
+    def point(self, value: float):
+        return self.method.continuous_point(value)
+
+    def __call__(self, value: float) -> tuple[float, bytes]:
         import torch
 
         from qvrf_bench import images
 
-        point = self.method.continuous_point(gain)  # the float32 gain, checked against the supported range
+        point = self.point(value)
         with torch.no_grad():
-            (own,), (y_hat,) = self.method.code(self.analysis, [point])
+            (own,), (rebuilt,) = self.method.code(self.analysis, [point])
         h, w = self.rgb8.shape[:2]
         data = self.method.pack(point, [*own, *self.analysis.shared], h, w, self.padding, self.fingerprint)
 
-        def decoded() -> np.ndarray:  # the encoder's y_hat through g_s: what the decoder will rebuild
+        def decoded() -> np.ndarray:  # what the decoder will rebuild, without decoding where the method says
             with torch.no_grad():
-                return images.tensor_to_rgb8(images.crop(self.method.synthesise(y_hat).clamp_(0, 1), self.padding))
+                if rebuilt is not None and self.method.decode_check == "latent":
+                    x_hat = self.method.synthesise(rebuilt).clamp_(0, 1)
+                    return images.tensor_to_rgb8(images.crop(x_hat, self.padding))
+                from qvrf_bench.methods.engine import decode_bytes
+
+                return images.tensor_to_rgb8(decode_bytes(self.method, data, fingerprint=self.fingerprint)[0])
 
         return achieved(self.kind, self.rgb8, data, decoded), data
+
+
+class ModelProbe(MethodProbe):
+    """A QVRF checkpoint's probe: knob = gain, the container codec.py writes (level 255, the float32
+    gain), byte-identical to ``codec.encode_tensor(model, x, gain=gain)``."""
+
+    def __init__(self, model, rgb8: np.ndarray, kind: str, fingerprint: str | None = None):
+        from qvrf_bench.methods.qvrf import QVRFMethod
+
+        self.model = model
+        super().__init__(QVRFMethod(model, container=2), rgb8, kind, fingerprint)
+
+
+def method_to_target(method, rgb8: np.ndarray, target: Target, what: str = "the method",
+                     fingerprint: str | None = None) -> tuple[SearchResult, bytes, object]:  # fmt: skip
+    """(search, container bytes, the method's point) at the continuous knob that meets ``target``,
+    within the method's ``continuous_range()``: :func:`search_gain` on a positive "gain" g mapped to
+    the knob as the method declares (log knob: g = knob, or 1 / knob when the rate falls with it;
+    linear knob: g = exp(+-knob)), so the same bracketing and interpolation serve every method."""
+    rng = method.continuous_range()
+    if rng is None:
+        raise TargetError(f"{what} has no continuous rate to search")
+    sign = -1.0 if method.rate_falls_with_knob else 1.0
+    if method.knob_scale == "linear":
+        to_g, from_g = (lambda v: math.exp(sign * v)), (lambda g: sign * math.log(g))
+    else:
+        to_g, from_g = (lambda v: v**sign), (lambda g: g**sign)
+    probe = MethodProbe(method, rgb8, target.kind, fingerprint)
+    res = search_gain(lambda g: probe(from_g(g)), target, (to_g(rng[0]), to_g(rng[1])), what=what)
+    return res, res.best.payload, probe.point(from_g(res.best.knob))
 
 
 def encode_to_target(model, rgb8: np.ndarray, target: Target, extrapolate: bool = False, what: str = "the model",
                      fingerprint: str | None = None, interpolate: bool = True) -> tuple[SearchResult, bytes]:  # fmt: skip
     """The container of ``rgb8`` at the gain that meets ``target`` (see the module docstring)."""
-    probe = ModelProbe(model, rgb8, target.kind, fingerprint)
+    from qvrf_bench.codec import model_fingerprint
+
+    probe = ModelProbe(model, rgb8, target.kind, fingerprint or model_fingerprint(model))
     res = search_gain(probe, target, trained_gains(model), extrapolate, what, interpolate=interpolate)
     return res, res.best.payload
 

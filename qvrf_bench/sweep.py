@@ -263,6 +263,7 @@ class TargetPoint:
     bpp: float
     level = None
     gain = None
+    lmbda = None
 
     @property
     def label(self) -> str:
@@ -471,6 +472,28 @@ class _Method:
     def _run(self, rgb: np.ndarray, points: list) -> list[Measurement]:
         raise NotImplementedError
 
+    def _matched(self, rgb: np.ndarray, tp: TargetPoint, search) -> Measurement:
+        """A matched-rate row: ``search(target) -> (result, bytes, point)`` finds the knob
+        (ratecontrol.py), then the point is measured like any other; the engine's bytes must be the
+        search's bytes (the same container, coded twice)."""
+        from qvrf_bench import ratecontrol
+
+        extra = {"target_bpp": float(tp.bpp)}
+        try:
+            res, data, point = search(ratecontrol.Target("bpp", tp.bpp))
+        except Exception as exc:
+            return Measurement(None, None, None, False, None, None, f"target: {one_line(exc)}", extra=extra)
+        extra["target_encodes"] = len(res.tries)
+        try:
+            (m,) = self._run(rgb, [point])
+            if m.bytes != len(data):
+                raise RuntimeError("the engine's bitstream differs from the rate search's")
+        except Exception as exc:
+            return Measurement(None, None, None, False, None, None, f"coding failed: {one_line(exc)}", extra=extra)
+        m.extra = {**m.extra, **extra}
+        m.notices = (*m.notices, *(() if res.met else (res.note(),)))
+        return m
+
     def _measure_target(self, rgb: np.ndarray, tp: TargetPoint) -> Measurement:
         raise NotImplementedError
 
@@ -498,27 +521,15 @@ class _ModelMethod(_Method):
         return point.label
 
     def _measure_target(self, rgb, tp: TargetPoint) -> Measurement:
-        """Search the gain (ratecontrol.py), then measure it like any point; the engine's bytes must
-        be the search's bytes (the same container, coded twice)."""
         from qvrf_bench import ratecontrol
         from qvrf_bench.engine import RatePoint
 
-        extra = {"target_bpp": float(tp.bpp)}
-        try:
-            res, data = ratecontrol.encode_to_target(self.model, rgb, ratecontrol.Target("bpp", tp.bpp),
-                                                     what=self.name, fingerprint=self.fingerprint)  # fmt: skip
-        except Exception as exc:
-            return Measurement(None, None, None, False, None, None, f"target: {one_line(exc)}", extra=extra)
-        extra["target_encodes"] = len(res.tries)
-        try:
-            (m,) = self._run(rgb, [RatePoint(level=None, gain=res.knob)])
-            if m.bytes != len(data):
-                raise RuntimeError("the engine's bitstream differs from the rate search's")
-        except Exception as exc:
-            return Measurement(None, None, None, False, None, None, f"coding failed: {one_line(exc)}", extra=extra)
-        m.extra = {**m.extra, **extra}
-        m.notices = (*m.notices, *(() if res.met else (res.note(),)))
-        return m
+        def search(target):
+            res, data = ratecontrol.encode_to_target(self.model, rgb, target, what=self.name,
+                                                     fingerprint=self.fingerprint)  # fmt: skip
+            return res, data, RatePoint(level=None, gain=res.knob)
+
+        return self._matched(rgb, tp, search)
 
     cross = None  # a crossdecode.CrossDecoder when the sweep asks for the cross-decode check
 
@@ -631,7 +642,7 @@ class _ContractMethod(_Method):
     """A method of the contract (methods/base.py, ``--method SPEC``): its levels and its own default
     continuous points, through methods/engine.py in the version-3 container."""
 
-    def __init__(self, spec: str, method, engine_name: str, levels):
+    def __init__(self, spec: str, method, engine_name: str, levels, targets=()):
         from qvrf_bench.methods.engine import MethodEngine
         from qvrf_bench.methods.registry import split_spec
         from qvrf_bench.store import sha256_file
@@ -653,7 +664,7 @@ class _ContractMethod(_Method):
                 path = Path(arg)
         self.checkpoint_sha256 = sha256_file(path) if path is not None and path.is_file() else self.fingerprint
         points = method.rate_points()
-        if levels != "all":
+        if levels != "all" and self.kind != "fixed":  # as for checkpoints: a fixed-rate model has its one point
             bad = [v for v in levels if not 0 <= v < len(points)]
             if bad:
                 raise QVRFError(f"--levels {bad[0]}: {self.name} has levels 0..{len(points) - 1}")
@@ -663,6 +674,17 @@ class _ContractMethod(_Method):
         if len(set(labels)) != len(labels):
             raise QVRFError(f"--method {spec}: two rate points share a label ({labels})")
         self.points = points
+        self.searchable = method.continuous_range() is not None
+        if self.searchable:  # matched-rate rows need a continuous knob (methods/base.py: continuous_range)
+            self.points += [TargetPoint(b) for b in targets]
+
+    def _measure_target(self, rgb, tp: TargetPoint) -> Measurement:
+        from qvrf_bench import ratecontrol
+
+        def search(target):
+            return ratecontrol.method_to_target(self.method, rgb, target, what=self.name, fingerprint=self.fingerprint)
+
+        return self._matched(rgb, tp, search)
 
     def fields(self, point):
         return {
@@ -893,10 +915,11 @@ def _build_methods(cfg: SweepConfig, device: str, engine) -> list[_Method]:
     from qvrf_bench.methods.registry import make as make_method
 
     for spec in cfg.methods:
-        methods.append(_ContractMethod(str(spec), make_method(str(spec), device=device), cfg.engine or "fast", levels))
-        if targets:  # said, not silently dropped: the rate search knows gains and qualities only
-            print(f"notice: --target-bpp: no matched-rate rows for {methods[-1].name} (the rate search does not "
-                  "drive methods of the contract yet)", file=sys.stderr)  # fmt: skip
+        m = _ContractMethod(str(spec), make_method(str(spec), device=device), cfg.engine or "fast", levels, targets)
+        methods.append(m)
+        if targets and not m.searchable:  # said, not silently dropped
+            print(f"notice: --target-bpp: no matched-rate rows for {m.name} (it declares no continuous_range)",
+                  file=sys.stderr)  # fmt: skip
     # two different checkpoints with one label would merge into one curve: tell them apart
     labels = [m.name for m in methods]
     for m in methods:

@@ -10,7 +10,9 @@ What a method offers (:class:`Method`):
 Rate points
     :meth:`rate_points` the discrete points a default sweep measures (levels), and
     :meth:`continuous_point` any point between them, from one float (a method without continuous
-    rates raises), and :meth:`continuous_values`, the floats a default sweep measures between levels. A :class:`Point` carries a label unique within the
+    rates raises), and :meth:`continuous_values`, the floats a default sweep measures between levels;
+    :meth:`continuous_range`, ``knob_scale`` and ``rate_falls_with_knob`` let the rate search
+    (``sweep --target-bpp``) find the point that meets a target. A :class:`Point` carries a label unique within the
     method (the result rows' ``rate_point``), its level (or None) and continuous value (or None), and
     the lambda it was trained for (None between levels).
 Side information
@@ -123,6 +125,15 @@ class Method(ABC):
     def continuous_values(self) -> list[float]:
         """The continuous points a default sweep measures (none by default)."""
         return []
+
+    # What a rate search (``sweep --target-bpp``; ratecontrol.py) needs of the continuous knob: its
+    # range (None: no search), its scale ("log": a gain or a step; "linear": a position between
+    # levels) and its direction (the rate grows with the knob, unless it is a quantization step).
+    knob_scale: str = "log"
+    rate_falls_with_knob: bool = False
+
+    def continuous_range(self) -> tuple[float, float] | None:
+        return None
 
     @abstractmethod
     def side_info(self, point: Point) -> bytes: ...

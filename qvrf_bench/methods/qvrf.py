@@ -50,6 +50,16 @@ class QVRFMethod(Method):
         gain = check_gain(float(np.float32(value)), "gain")
         return Point(f"gain={gain:.4f}", None, gain, None)
 
+    def continuous_range(self) -> tuple[float, float]:
+        """The trained gains (lowest and highest level): where a rate search looks."""
+        return float(self.model.level_gain(0)), float(self.model.level_gain(self.model.num_levels - 1))
+
+    def fingerprint(self) -> str:
+        """The checkpoint's fingerprint (codec.py), as every other qvrf-bench tool prints it."""
+        from qvrf_bench.codec import model_fingerprint
+
+        return model_fingerprint(self.model)
+
     def gain(self, point: Point) -> float:
         if point.value is not None:
             return point.value

@@ -34,6 +34,12 @@ class CompressAIVbrMethod(Method):
     def rate_points(self) -> list[Point]:
         return [self.continuous_point(q) for q in self.peer.rate_points()]
 
+    rate_falls_with_knob = True  # a quantization step
+
+    def continuous_range(self) -> tuple[float, float]:
+        steps = self.peer.rate_points()
+        return min(steps), max(steps)
+
     def continuous_point(self, value: float) -> Point:
         q = self.peer._check_qstep(float(value))
         return Point(f"qstep={q:.4f}", None, q, None)

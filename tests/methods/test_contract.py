@@ -114,12 +114,23 @@ def test_sweep_measures_a_method_spec_with_rows_of_its_own(tmp_path):
         assert a["payload_bytes"] == b["payload_bytes"] and a["psnr_rgb"] == b["psnr_rgb"]
     r = run_cli(*args)
     assert r.returncode == 0 and len(ResultStore(tmp_path / "run").read()) == 4
-    # matched-rate targets: the checkpoint gets its rows; the contract method is said to get none
-    r = run_cli(*args[:4], tmp_path / "run-t", *args[5:], "--target-bpp", "0.5")
+    # matched-rate targets: the method's rate search (its continuous_range) as the checkpoint's; a
+    # method without a continuous knob (a wrapped fixed-rate CompressAI model) is said to get none
+    from compressai.models import ScaleHyperprior
+
+    torch.manual_seed(0)
+    plain = ScaleHyperprior(N=8, M=12)
+    plain.update(force=True)
+    torch.save(plain.state_dict(), tmp_path / "plain.pt")
+    target = float(own[own["rate_point"] == "level=3"]["bpp_real"].iloc[0])  # reachable on this image
+    r = run_cli(*args[:4], tmp_path / "run-t", *args[5:], "--method", f"compressai-fixed={tmp_path / 'plain.pt'}",
+                "--target-bpp", f"{target:.4f}")  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert "no matched-rate rows for balle-qvrf8-8x12-method" in r.stderr
+    assert "no matched-rate rows for compressai-balle-plain" in r.stderr
     df = ResultStore(tmp_path / "run-t").read()
-    assert set(df.loc[df["target_bpp"].notna(), "kind"]) == {"qvrf"}
+    rows = df[df["target_bpp"].notna()]
+    assert sorted(rows["kind"]) == ["qvrf", "variable"] and rows["decode_ok"].all(), rows[["kind", "error"]]
+    assert (rows["bpp_real"] <= target + 1e-9).all() and (rows["target_encodes"] > 0).all()
 
 
 def test_encode_info_decode_with_a_method(tmp_path):
