@@ -51,6 +51,11 @@ class ChannelGain(Method):
             raise ValueError(f"t={t} is outside [0, {len(self.lmbdas) - 1}]")
         return Point(f"t={t:.4f}", None, t, None)
 
+    knob_scale = "linear"  # t: a position between levels (for the rate search of sweep --target-bpp)
+
+    def continuous_range(self) -> tuple[float, float]:
+        return 0.0, float(len(self.lmbdas) - 1)
+
     def continuous_values(self) -> list[float]:
         return [i / 4 for i in range(4 * (len(self.lmbdas) - 1)) if i % 4]  # three between each pair of levels
 

@@ -40,6 +40,12 @@ def test_it_starts_at_qvrf_and_codes_in_batches_as_alone(tmp_path):
         assert container.unpack_method(a.data)[1] == container.unpack_method(b.data)[1]
     rates = [r.payload_bytes for r in fast[:8]]
     assert rates == sorted(rates) and rates[0] < rates[-1]
+    # the rate search finds the interpolation position t that meets a rate between two levels
+    from qvrf_bench.ratecontrol import Target, method_to_target
+
+    bpp = 8 * (len(fast[5].data) + len(fast[6].data)) / 2 / (rgb.shape[0] * rgb.shape[1])
+    res, data, point = method_to_target(cg, rgb, Target("bpp", bpp))
+    assert 5 <= point.value <= 6 and 8 * len(data) / (rgb.shape[0] * rgb.shape[1]) <= bpp
 
 
 def test_train_resume_sweep_and_compare(tmp_path):
