@@ -126,6 +126,34 @@ def latent_shapes(height: int, width: int) -> tuple[tuple[int, int], tuple[int, 
     return (ph // 16, pw // 16), (ph // PAD_MULTIPLE, pw // PAD_MULTIPLE)
 
 
+def _check_total(n_bytes: int, off: int, lengths, name: str) -> None:
+    """The strings' lengths after ``off`` add up to the file (every version)."""
+    if n_bytes != off + sum(lengths):
+        what = "truncated bitstream" if n_bytes < off + sum(lengths) else "corrupt bitstream"
+        raise BitstreamError(f"{name}: {what} ({n_bytes} bytes, its header says {off + sum(lengths)})")
+
+
+def _check_size(h: int, w: int, padding, max_pixels: int, bad) -> None:
+    """The image size (not empty, within ``max_pixels``) and a padding that brings it to a multiple of 64."""
+    if h < 1 or w < 1:
+        raise bad("image size", f"{w}x{h} is empty")
+    if h * w > max_pixels:
+        raise bad("image size", f"{w}x{h} exceeds the limit of {max_pixels:,} pixels (decode --max-pixels)")
+    pl, pr, pt, pb = padding
+    for axis, size, a, b in (("left/right", w, pl, pr), ("top/bottom", h, pt, pb)):
+        need = -(-size // PAD_MULTIPLE) * PAD_MULTIPLE - size
+        if a + b != need:
+            raise bad(f"{axis} padding", f"{a}+{b} does not bring {size} px to a multiple of {PAD_MULTIPLE} ({need})")
+
+
+def _split(data: bytes, off: int, lengths) -> list[bytes]:
+    strings = []
+    for ln in lengths:
+        strings.append(data[off : off + ln])
+        off += ln
+    return strings
+
+
 def unpack(data: bytes, name: str = "bitstream", max_pixels: int = MAX_PIXELS) -> tuple[Header, list[bytes]]:
     """Container bytes -> (header, strings); every field checked (module docstring), so anything
     that is not a whole, sane qvrf-bench bitstream is one BitstreamError line naming the problem."""
@@ -158,20 +186,11 @@ def unpack(data: bytes, name: str = "bitstream", max_pixels: int = MAX_PIXELS) -
     if n_bytes < off:
         raise BitstreamError(f"{name}: truncated bitstream ({n_bytes} bytes; the header alone is {off})")
     lengths = struct.unpack_from(f">{n}I", data, HEADER_SIZE)
-    if n_bytes != off + sum(lengths):
-        what = "truncated bitstream" if n_bytes < off + sum(lengths) else "corrupt bitstream"
-        raise BitstreamError(f"{name}: {what} ({n_bytes} bytes, its header says {off + sum(lengths)})")
+    _check_total(n_bytes, off, lengths, name)
     for label, ln in zip("yz", lengths, strict=True):
         if ln < MIN_STRING or ln % WORD:
             raise bad(f"{label} string length", f"{ln} is not a whole number of 32-bit words >= {MIN_STRING} bytes")
-    if h < 1 or w < 1:
-        raise bad("image size", f"{w}x{h} is empty")
-    if h * w > max_pixels:
-        raise bad("image size", f"{w}x{h} exceeds the limit of {max_pixels:,} pixels (decode --max-pixels)")
-    for axis, size, a, b in (("left/right", w, pl, pr), ("top/bottom", h, pt, pb)):
-        need = -(-size // PAD_MULTIPLE) * PAD_MULTIPLE - size
-        if a + b != need:
-            raise bad(f"{axis} padding", f"{a}+{b} does not bring {size} px to a multiple of {PAD_MULTIPLE} ({need})")
+    _check_size(h, w, (pl, pr, pt, pb), max_pixels, bad)
     _, z_shape = latent_shapes(h, w)
     if (zh, zw) != z_shape:
         raise bad(
@@ -180,10 +199,7 @@ def unpack(data: bytes, name: str = "bitstream", max_pixels: int = MAX_PIXELS) -
     problem = gain_problem(gain)
     if problem:
         raise bad("gain", problem)
-    strings = []
-    for ln in lengths:
-        strings.append(data[off : off + ln])
-        off += ln
+    strings = _split(data, off, lengths)
     header = Header(ARCH_IDS[arch_i], None if level == NO_LEVEL else level, gain, fp, h, w,
                     (pl, pr, pt, pb), (zh, zw), tuple(lengths), version)  # fmt: skip
     return header, strings
@@ -283,21 +299,9 @@ def unpack_method(
     need(off + WORD * n)
     lengths = struct.unpack_from(f">{n}I", data, off)
     off += WORD * n
-    if n_bytes != off + sum(lengths):
-        what = "truncated bitstream" if n_bytes < off + sum(lengths) else "corrupt bitstream"
-        raise BitstreamError(f"{name}: {what} ({n_bytes} bytes, its header says {off + sum(lengths)})")
-    if h < 1 or w < 1:
-        raise bad("image size", f"{w}x{h} is empty")
-    if h * w > max_pixels:
-        raise bad("image size", f"{w}x{h} exceeds the limit of {max_pixels:,} pixels (decode --max-pixels)")
-    for axis, size, a, b in (("left/right", w, pl, pr), ("top/bottom", h, pt, pb)):
-        pad = -(-size // PAD_MULTIPLE) * PAD_MULTIPLE - size
-        if a + b != pad:
-            raise bad(f"{axis} padding", f"{a}+{b} does not bring {size} px to a multiple of {PAD_MULTIPLE} ({pad})")
-    strings = []
-    for ln in lengths:
-        strings.append(data[off : off + ln])
-        off += ln
+    _check_total(n_bytes, off, lengths, name)
+    _check_size(h, w, (pl, pr, pt, pb), max_pixels, bad)
+    strings = _split(data, off, lengths)
     arch = ARCH_IDS[arch_i] if arch_i < len(ARCH_IDS) else ""
     return MethodHeader(arch, method_id, fp, h, w, (pl, pr, pt, pb), side, tuple(lengths)), strings
 
