@@ -43,7 +43,6 @@ from qvrf_bench.container import (  # noqa: F401  (re-exported: the format is pa
 )
 from qvrf_bench.errors import BitstreamError, GainError
 from qvrf_bench.gains import check_gain
-from qvrf_bench.models.batching import padded
 from qvrf_bench.models.registry import AUTOREGRESSIVE
 
 
@@ -161,13 +160,11 @@ def decode_full(model: nn.Module, data: bytes, name: str = "bitstream", fingerpr
     check_header(model, header, name, fingerprint)
     device = model_device(model)
     g = torch.tensor(header.gain, dtype=torch.float32, device=device)
-    # Shapes derived here from the checked size, never taken from the header.
-    (yh, yw), z_shape = latent_shapes(header.height, header.width)
-    n_y = int(model.M) * yh * yw
-    n_z = int(model.entropy_bottleneck.channels) * z_shape[0] * z_shape[1]
-    coded = [[padded(strings[0], n_y)], [padded(strings[1], n_z)]]
+    # Shapes derived here from the checked size, never taken from the header; the strings reach the
+    # rANS decoder zero-padded (models/batching.py, under every model's decompress).
+    _, z_shape = latent_shapes(header.height, header.width)
     try:
-        out = model.decompress(coded, torch.Size(z_shape), g, **symbol_order(header))
+        out = model.decompress([[strings[0]], [strings[1]]], torch.Size(z_shape), g, **symbol_order(header))
     except Exception:  # the shapes are ours, so what fails is the payload
         raise BitstreamError(f"{name}: corrupt bitstream payload (its entropy-coded strings do not decode)") from None
     x_hat = images.crop(out["x_hat"], header.padding)

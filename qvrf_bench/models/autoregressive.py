@@ -305,18 +305,8 @@ class AutoregressiveMixin:
 
     # --- real bitstreams ------------------------------------------------------------------------
 
-    def _hyper_compress(self, x: Tensor):
-        y = self.g_a(x)
-        z = self.h_a(y)
-        z_strings = self.entropy_bottleneck.compress(z)
-        z_hat = self.entropy_bottleneck.decompress(z_strings, z.size()[-2:])
-        return y, z, z_strings, self.h_s(z_hat)
-
-    @torch.no_grad()
-    def compress(self, x: Tensor, gain: Tensor, order: str = DEFAULT_ORDER) -> dict:
-        y, z, z_strings, params = self._hyper_compress(x)
-        y_strings, y_hat = self.compress_latent(y, params, gain, order)
-        return {"strings": [y_strings, z_strings], "shape": z.size()[-2:], "y_hat": y_hat}
+    # compress / decompress: CodingMixin's (models/qvrf.py), which code y through compress_latent /
+    # decompress_latent below (models/batching.py); ``order=`` reaches them from there.
 
     @torch.no_grad()
     def compress_latent(
@@ -367,13 +357,6 @@ class AutoregressiveMixin:
     def _coder_tables(self):
         gc = self.gaussian_conditional
         return gc.quantized_cdf.tolist(), gc.cdf_length.reshape(-1).tolist(), gc.offset.reshape(-1).tolist()
-
-    @torch.no_grad()
-    def decompress(self, strings: list, shape, gain: Tensor, order: str = DEFAULT_ORDER) -> dict:
-        z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
-        params = self.h_s(z_hat)
-        y_hat = self.decompress_latent(strings[0], params, gain, order)
-        return {"x_hat": self.g_s(y_hat).clamp_(0, 1), "y_hat": y_hat}
 
     @torch.no_grad()
     def decompress_latent(

@@ -226,22 +226,23 @@ class SearchGaussianConditional(GaussianConditional):
 
 class CodingMixin:
     """``compress`` / ``decompress`` of a QVRF model, written once for every entropy model: the
-    analysis and the y path of models/batching.py (the autoregressive models override them)."""
+    analysis and the y path of models/batching.py, which pads every string it decodes."""
 
     @torch.no_grad()
-    def compress(self, x: Tensor, gain: Tensor) -> dict:
+    def compress(self, x: Tensor, gain: Tensor, **kw) -> dict:
+        """``kw``: the autoregressive models' symbol ``order``."""
         from qvrf_bench.models import batching
 
         an = batching.analyse(self, x)
-        y_strings, y_hat = batching.code_latent(self, an.y, an.params, gain)
+        y_strings, y_hat = batching.code_latent(self, an.y, an.params, gain, **kw)
         return {"strings": [y_strings, [an.z_string]], "shape": torch.Size(an.z_shape), "y_hat": y_hat}
 
     @torch.no_grad()
-    def decompress(self, strings: list, shape, gain: Tensor) -> dict:
+    def decompress(self, strings: list, shape, gain: Tensor, **kw) -> dict:
         from qvrf_bench.models import batching
 
         params = batching.hyper_synthesis(self, strings[1][0], tuple(shape))
-        y_hat = batching.decode_latent(self, strings[0], params, gain)
+        y_hat = batching.decode_latent(self, strings[0], params, gain, **kw)
         return {"x_hat": self.g_s(y_hat).clamp_(0, 1), "y_hat": y_hat}
 
 
