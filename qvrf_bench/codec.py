@@ -46,13 +46,13 @@ from qvrf_bench.gains import check_gain
 from qvrf_bench.models.registry import AUTOREGRESSIVE
 
 
-def model_fingerprint(model: nn.Module) -> str:
-    """sha256 over the parameters (names, shapes, float32 bytes), in name order.
+def model_fingerprint(model: nn.Module, prefix: bytes = b"") -> str:
+    """sha256 over ``prefix`` and the parameters (names, shapes, float32 bytes), in name order.
 
     Parameters only: the CDF buffers are derived from them by ``update()``, so a checkpoint and its
     updated twin share a fingerprint, while any change to a weight or a gain changes it.
     """
-    h = hashlib.sha256()
+    h = hashlib.sha256(prefix)
     for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
         t = p.detach().to("cpu", torch.float32).contiguous()
         h.update(name.encode())

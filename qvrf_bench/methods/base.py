@@ -204,15 +204,12 @@ class Method(ABC):
         return p.device if p is not None else torch.device("cpu")
 
     def fingerprint(self) -> str:
-        """sha256 over ``module``'s parameters (names, shapes, float32 bytes) and the method id."""
-        h = hashlib.sha256(self.method_id.encode())
-        if self.module is not None:
-            for key, p in sorted(self.module.named_parameters(), key=lambda kv: kv[0]):
-                t = p.detach().to("cpu", torch.float32).contiguous()
-                h.update(key.encode())
-                h.update(str(tuple(t.shape)).encode())
-                h.update(t.numpy().tobytes())
-        return h.hexdigest()
+        """sha256 over the method id and ``module``'s parameters (codec.model_fingerprint's hash)."""
+        from qvrf_bench.codec import model_fingerprint
+
+        if self.module is None:
+            return hashlib.sha256(self.method_id.encode()).hexdigest()
+        return model_fingerprint(self.module, self.method_id.encode())
 
     def config(self) -> dict:
         """JSON-able settings that rebuild the method with its factory (stored in checkpoints)."""
