@@ -41,9 +41,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from qvrf_bench.errors import QVRFError
+from qvrf_bench.kinds import KINDS  # the rows' kinds (kinds.py)
 
 SCHEMA_VERSION = 1
-KINDS = ("fixed", "qvrf", "vbr", "classical", "variable")
 RESULTS_DIR = "results"
 MANIFEST_NAME = "run.json"
 PART_PREFIX = "part-"

@@ -61,6 +61,7 @@ from typing import Any
 
 import numpy as np
 
+from qvrf_bench import kinds
 from qvrf_bench.errors import QVRFError
 
 DEFAULT_FACTORS = "0.5:12:24"
@@ -650,7 +651,7 @@ class _ContractMethod(_Method):
         self.spec, self.method = spec, method
         self.engine = MethodEngine(engine_name if engine_name in ("serial", "fast") else "fast")
         self.name = method.name
-        self.kind = "fixed" if getattr(method, "kind", "") == "fixed" else "variable"
+        self.kind = kinds.FIXED if getattr(method, "kind", "") == kinds.FIXED else kinds.VARIABLE
         _, arg = split_spec(spec)
         self.path = arg or ""
         self.fingerprint = method.fingerprint()
@@ -909,7 +910,7 @@ def _build_methods(cfg: SweepConfig, device: str, engine) -> list[_Method]:
         seen[sha] = path
         model, _ = load_model(path, device=device)
         own = factors
-        if relative and model.config.kind == "qvrf":
+        if relative and model.config.kind != "fixed":  # the paper's factors are per level
             own = paper_factors_for(model)
         methods.append(_ModelMethod(path, sha, model, engine, levels, own, name=name, targets=targets))
     from qvrf_bench.methods.registry import make as make_method

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from qvrf_bench import rd
+from qvrf_bench import kinds, rd
 from qvrf_bench.errors import QVRFError
 
 # Run archs (qvrf_bench.models) and the CompressAI / QVRF names of the same network, to one family.
@@ -82,20 +82,20 @@ def test_curves(points: pd.DataFrame, rows: pd.DataFrame | None) -> tuple[list[C
     """(test curves, the fixed-rate curve of each family) of aggregated ``points`` (rd.aggregate) and
     their per-image ``rows`` (None for curve files). Sources without kind/arch columns give one
     curve per method, of kind ``other``."""
-    kinds, archs = method_attribute(points, "kind"), method_attribute(points, "arch")
+    kind_of, archs = method_attribute(points, "kind"), method_attribute(points, "arch")
     tests: list[CurveSpec] = []
     fixed_members: dict[str, list[str]] = {}
     for method in sorted(set(points["method"].astype(str))):
-        kind, arch = kinds.get(method, "other"), archs.get(method, "")
+        kind, arch = kind_of.get(method, "other"), archs.get(method, "")
         fam = family(arch)
-        if kind == "fixed":
+        if kind == kinds.FIXED:
             fixed_members.setdefault(fam, []).append(method)
             continue
         p = points.loc[points["method"].astype(str) == method]
         r = None if rows is None else rows.loc[rows["method"].astype(str) == method]
         tests.append(CurveSpec(method, fam, kind, p, r, arch, [method]))
         lev = p["level"].notna() if "level" in p.columns else pd.Series(False, index=p.index)
-        if kind in ("qvrf", "variable") and lev.any() and not lev.all():
+        if kinds.is_tested(kind) and lev.any() and not lev.all():
             name = method + LEVELS_SUFFIX
             r_lev = None if r is None else r.loc[r["level"].notna()].assign(method=name)
             tests.append(CurveSpec(name, fam, kind, p.loc[lev].assign(method=name), r_lev, arch, [method]))
@@ -104,7 +104,7 @@ def test_curves(points: pd.DataFrame, rows: pd.DataFrame | None) -> tuple[list[C
         arch = archs.get(members[0], "")
         name = fixed_name(arch)
         merged_rows = None if rows is None else rd.merge_methods(rows, members, name)
-        spec = CurveSpec(name, fam, "fixed", rd.merge_methods(points, members, name), merged_rows, arch, members)
+        spec = CurveSpec(name, fam, kinds.FIXED, rd.merge_methods(points, members, name), merged_rows, arch, members)
         fixed[fam] = spec
         tests.append(spec)
     return tests, fixed

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from qvrf_bench import rd
+from qvrf_bench import kinds, rd
 from qvrf_bench.analysis.curves import LEVELS_SUFFIX, CurveSpec, family
 from qvrf_bench.errors import QVRFError
 
-RUN_KINDS = ("fixed", "qvrf", "vbr", "classical", "variable")
+RUN_KINDS = kinds.KINDS
 METRICS = ("psnr", "ms-ssim")
 
 
@@ -47,7 +47,7 @@ class Pair:
 def anchor_of_curve(spec: CurveSpec, rate: str) -> AnchorSpec:
     """A run curve used as an anchor (its per-image rows come along for paired statistics)."""
     curves = {mt: spec.curve(mt, rate) for mt in METRICS}
-    fam = None if spec.kind == "classical" else spec.fam
+    fam = None if spec.kind == kinds.CLASSICAL else spec.fam
     return AnchorSpec(spec.name, fam, curves, spec.rows, None, tuple(spec.members))
 
 
@@ -90,13 +90,13 @@ def default_pairs(
     pairs: list[Pair] = []
     notes: list[str] = []
     for t in tests:
-        if t.kind in ("qvrf", "vbr", "variable") and t.fam in fixed:
+        if kinds.is_variable(t.kind) and t.fam in fixed:
             pairs += _pairs([t], anchor_of_curve(fixed[t.fam], rate))
     whole = [t for t in tests if not t.name.endswith(LEVELS_SUFFIX)]
-    for q in (t for t in whole if t.kind == "qvrf"):
-        pairs += _pairs([t for t in whole if t.kind == "variable" and t.fam == q.fam], anchor_of_curve(q, rate))
-    learned = [t for t in tests if t.kind in ("qvrf", "vbr", "variable", "fixed")]
-    for c in (t for t in tests if t.kind == "classical"):
+    for q in (t for t in whole if t.kind == kinds.REFERENCE):
+        pairs += _pairs([t for t in whole if t.kind == kinds.VARIABLE and t.fam == q.fam], anchor_of_curve(q, rate))
+    learned = [t for t in tests if kinds.is_learned(t.kind)]
+    for c in (t for t in tests if t.kind == kinds.CLASSICAL):
         # Same images, same metric code: the first check that a trained model is a codec worth the name.
         pairs += _pairs(learned, anchor_of_curve(c, rate))
     for a in published:

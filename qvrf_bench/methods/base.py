@@ -42,8 +42,11 @@ Training (optional, ``trainable = True``)
     :meth:`training_point` the point of a step (seeded: the same for every process of a run),
     :meth:`training_forward` the differentiable forward at that point (CompressAI's dict with
     ``x_hat`` and ``likelihoods``), the lambda from the point, :meth:`parameter_groups`
-    (``"main"``, optional ``"aux"`` and any other named group with its own learning-rate factor),
-    :meth:`aux_loss`, and :meth:`state_dict` / :meth:`load_state_dict` for resumable runs.
+    (``"main"``, optional ``"aux"`` and any other named group with its own learning-rate factor,
+    :meth:`lr_factors`), :meth:`aux_loss`, :meth:`validation_points`, what the logs say
+    (``knob_name``, :meth:`knob`, ``training_stage``, :meth:`training_notices`), and
+    :meth:`state_dict` / :meth:`load_state_dict`. train/loop.py is the one loop that runs it, for
+    the suite's own anchors and QVRF stages (methods/qvrf.py ``QVRFTraining``) as for a user's method.
 
 The images a method sees are (1, 3, H, W) float tensors in [0, 1], padded (centred, zeros) to a
 multiple of 64; the engine crops and rounds to 8 bits.
@@ -230,7 +233,24 @@ class Method(ABC):
         raise NotImplementedError(f"{self.name}: not trainable")
 
     def training_forward(self, x: Tensor, point: Point) -> dict:
+        """The differentiable forward at ``point``; in eval mode (validation) with rounding."""
         raise NotImplementedError(f"{self.name}: not trainable")
+
+    # What the training logs say of a point: a column named ``knob_name`` with :meth:`knob`, and a
+    # ``stage`` column with ``training_stage`` (0 for a method trained in one go).
+    knob_name: str = "value"
+    training_stage: int = 0
+
+    def knob(self, point: Point) -> float | None:
+        return point.value
+
+    def validation_points(self) -> list[Point]:
+        """The points validation measures (in rate order), every level by default."""
+        return self.rate_points()
+
+    def training_notices(self, validation: list[dict]) -> list[str]:
+        """Warnings after a validation (its rows: level, lmbda, loss, bpp_est, psnr ...), logged once each."""
+        return []
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """``{"main": [...], "aux": [...]}`` by default: CompressAI's quantiles go to the aux optimiser."""

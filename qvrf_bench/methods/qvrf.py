@@ -142,3 +142,74 @@ def make(checkpoint: str | None = None, device: str = "cpu") -> QVRFMethod:
         raise ValueError("the qvrf method needs a checkpoint (qvrf=PATH or qvrf=zoo:NAME)")
     model, _ = load_model(checkpoint, device=device)
     return QVRFMethod(model)
+
+
+class QVRFTraining(QVRFMethod):
+    """QVRF's training rules on the contract: one run = one fixed-rate anchor or one QVRF stage.
+
+    - ``kind="fixed"``: the anchor's single level (a = 1), noise proxy, its own lambda.
+    - stage 1: level L-1 (the largest lambda) at a = gain[0] detached (= 1 with the official
+      gains), noise proxy. Validation: that level only, at the same a (the trained objective).
+    - stage 2: a uniform random level per step (one draw from (seed, step): train/state.py), a =
+      gain[s] (a_0 frozen, the others learned unless the gains are fixed), noise proxy. Validation:
+      every level.
+    - stage 3: as stage 2 with the straight-through quantizer (``quant="ste"``); the autoregressive
+      models run the exact serial STE loop (slow, but what the decoder does).
+
+    The gain vector is a parameter group of its own (``"gain"``) at ``gain_lr`` (default lr * a_0:
+    Adam's step ignores the gradient's scale, so a gain vector normalised to a_0 = c would otherwise
+    move c times too fast, relatively; with the official a_0 = 1 it is the official lr).
+    """
+
+    trainable = True
+    knob_name = "gain"
+
+    def __init__(self, model, stage: int = 2, gain_lr_factor: float | None = None):
+        super().__init__(model, name=model.config.label)
+        self.stage = 1 if model.config.kind == "fixed" else int(stage)
+        self.training_stage = self.stage if model.config.kind != "fixed" else 0
+        self.quant = "ste" if self.training_stage == 3 else "noise"
+        # what the official gain rules call the stage: a fixed-rate model trains like stage 1 (a = gain[0])
+        self.gain_stage = 1 if model.config.kind == "fixed" else self.stage
+        self.gain_lr_factor = gain_lr_factor if gain_lr_factor is not None else float(model.gain.detach()[0].abs())
+
+    def training_point(self, step: int, seed: int) -> Point:
+        from qvrf_bench.train.state import level_for_step
+
+        level = level_for_step(self.kind, self.stage, self.model.num_levels, seed, step)
+        return Point(f"level={level}", level, None, float(self.model.lmbdas[level]))
+
+    def validation_points(self) -> list[Point]:
+        points = self.rate_points()  # a fixed-rate model has one
+        return points[-1:] if self.gain_stage == 1 else points
+
+    def _gain(self, point: Point) -> Tensor:
+        if self.model.training:
+            return self.model.train_gain(point.level, stage=self.gain_stage)
+        # validation: what the step trains (stage 1: a = gain[0]), else the level's inference gain
+        return self.model.gain.detach()[0] if self.gain_stage == 1 else self.model.level_gain(point.level)
+
+    def knob(self, point: Point) -> float:
+        return float(self._gain(point).detach())
+
+    def training_forward(self, x: Tensor, point: Point) -> dict:
+        return self.model(x, gain=self._gain(point), quant=self.quant if self.model.training else "round")
+
+    def parameter_groups(self) -> dict:
+        groups = {"main": [], "gain": [], "aux": []}
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:
+                groups["aux" if name.endswith(".quantiles") else "gain" if name == "gain" else "main"].append(p)
+        return groups
+
+    def lr_factors(self) -> dict[str, float]:
+        return {"gain": self.gain_lr_factor}
+
+    def aux_loss(self) -> Tensor:
+        return self.model.aux_loss()
+
+    def training_notices(self, validation: list[dict]) -> list[str]:
+        if not self.model.gain.requires_grad:
+            return []
+        return [f"gain of level {s} reached the 1e-4 clamp and no longer trains (lower --gain-lr)"
+                for s, g in enumerate(self.model.gain.detach().tolist()) if s > 0 and g <= 1e-4]  # fmt: skip

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from qvrf_bench import rd
+from qvrf_bench import kinds, rd
 from qvrf_bench.analysis.curves import FAMILIES, family, fixed_name  # noqa: F401 (FAMILIES: re-exported)
 from qvrf_bench.errors import QVRFError
 from qvrf_bench.report import plots
@@ -45,7 +45,6 @@ PUBLISHED = {
     "cheng2020": ("qvrf/kodak/retrained-cheng2020", "qvrf/kodak/cheng2020+qvrf"),
 }
 README_FIGURES = ("VariableRate", "Balle", "Minnen", "Cheng2020", "moreLagrangeMultiplier")
-_ROLE_OF_KIND = {"qvrf": "qvrf", "fixed": "fixed", "vbr": "vbr", "classical": "classical"}
 
 
 def published_for(arch: str) -> tuple[str, ...]:
@@ -137,8 +136,8 @@ def method_series(m: Measured, method: str, *, label: str | None = None, only_le
     if pts.empty:
         raise QVRFError(f"no measured points for method {method!r}")
     kind = str(pts["kind"].iloc[0])
-    disc = _levels(pts) if kind in ("qvrf", "vbr") else np.ones(len(pts), bool)
-    if kind in ("qvrf", "vbr") and not disc.any():
+    disc = _levels(pts) if kinds.is_variable(kind) else np.ones(len(pts), bool)
+    if kinds.is_variable(kind) and not disc.any():
         disc = np.ones(len(pts), bool)  # a rate-point list without levels: every point is "a rate"
     if only_levels:
         pts, disc = pts.loc[disc], disc[disc]
@@ -147,15 +146,15 @@ def method_series(m: Measured, method: str, *, label: str | None = None, only_le
         label=label or f"{method} (measured)",
         bpp=pts["bpp"].to_numpy(float),
         quality={"psnr": pts["psnr_rgb"].to_numpy(float), "ms-ssim": pts["ms_ssim_db_rgb"].to_numpy(float)},
-        role=_ROLE_OF_KIND.get(kind, "other"),
+        role=kinds.plot_role(kind),
         discrete=disc,
-        notes=notes if kind == "qvrf" else (),
+        notes=notes if kinds.is_tested(kind) else (),
     )
 
 
 def fixed_series(m: Measured, fam: str) -> plots.Series | None:
     """The run's fixed-rate models of one family, merged into ONE curve (rd.merge_methods)."""
-    methods = m.methods("fixed", fam)
+    methods = m.methods(kinds.FIXED, fam)
     if not methods:
         return None
     arch = m.arch_of(methods[0])
@@ -169,11 +168,13 @@ def fixed_series(m: Measured, fam: str) -> plots.Series | None:
 
 
 def anchor_role(anchor) -> str:
+    """A published curve's style family: CompressAI's variable-rate curves are the VBR peers'; every
+    other variable-rate curve (QVRF's own) is drawn as the measured methods under test are."""
     if anchor.kind == "fixed-rate-set":
         return "fixed"
     if anchor.kind == "classical":
         return "classical"
-    return "qvrf" if "qvrf" in anchor.name else "vbr"
+    return "vbr" if anchor.name.startswith("compressai/") else "variable"
 
 
 def anchor_source(anchor) -> str:
@@ -207,15 +208,15 @@ def rate_axis_label(rate: str) -> str:
 
 def family_series(m: Measured, fam: str, *, with_classical: bool = True) -> list[plots.Series]:
     """Measured curves of one family: each QVRF method, the fixed-rate set as one curve, VBR peers,
-    and (``with_classical``) the run's classical codecs."""
-    out = [method_series(m, x) for x in m.methods("qvrf", fam)]
+    (``with_classical``) the run's classical codecs, then every other method (of the contract)."""
+    out = [method_series(m, x) for x in m.methods(kinds.REFERENCE, fam)]
     fixed = fixed_series(m, fam)
     if fixed is not None:
         out.append(fixed)
-    out += [method_series(m, x) for x in m.methods("vbr", fam)]
+    out += [method_series(m, x) for x in m.methods(kinds.VBR, fam)]
     if with_classical:
-        out += [method_series(m, x) for x in m.methods("classical")]
-    known = {"qvrf", "fixed", "vbr", "classical"}
+        out += [method_series(m, x) for x in m.methods(kinds.CLASSICAL)]
+    known = {kinds.REFERENCE, kinds.FIXED, kinds.VBR, kinds.CLASSICAL}
     others = sorted(set(m.points.loc[~m.points["kind"].isin(known) & (m.points["arch"].map(family) == fam), "method"]))
     return out + [method_series(m, x) for x in others]
 
@@ -237,7 +238,7 @@ def _pick_qvrf(m: Measured, method: str | None, want) -> str:
         if method not in set(m.points["method"]):
             raise QVRFError(f"no measured rows for method {method!r}")
         return method
-    candidates = m.methods("qvrf")
+    candidates = m.methods(kinds.REFERENCE)
     if not candidates:
         raise QVRFError("no QVRF rows (kind 'qvrf') among the measured rows")
     preferred = [x for x in candidates if want(m.points.loc[m.points["method"] == x])]
@@ -273,7 +274,7 @@ def variable_rate(
             label=f"{name}: continuous gains (measured)",
             bpp=cont["bpp"].to_numpy(float),
             quality={"psnr": cont["psnr_rgb"].to_numpy(float), "ms-ssim": cont["ms_ssim_db_rgb"].to_numpy(float)},
-            role="qvrf",
+            role="variable",
             discrete=np.zeros(len(cont), bool),
         )
     anchors = load_published(published)
@@ -321,12 +322,12 @@ def qvrf_vs_anchors(
     fam = family(arch)
     m = measure(rows, rate=rate, dataset=dataset)
     series = family_series(m, fam, with_classical=with_classical)
-    if not any(s.role in ("qvrf", "fixed", "vbr") for s in series):
+    if not any(s.role in ("variable", "fixed", "vbr") for s in series):
         have = sorted(set(m.points["arch"].astype(str)))
         raise QVRFError(f"no measured rows of arch {arch!r} (family {fam!r}); the rows have: {', '.join(have)}")
     anchors = load_published(published)
     series += [anchor_series(a) for a in anchors]
-    n_fixed = len(m.methods("fixed", fam))
+    n_fixed = len(m.methods(kinds.FIXED, fam))
     anchor_text = f"{n_fixed} fixed-rate models" if n_fixed else "no fixed-rate models measured"
     return plots.rd_figure(
         series,
@@ -363,7 +364,7 @@ def more_lagrange(
     main = method_series(m, name, label=f"{name}: levels (measured)", only_levels=True)
     main.highlight = np.array([n.startswith("s=") and int(n[2:]) >= 8 for n in main.notes], bool)
     series = [main]
-    for other in m.methods("qvrf", fam):
+    for other in m.methods(kinds.REFERENCE, fam):
         if other != name:
             series.append(method_series(m, other, label=f"{other}: levels (measured)", only_levels=True))
     fixed = fixed_series(m, fam)
@@ -417,7 +418,7 @@ def readme_figures(
         except QVRFError as exc:
             skipped[name] = str(exc)
 
-    qvrf = m.methods("qvrf")
+    qvrf = m.methods(kinds.REFERENCE)
     # VariableRate is the paper's 8-level model: prefer one (the 11-level one has its own figure).
     eight = [x for x in qvrf if max_level(m.points.loc[m.points["method"] == x]) < 8]
     eight.sort(key=lambda x: not x.startswith("zoo:"))  # the shipped model before a run's own fine-tune

@@ -24,19 +24,19 @@ import numpy as np
 from qvrf_bench.errors import QVRFError
 
 METRIC_LABELS = {"psnr": "PSNR-RGB [dB]", "ms-ssim": "MS-SSIM-RGB [dB]"}
-ROLES = ("qvrf", "fixed", "vbr", "classical", "other")
+ROLES = ("variable", "fixed", "vbr", "classical", "other")  # kinds.plot_role
 
-# One palette per role, so a measured QVRF curve and the published QVRF curve share a hue and differ
-# only by line style; the n-th curve of a role in one figure takes the n-th colour.
+# One palette per role, so a measured variable-rate curve and a published one (QVRF's) share a hue and
+# differ only by line style; the n-th curve of a role in one figure takes the n-th colour.
 _PALETTES = {
-    "qvrf": ("#1f77b4", "#d62728", "#9467bd", "#17becf", "#e377c2"),
+    "variable": ("#1f77b4", "#d62728", "#9467bd", "#17becf", "#e377c2"),
     "fixed": ("#222222", "#8c564b", "#555555"),
     "vbr": ("#2ca02c", "#bcbd22", "#98df8a"),
     "classical": ("#7f7f7f", "#c49c94", "#aaaaaa"),
     "other": ("#ff7f0e", "#e377c2", "#17becf", "#8c564b"),
 }
 SWEEP_COLOUR = "#8fbfe0"
-_MARKERS = {"qvrf": "o", "fixed": "s", "vbr": "^", "classical": "D", "other": "v"}
+_MARKERS = {"variable": "o", "fixed": "s", "vbr": "^", "classical": "D", "other": "v"}
 
 STYLE = {
     "font.family": "sans-serif",

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from qvrf_bench import analysis, rd
+from qvrf_bench import analysis, kinds, rd
 from qvrf_bench.analysis import BDOutput, CurveSpec
 from qvrf_bench.analysis.pairs import same_dataset
 from qvrf_bench.errors import QVRFError
@@ -194,7 +194,7 @@ def _series_by_method(m: F.Measured, key_x: str, keys_y: dict[str, str], *, with
     tests, fixed = test_curves(m)
     specs = [t for t in tests if not t.name.endswith(" [levels]")]
     for spec in specs:
-        if spec.kind == "fixed" and not with_fixed:
+        if spec.kind == kinds.FIXED and not with_fixed:
             continue
         p = spec.points
         out.append(
@@ -212,7 +212,7 @@ def build_figures(m: F.Measured, anchors: Sequence, bd: BDOutput, caption: str) 
     """All report figures; returns (figures, {section: note when a figure could not be drawn})."""
     figs: list[FigureOut] = []
     missing: dict[str, str] = {}
-    learned = sorted({F.family(a) for a in m.points.loc[m.points["kind"] != "classical", "arch"]})
+    learned = sorted({F.family(a) for a in m.points.loc[m.points["kind"] != kinds.CLASSICAL, "arch"]})
     families = learned or ["classical"]
     for fam in families:
         series = F.family_series(m, fam) if fam != "classical" else F.family_series(m, "", with_classical=True)
@@ -225,8 +225,9 @@ def build_figures(m: F.Measured, anchors: Sequence, bd: BDOutput, caption: str) 
         pub_text = f" Published curves: {', '.join(a.name for a in pubs)}." if pubs else " No published curve chosen."
         figs.append(FigureOut(f"fig-rd-{len(figs)}", title, _inline_svg(fig, f"rd{len(figs)}"), caption + pub_text))
 
+    variable = [x for k in kinds.VARIABLE_RATE for x in m.methods(k)]
     panels = []
-    for method in m.methods("qvrf") + m.methods("vbr"):
+    for method in variable:
         p = m.points.loc[m.points["method"] == method]
         lev = p["level"].notna()
         if not lev.any():
@@ -236,10 +237,10 @@ def build_figures(m: F.Measured, anchors: Sequence, bd: BDOutput, caption: str) 
         if (~lev).any():
             c = p.loc[~lev]
             sweep = plots.Series(
-                label=f"{method}: continuous gains",
+                label=f"{method}: continuous points",
                 bpp=c["bpp"],
                 quality={"psnr": c["psnr_rgb"], "ms-ssim": c["ms_ssim_db_rgb"]},
-                role="qvrf",
+                role="variable",
                 discrete=np.zeros(len(c), bool),
             )
         panels.append(plots.SweepPanel(method, levels, sweep))
@@ -250,14 +251,14 @@ def build_figures(m: F.Measured, anchors: Sequence, bd: BDOutput, caption: str) 
                 "fig-levels",
                 "Discrete levels on the continuous sweep (PSNR-RGB)",
                 _inline_svg(fig, "levels"),
-                caption + " Large markers: discrete levels s; small dots: continuous gains.",
+                caption + " Large markers: discrete levels s; small dots: continuous points (gains, steps).",
             )
         )
     else:
-        missing["levels"] = "No QVRF or VBR method has discrete levels."
+        missing["levels"] = "No variable-rate method has discrete levels."
 
     gain_series = []
-    for method in m.methods("qvrf") + m.methods("vbr"):
+    for method in variable:  # methods of the contract write no gain: they have none to map
         p = m.points.loc[(m.points["method"] == method) & m.points["gain"].notna()]
         if p.empty:
             continue
@@ -267,7 +268,7 @@ def build_figures(m: F.Measured, anchors: Sequence, bd: BDOutput, caption: str) 
                 label=method,
                 bpp=p["gain"],
                 quality={"bpp": p["bpp"]},
-                role="qvrf" if method in m.methods("qvrf") else "vbr",
+                role=kinds.plot_role(m.points.loc[m.points["method"] == method, "kind"].iloc[0]),
                 discrete=lev if lev.any() else np.ones(len(p), bool),
                 notes=[f"s={int(v)}" if pd.notna(v) else "" for v in p["level"]],
             )
@@ -298,7 +299,7 @@ def build_figures(m: F.Measured, anchors: Sequence, bd: BDOutput, caption: str) 
             )
         )
     else:
-        missing["per_image"] = "No per-image BD: needs a QVRF/VBR method and fixed-rate models of the same arch."
+        missing["per_image"] = "No per-image BD: needs a variable-rate method and fixed-rate models of the same arch."
 
     timing = _series_by_method(m, "bpp", {"enc_s": "enc_s", "dec_s": "dec_s"})
     if any(s.has("enc_s") or s.has("dec_s") for s in timing):
@@ -378,7 +379,7 @@ def methods_table(rows: pd.DataFrame, m: F.Measured) -> list[dict]:
                 "arch": _join(g["arch"], ""),
                 "engine": _join(g["engine"], "n/a"),
                 "levels": lev,
-                "continuous": int(len(p) - lev) if g["kind"].iloc[0] in ("qvrf", "vbr") else 0,
+                "continuous": int(len(p) - lev) if kinds.is_variable(g["kind"].iloc[0]) else 0,
                 "points": len(p),
                 "targets": int(g["target_bpp"].nunique()) if "target_bpp" in g else 0,
                 "cross": _cross_text(g),
@@ -410,25 +411,25 @@ def per_image_bd_table(bd: BDOutput) -> dict | None:
 
 
 def matched_comparisons(rows: pd.DataFrame, m: F.Measured, metric: str = "psnr_rgb") -> list[dict]:
-    """Every QVRF method with matched-rate rows against its family's fixed-rate models (one curve
-    per image) and each classical codec of the run: per target, the mean delta of ``metric`` at the
-    QVRF model's achieved rate on each image (matched.py), with its CI and wins/losses, plus the
-    per-image deltas."""
+    """Every variable-rate method under test (kinds.py: QVRF, a method of the contract) with
+    matched-rate rows against its family's fixed-rate models (one curve per image) and each classical
+    codec of the run: per target, the mean delta of ``metric`` at the method's achieved rate on each
+    image (matched.py), with its CI and wins/losses, plus the per-image deltas."""
     from qvrf_bench import matched
 
     mr = matched.matched_rows(rows)
     if mr.empty:
         return []
-    kinds = rows.groupby("method")["kind"].first().astype(str)
+    kind_of = rows.groupby("method")["kind"].first().astype(str)
     archs = rows.groupby("method")["arch"].first().astype(str)
     out = []
-    for test in sorted(set(mr.loc[mr["kind"].astype(str) == "qvrf", "method"].astype(str))):
+    for test in sorted(set(mr.loc[mr["kind"].map(kinds.is_tested), "method"].astype(str))):
         fam = F.family(archs[test])
         others = []
-        fixed = [x for x in kinds.index if kinds[x] == "fixed" and F.family(archs[x]) == fam]
+        fixed = [x for x in kind_of.index if kind_of[x] == kinds.FIXED and F.family(archs[x]) == fam]
         if fixed:
             others.append((F.fixed_name(archs[fixed[0]]), fixed))
-        others += [(c, [c]) for c in kinds.index if kinds[c] == "classical"]
+        others += [(c, [c]) for c in kind_of.index if kind_of[c] == kinds.CLASSICAL]
         for name, members in others:
             d = matched.matched_deltas(rows.loc[rows["method"] == test], rows.loc[rows["method"].isin(members)],
                                        metric=metric, rate=m.rate)  # fmt: skip
@@ -462,9 +463,10 @@ def _data_uri(png: bytes) -> str:
 
 def visual_crops(rows: pd.DataFrame, infos: Sequence[RunInfo]) -> list[dict]:
     """Side-by-side crops at matched rate (crops.py): per image with crops and per target, the
-    original, each QVRF model at the target, per family the fixed-rate model closest in bpp to that
-    family's first QVRF model on that image ("nearest anchor": nearest rate, not best quality), and each
-    classical codec at the target; each with its bpp and PSNR. Images as PNG data URIs."""
+    original, each method under test (QVRF, a method of the contract) at the target, per family the
+    fixed-rate model closest in bpp to that family's first such method on that image ("nearest
+    anchor": nearest rate, not best quality), and each classical codec at the target; each with its
+    bpp and PSNR. Images as PNG data URIs."""
     from qvrf_bench import crops as C
     from qvrf_bench import matched
 
@@ -476,7 +478,7 @@ def visual_crops(rows: pd.DataFrame, infos: Sequence[RunInfo]) -> list[dict]:
     if not stored:
         return []
     mr = matched.matched_rows(rows)
-    fixed_rows = matched.sweep_rows(rows.loc[rows["kind"].astype(str) == "fixed"])
+    fixed_rows = matched.sweep_rows(rows.loc[rows["kind"].astype(str) == kinds.FIXED])
 
     def tile(r, label: str) -> dict | None:
         entry = stored.get(str(r.image_sha256))
@@ -491,13 +493,13 @@ def visual_crops(rows: pd.DataFrame, infos: Sequence[RunInfo]) -> list[dict]:
         meta = entry["meta"]
         for target in sorted(set(here["target_bpp"].astype(float))):
             t_rows = here.loc[here["target_bpp"].astype(float) == target]
-            qv = t_rows.loc[t_rows["kind"].astype(str) == "qvrf"].sort_values("method")
+            qv = t_rows.loc[t_rows["kind"].map(kinds.is_tested)].sort_values("method")
             if qv.empty:
                 continue
             tiles = [{"label": "original", "src": _data_uri(entry["original"]), "bpp": "", "psnr": ""}]
             tiles += [t for r in qv.itertuples(index=False) if (t := tile(r, str(r.method)))]
             seen_fams = set()
-            for first in qv.itertuples(index=False):  # per family: the anchor nearest its first QVRF model
+            for first in qv.itertuples(index=False):  # per family: the anchor nearest its first method
                 fam = F.family(first.arch)
                 if fam in seen_fams:
                     continue
@@ -509,7 +511,7 @@ def visual_crops(rows: pd.DataFrame, infos: Sequence[RunInfo]) -> list[dict]:
                     t = tile(best, f"nearest anchor: {best['method']}")
                     if t:
                         tiles.append(t)
-            cl = t_rows.loc[t_rows["kind"].astype(str) == "classical"].sort_values("method")
+            cl = t_rows.loc[t_rows["kind"].astype(str) == kinds.CLASSICAL].sort_values("method")
             tiles += [t for r in cl.itertuples(index=False) if (t := tile(r, f"{r.method} q={r.quality:g}"))]
             out.append({"image": str(meta.get("image", sha[:12])), "target": f"{target:g}",
                         "box": f"{meta.get('size')} px at ({meta.get('left')}, {meta.get('top')})", "tiles": tiles})  # fmt: skip
@@ -526,7 +528,7 @@ def per_image_results(m: F.Measured) -> list[dict]:
         if spec.name.endswith(" [levels]"):
             continue
         r = spec.rows
-        if spec.kind == "qvrf" and r["level"].notna().any():
+        if kinds.is_tested(spec.kind) and r["level"].notna().any():
             r = r.loc[r["level"].notna()]
         pts = spec.points.set_index("rate_point")
         order = [rp for rp in pts.sort_values("bpp").index if rp in set(r["rate_point"])]
@@ -534,8 +536,8 @@ def per_image_results(m: F.Measured) -> list[dict]:
         note = ""
         if len(order) > len(shown):
             note = f"first {len(shown)} of {len(order)} rate points (by bpp)"
-        if spec.kind == "qvrf" and len(r) < len(spec.rows):
-            note = (note + "; " if note else "") + "discrete levels only (continuous gains are in the figures)"
+        if kinds.is_tested(spec.kind) and len(r) < len(spec.rows):
+            note = (note + "; " if note else "") + "discrete levels only (continuous points are in the figures)"
         idx = r.set_index(["image", "rate_point"])
         body = []
         for image in sorted(set(r["image"].astype(str))):
@@ -893,7 +895,7 @@ def save_figures(rows: pd.DataFrame, folder: str | Path, *, anchors: Sequence = 
     """The RD figure of each family as ``rd-<family>.png/.svg`` in ``folder``; returns the paths."""
     m = F.measure(rows, rate=rate, dataset=dataset)
     paths = []
-    for fam in sorted({F.family(a) for a in m.points.loc[m.points["kind"] != "classical", "arch"]}):
+    for fam in sorted({F.family(a) for a in m.points.loc[m.points["kind"] != kinds.CLASSICAL, "arch"]}):
         pubs = [a for a in anchors if a.kind == "classical" or F.family(a.arch) == fam]
         fig = F.qvrf_vs_anchors(fam, rows, published=pubs, metrics=METRICS, dataset=dataset, rate=rate)
         paths += plots.save(fig, Path(folder) / f"rd-{fam}", salt=fam)

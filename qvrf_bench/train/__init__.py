@@ -11,16 +11,18 @@ Public API (also what ``qvrf-bench train`` calls)::
 ``train`` returns the path of the run's ``final.pt``; rerunning it resumes an interrupted run and
 returns at once for a finished one. Modules: presets (paper / smoke), config (the dataclass), data
 (images, crops, caching), loss, build (fresh or --init-from models), state (RNG, level draw), logs
-(CSV and event logs), loop (the loop itself).
+(CSV and event logs), loop (the one loop, for every method of the contract), stages (the
+suite's anchors and QVRF stages: resume rules, initial model, checkpoints).
 """
 
 from qvrf_bench.train.build import initial_model
 from qvrf_bench.train.config import TrainConfig, anchor_configs
-from qvrf_bench.train.loop import train, train_anchors, validate
+from qvrf_bench.train.loop import fit, validate
 from qvrf_bench.train.loss import rate_distortion
 from qvrf_bench.train.presets import PAPER, PRESETS, SMOKE, Preset, get_preset
+from qvrf_bench.train.stages import train, train_anchors
 
 __all__ = [
-    "PAPER", "PRESETS", "SMOKE", "Preset", "TrainConfig", "anchor_configs", "get_preset", "initial_model",
+    "PAPER", "PRESETS", "SMOKE", "Preset", "TrainConfig", "anchor_configs", "fit", "get_preset", "initial_model",
     "rate_distortion", "train", "train_anchors", "validate",
 ]  # fmt: skip

@@ -8,13 +8,14 @@ processes. What each piece does, and why:
   it. Every crop has its own generator, seeded by (seed, step, crop index), and so does the training
   noise of every sample (models/qvrf.py ``per_sample_noise``): N processes train on exactly the
   batches and noise of one process, and the result does not depend on N beyond float rounding.
-- **Rate level.** The QVRF level of a step is drawn from (seed, step) (train/state.py), the same on
-  every rank: the gains are one parameter and every rank must train the same level in a step, or the
-  averaged gradient would mix levels with one lambda.
-- **Gradients.** torch DistributedDataParallel averages the network's gradients. Two parameters are
-  kept out of it and handled here: the gain vector (its gradient is averaged by hand, since in stage 1
-  it gets none, which DDP would wait for) and the entropy-bottleneck quantiles (the aux loss depends
-  on no data, so every rank computes the same aux gradient; nothing to average).
+- **Rate point.** The method's point of a step comes from (seed, step) (``training_point``; QVRF's
+  level draw: train/state.py), the same on every rank: the gains are one parameter and every rank
+  must train the same level in a step, or the averaged gradient would mix levels with one lambda.
+- **Gradients.** torch DistributedDataParallel averages the gradients of the method's ``"main"``
+  parameter group. Every other trainable parameter is kept out of it and handled here: QVRF's gain
+  vector (its gradient is averaged by hand, since in stage 1 it gets none, which DDP would wait for)
+  and the entropy-bottleneck quantiles (the aux loss depends on no data, so every rank computes the
+  same aux gradient; nothing to average).
 - **Validation, logs, checkpoints.** Rank 0 validates and broadcasts the loss, so every rank's
   ReduceLROnPlateau steps alike; rank 0 alone writes logs and checkpoints (atomically). A resume
   reads ``last.pt`` on every rank. If one process dies, torchrun stops the others; rerunning the
@@ -31,8 +32,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-
-IGNORED = ("gain",)  # besides every '.quantiles' (see the module docstring)
 
 
 @dataclass(frozen=True)
@@ -72,36 +71,34 @@ def shutdown(d: Dist) -> None:
         dist.destroy_process_group()
 
 
-def _ignored(model: nn.Module) -> list[str]:
-    return [n for n, _ in model.named_parameters() if n in IGNORED or n.endswith(".quantiles")]
-
-
-def wrap(model: nn.Module, d: Dist, device: torch.device) -> nn.Module:
-    """The model for the training forward: DDP under torchrun, the model itself otherwise."""
+def wrap(model: nn.Module, d: Dist, device: torch.device, ignored: Sequence[nn.Parameter] = ()) -> nn.Module:
+    """The module for the training forward: DDP under torchrun (``ignored`` kept out of its
+    reduction), the module itself otherwise."""
     if not d.active:
         return model
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    ignored = _ignored(model)
-    params = dict(model.named_parameters())
+    ids = {id(p) for p in ignored}
+    names = [n for n, p in model.named_parameters() if id(p) in ids]
     with torch.no_grad():  # DDP broadcasts the others from rank 0; these too, so all ranks start equal
-        for name in ignored:
-            dist.broadcast(params[name].data, src=0)
+        for p in ignored:
+            dist.broadcast(p.data, src=0)
     # DDP names a parameter "<module>.<name>": ".gain" for one of the root module.
-    DDP._set_params_and_buffers_to_ignore_for_model(model, [n if "." in n else "." + n for n in ignored])
+    DDP._set_params_and_buffers_to_ignore_for_model(model, [n if "." in n else "." + n for n in names])
     # Buffers (CDF tables, scale tables) are not trained: no need to broadcast them every step.
     return DDP(model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
 
 
-def average_ignored_gradients(model: nn.Module, d: Dist) -> None:
-    """Average the gain's gradient over ranks (the quantiles' is the same on every rank)."""
+def average_ignored_gradients(params: Sequence[nn.Parameter], d: Dist) -> None:
+    """Average the gradients DDP does not reduce over the ranks (a gain vector's; the aux
+    quantiles have none yet when this runs, and the same one on every rank after the aux loss)."""
     if not d.active:
         return
     import torch.distributed as dist
 
-    for name, p in model.named_parameters():
-        if name in IGNORED and p.grad is not None:
+    for p in params:
+        if p.grad is not None:
             dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
             p.grad.div_(d.world)
 

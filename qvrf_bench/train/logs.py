@@ -19,6 +19,15 @@ VAL_COLUMNS = ("step", "stage", "level", "lmbda", "gain", "loss", "mse", "bpp_es
                "is_best")  # fmt: skip
 
 
+def step_columns(knob: str = "gain") -> tuple[str, ...]:
+    """train_log.csv's columns: the knob's column is named by the method (QVRF: ``gain``)."""
+    return tuple(knob if c == "gain" else c for c in STEP_COLUMNS)
+
+
+def val_columns(knob: str = "gain") -> tuple[str, ...]:
+    return tuple(knob if c == "gain" else c for c in VAL_COLUMNS)
+
+
 def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.6g}"

@@ -405,3 +405,48 @@ def test_bd_against_another_test_set_only_when_asked_and_low_overlap_uncoloured(
     (row,) = bd_rows(table)
     assert row["bd_rate"] == "insufficient overlap (5 %)" and row["better"] is None
     assert "96" not in row["bd_rate"]
+
+
+def test_a_method_of_the_contract_is_reported_as_qvrf_is(tmp_path):
+    """A user's variable-rate method (kind "variable") gets what a QVRF model gets: a levels-only
+    curve, a panel in the levels figure, levels-only per-image tables, its matched-rate table, the
+    variable-rate style in the RD figure, and a BD-rate against QVRF as well as the anchors."""
+    import pandas as pd
+
+    from qvrf_bench import analysis
+    from qvrf_bench.report import figures as F
+    from qvrf_bench.report import render, render_report
+    from qvrf_bench.store import ResultStore
+
+    fixed, other = synthetic_rows(n_images=2, n_continuous=4, evil=False)
+    mine = [dict(r, method="my-method", kind="variable", gain=None, checkpoint_sha256="ef" * 32,
+                 rate_point=r["rate_point"].replace("gain=", "t="), psnr_rgb=r["psnr_rgb"] + 0.3)
+            for r in other if r["method"] == "balle-qvrf" and not r["error"]]  # fmt: skip
+    targets = [dict(r, rate_point="target=0.5", target_bpp=0.5, level=None, bpp_real=0.5 + 0.01 * i)
+               for i, r in enumerate(x for x in mine if x["rate_point"] == "level=4")]  # fmt: skip
+    rows = pd.DataFrame(fixed + other + mine + targets)
+    m = F.measure(rows)
+    series = F.method_series(m, "my-method")
+    assert series.role == "variable" and "s=0" in series.notes and not series.discrete.all()
+    tests, fixed_curves = analysis.test_curves(m.points, rows)
+    assert {"my-method", "my-method [levels]"} <= {t.name for t in tests}
+    pairs = {(p.test.name, p.anchor.name) for p in analysis.default_pairs(tests, fixed_curves)[0]}
+    assert {("my-method", "balle-qvrf"), ("my-method [levels]", "run:fixed:balle"), ("my-method", "jpeg")} <= pairs
+    per_image = {p["name"]: p for p in render.per_image_results(m)}
+    assert "discrete levels only" in per_image["my-method"]["note"]
+    matched = render.matched_comparisons(rows, m)
+    assert {"my-method"} == {t["test"] for t in matched} and {t["other"] for t in matched} >= {"run:fixed:balle"}
+
+    store = ResultStore(tmp_path / "run")
+    prov = {"qvrf_bench_version": "0.1.0", "torch_version": "2.14.1", "compressai_version": "1.2.8",
+            "python_version": "3.11", "device": "cpu (synthetic test data)", "platform": "synthetic"}  # fmt: skip
+    store.start(["qvrf-bench", "sweep"], {"dataset": {"name": "synthetic-images", "images": 2, "sha256": "0" * 64}},
+                prov=prov)  # fmt: skip
+    created = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+    store.append([{k: v for k, v in r.items() if not (isinstance(v, float) and np.isnan(v))} | {"created_utc": created}
+                  for r in rows.to_dict("records")])  # fmt: skip
+    text = render_report([store.run_dir], tmp_path / "out.html", n_boot=0).read_text(encoding="utf-8")
+    levels = text.split('<section id="levels">')[1].split("</section>")[0]
+    assert "my-method: levels" in levels and "balle-qvrf: levels" in levels
+    bd = text.split('<section id="bd">')[1].split("</section>")[0]
+    assert "my-method [levels]" in bd
