@@ -18,10 +18,18 @@ A mean-scale model whose h_s rounds differently under another thread count gives
 (the means move by an ulp); wrong symbols (the entropy parameters picked another table) give not ok
 and an image that is garbage.
 
+A method of the contract (``sweep --method``) is decoded by its own factory in the worker, from the
+same spec. Its quantization cells are its own business, so ``cross_decode_ok`` is its decode check
+done across processes: what the second decoder rebuilt (the latent, or the image: the method's
+``decode_check``) is bit-equal to what the encoder says it must rebuild; for ``decodes`` methods,
+that the bitstream decoded at all.
+
 Protocol (this module is also the worker: ``python -m qvrf_bench.crossdecode --device D --threads N``):
-one JSON line per request ``{"checkpoint": PATH, "n": LEN}`` followed by LEN bytes of container on
-stdin; per answer one JSON line ``{"y": [SHAPE], "image": [H, W]}`` followed by the float32 latent
-and the uint8 image as raw bytes, or ``{"error": TEXT}``. The worker keeps each checkpoint loaded.
+one JSON line per request ``{"checkpoint": PATH, "n": LEN}`` (or ``{"method": SPEC, "n": LEN}``)
+followed by LEN bytes of container on stdin; per answer one JSON line ``{"y": [SHAPE], "image": [H,
+W]}`` followed by the float32 latent (what a method rebuilt; shape null when it rebuilds nothing to
+compare) and the uint8 image as raw bytes, or ``{"error": TEXT}``. The worker keeps each checkpoint
+and method loaded.
 """
 
 from __future__ import annotations
@@ -48,13 +56,14 @@ class CrossDecoder:
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self.where = describe(device, threads)
 
-    def decode(self, checkpoint: str, data: bytes) -> dict:
-        """The worker's answer for one container: {"y": float32 array, "image": uint8 array} or
-        {"error": ...}."""
+    def decode(self, checkpoint: str | None, data: bytes, method: str | None = None) -> dict:
+        """The worker's answer for one container of a checkpoint (or of the method ``method``, a
+        ``--method`` spec): {"y": float32 array or None, "image": uint8 array} or {"error": ...}."""
         if self.proc.poll() is not None:
             return {"error": f"the cross-decode worker exited (status {self.proc.returncode})"}
+        req = {"method": str(method)} if method is not None else {"checkpoint": str(checkpoint)}
         try:
-            self.proc.stdin.write(json.dumps({"checkpoint": str(checkpoint), "n": len(data)}).encode() + b"\n")
+            self.proc.stdin.write(json.dumps({**req, "n": len(data)}).encode() + b"\n")
             self.proc.stdin.write(data)
             self.proc.stdin.flush()
             line = self.proc.stdout.readline()
@@ -64,7 +73,9 @@ class CrossDecoder:
             if "error" in head:
                 return head
             y_shape, (h, w) = head["y"], head["image"]
-            y = np.frombuffer(self.proc.stdout.read(4 * int(np.prod(y_shape))), np.float32).reshape(y_shape)
+            y = None
+            if y_shape is not None:
+                y = np.frombuffer(self.proc.stdout.read(4 * int(np.prod(y_shape))), np.float32).reshape(y_shape)
             img = np.frombuffer(self.proc.stdout.read(h * w * 3), np.uint8).reshape(h, w, 3)
         except (BrokenPipeError, OSError, ValueError) as exc:
             return {"error": f"the cross-decode worker is gone ({exc})"}
@@ -86,6 +97,26 @@ class CrossDecoder:
         exact = same_shape and bool(np.array_equal(y1, y2)) and bool(np.array_equal(answer["image"], rgb_local))
         psnr = metrics.psnr_rgb(rgb_local, answer["image"]) if same_shape else float("nan")
         return {**out, "cross_decode_ok": ok, "cross_decode_exact": exact, "cross_decode_psnr_db": psnr}
+
+    def check_method(self, spec: str, data: bytes, rebuilt, decode_check: str, rgb_local: np.ndarray) -> dict:
+        """The row's columns for one container of a method of the contract (module docstring)."""
+        from qvrf_bench import metrics
+
+        answer = self.decode(None, data, method=spec)
+        out = {"cross_decode_device": self.where}
+        if "error" in answer:
+            return {**out, "cross_decode_ok": False, "cross_decode_exact": False,
+                    "notice": f"cross-decode failed: {answer['error']}"}  # fmt: skip
+        same_image = answer["image"].shape == rgb_local.shape and bool(np.array_equal(answer["image"], rgb_local))
+        if decode_check == "decodes" or rebuilt is None:
+            ok = True  # it decoded; the method offers nothing more to compare
+        else:
+            r1 = (rebuilt.detach().to("cpu").float() + 0.0).numpy()
+            r2 = answer["y"]
+            ok = r2 is not None and r1.shape == r2.shape and bool(np.array_equal(r1, r2 + np.float32(0.0)))
+        same_shape = answer["image"].shape == rgb_local.shape
+        psnr = metrics.psnr_rgb(rgb_local, answer["image"]) if same_shape else float("nan")
+        return {**out, "cross_decode_ok": ok, "cross_decode_exact": ok and same_image, "cross_decode_psnr_db": psnr}
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -110,6 +141,7 @@ def _serve(device: str, threads: int | None) -> int:
         torch.set_num_threads(int(threads))
     dev = resolve_device(device)
     models: dict[str, object] = {}
+    methods: dict[str, object] = {}
     stdin, out = sys.stdin.buffer, sys.stdout.buffer
     while True:
         line = stdin.readline()
@@ -118,19 +150,29 @@ def _serve(device: str, threads: int | None) -> int:
         req = json.loads(line)
         data = stdin.read(int(req["n"]))
         try:
-            if req["checkpoint"] not in models:
-                models[req["checkpoint"]] = load_model(req["checkpoint"], device=str(dev))[0]
-            model = models[req["checkpoint"]]
-            x_hat, y_hat, _ = codec.decode_full(model, data)
-            y = y_hat.detach().to("cpu").float().contiguous().numpy()
+            if "method" in req:
+                from qvrf_bench.methods.engine import decode_bytes
+                from qvrf_bench.methods.registry import make
+
+                if req["method"] not in methods:
+                    methods[req["method"]] = make(req["method"], device=str(dev))
+                x_hat, y_hat, _ = decode_bytes(methods[req["method"]], data)
+            else:
+                if req["checkpoint"] not in models:
+                    models[req["checkpoint"]] = load_model(req["checkpoint"], device=str(dev))[0]
+                x_hat, y_hat, _ = codec.decode_full(models[req["checkpoint"]], data)
+            y = None if y_hat is None else y_hat.detach().to("cpu").float().contiguous().numpy()
             img = np.ascontiguousarray(images.tensor_to_rgb8(x_hat))
         except Exception as exc:  # a row's failure, reported to the sweep, never the worker's end
             error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             out.write(json.dumps({"error": error}).encode() + b"\n")
             out.flush()
             continue
-        out.write(json.dumps({"y": list(y.shape), "image": list(img.shape[:2])}).encode() + b"\n")
-        out.write(y.tobytes())
+        out.write(
+            json.dumps({"y": None if y is None else list(y.shape), "image": list(img.shape[:2])}).encode() + b"\n"
+        )
+        if y is not None:
+            out.write(y.tobytes())
         out.write(img.tobytes())
         out.flush()
 

@@ -187,8 +187,7 @@ class FastEngine:
     @torch.no_grad()
     def _check_against_serial(self, model: nn.Module, fingerprint: str) -> None:
         """A probe image through both engines (also the warm-up): any difference is an error."""
-        g = torch.Generator().manual_seed(0)
-        rgb = (torch.rand(40, 72, 3, generator=g) * 255).round().to(torch.uint8).numpy()
+        rgb = images.probe_image(40, 72)
         top = float(model.level_gain(model.num_levels - 1))
         points = [RatePoint(0, None), RatePoint(None, 0.37), RatePoint(None, top * 1.3)]
         points += [RatePoint(None, 0.5 + 0.7 * i) for i in range(batching.rows_per_point(model))]

@@ -191,3 +191,12 @@ def crop(x, padding: tuple[int, int, int, int]):
     left, right, top, bottom = padding
     h, w = x.shape[-2:]
     return x[..., top : h - bottom, left : w - right]
+
+
+def probe_image(height: int = 40, width: int = 72) -> np.ndarray:
+    """The seeded noise image the engines' self-checks code both ways (not a multiple of 64, so the
+    padding is exercised too)."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    return (torch.rand(height, width, 3, generator=g) * 255).round().to(torch.uint8).numpy()

@@ -175,6 +175,7 @@ COLUMNS: tuple[Column, ...] = (
         True,
         "Decoded again in a separate process (sweep --decode-device / --decode-threads): True when that "
         "decoder recovered the encoder's quantization symbols (its latent within half a bin of the "
+        "encoder's; for a method of the contract: what it rebuilds, per decode_check, bit-equal to the "
         "encoder's). Null when not checked (and for peers).",
     ),
     Column(

@@ -707,9 +707,19 @@ class _ContractMethod(_Method):
     def label(self, point):
         return point.label
 
+    cross = None  # a crossdecode.CrossDecoder when the sweep asks for the cross-decode check
+
     def _run(self, rgb, points):
         res = self.engine.run_image(self.method, rgb, list(points), self.fingerprint)
-        return [Measurement(len(r.data), r.payload_bytes, r.rgb, r.decode_ok, r.enc_s, r.dec_s) for r in res]
+        out = [Measurement(len(r.data), r.payload_bytes, r.rgb, r.decode_ok, r.enc_s, r.dec_s) for r in res]
+        if self.cross is not None:
+            for r, m in zip(res, out, strict=True):
+                cols = self.cross.check_method(self.spec, r.data, r.rebuilt, self.method.decode_check, r.rgb)
+                notice = cols.pop("notice", None)
+                m.extra = {**m.extra, **cols}
+                if notice:
+                    m.notices = (*m.notices, notice)
+        return out
 
     def config(self):
         return {
@@ -981,7 +991,7 @@ def _run_sweep(cfg: SweepConfig) -> SweepSummary:
 
         cross = CrossDecoder(_resolve_device(cfg.decode_device or "cpu"), cfg.decode_threads)
         for m in methods:
-            if isinstance(m, _ModelMethod):
+            if isinstance(m, (_ModelMethod, _ContractMethod)):
                 m.cross = cross
 
     # what defines the numbers; each method lists its resolved rate points, so "all" and "0,...,7" agree

@@ -94,8 +94,7 @@ class MethodEngine:
         return self._run(method, rgb, points, fingerprint, self.batch(method))
 
     def _check(self, method: Method, fingerprint: str) -> None:
-        g = torch.Generator().manual_seed(0)
-        rgb = (torch.rand(40, 72, 3, generator=g) * 255).round().to(torch.uint8).numpy()
+        rgb = images.probe_image()
         points = method.rate_points()
         probe = [points[0], points[-1], *points[1:-1][:2]]
         batched = self._run(method, rgb, probe, fingerprint, self.max_batch)

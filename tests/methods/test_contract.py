@@ -234,3 +234,45 @@ def test_damaged_method_containers_decode_or_fail_with_one_line(arch):
             assert tuple(x_hat.shape[-2:]) == (40, 72)
             outcomes["decoded"] += 1
     assert outcomes["refused"] >= 10 and outcomes["decoded"] >= 1, outcomes
+
+
+def test_cross_decode_of_a_method_in_a_second_process(tmp_path):
+    """``--decode-threads`` on ``--method`` rows: the worker builds the method from the same spec and
+    its rebuilt latent is the encoder's, bit for bit; a wrong latent, a cut bitstream and an image-
+    checked method are told apart."""
+    from PIL import Image
+
+    from qvrf_bench.crossdecode import CrossDecoder
+    from qvrf_bench.methods.registry import make
+    from qvrf_bench.models.checkpoints import save_checkpoint
+    from qvrf_bench.store import ResultStore
+    from qvrf_bench.sweep import SweepConfig, run_sweep
+
+    ckpt = tmp_path / "m.pt"
+    save_checkpoint(ckpt, small_model("minnen-mean"))
+    spec = f"qvrf={ckpt}"
+    method = make(spec)
+    rgb = _rgb(40, 56)
+    (res,) = M.run_points(method, rgb, method.rate_points()[2:3], method.fingerprint(), 1)
+    cross = CrossDecoder("cpu", threads=2)
+    try:
+        good = cross.check_method(spec, res.data, res.rebuilt, "latent", res.rgb)
+        assert (
+            good["cross_decode_ok"] and good["cross_decode_exact"] and good["cross_decode_device"] == "cpu, 2 threads"
+        )
+        wrong = cross.check_method(spec, res.data, res.rebuilt + 1, "latent", res.rgb)
+        assert not wrong["cross_decode_ok"] and not wrong["cross_decode_exact"]
+        cut = cross.check_method(spec, res.data[:20], res.rebuilt, "latent", res.rgb)
+        assert not cut["cross_decode_ok"] and "cross-decode failed" in cut["notice"]
+        anyway = cross.check_method(spec, res.data, None, "decodes", res.rgb)  # nothing to compare: it decoded
+        assert anyway["cross_decode_ok"] and anyway["cross_decode_psnr_db"] == float("inf")
+    finally:
+        cross.close()
+
+    data = tmp_path / "imgs"
+    data.mkdir()
+    Image.fromarray(rgb).save(data / "a.png")
+    run_sweep(SweepConfig(dataset=data, out=tmp_path / "run", methods=[spec], levels="0,7", factors="none",
+                          device="cpu", threads=1, decode_threads=2, progress=False))  # fmt: skip
+    df = ResultStore(tmp_path / "run").read()
+    assert len(df) == 2 and df["cross_decode_ok"].all() and df["cross_decode_exact"].all(), df["notices"]
