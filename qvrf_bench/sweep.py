@@ -244,7 +244,7 @@ def model_rate_points(kind: str, num_levels: int, levels, factors: Sequence[floa
     """
     from qvrf_bench.engine import RatePoint
 
-    if kind == "fixed":
+    if kind == kinds.FIXED:
         return [RatePoint(level=0, gain=None)]
     if levels == "all":
         chosen = list(range(num_levels))
@@ -436,6 +436,8 @@ class _Method:
     name: str
     kind: str
     checkpoint_sha256: str = ""
+    cross_decodes = False  # whether a second decoder can check its bitstreams (crossdecode.py)
+    cross = None  # the sweep's crossdecode.CrossDecoder, when it asks for the check
     device: str | None = None  # the store's device column, when it differs from the run's
     points: list
 
@@ -511,7 +513,7 @@ class _ModelMethod(_Method):
         self.kind = model.config.kind
         self.fingerprint = codec.model_fingerprint(model)
         self.points = model_rate_points(self.kind, model.num_levels, levels, factors, source=str(path))
-        if self.kind != "fixed":  # a fixed-rate model has one rate: it cannot be steered to a target
+        if self.kind != kinds.FIXED:  # a fixed-rate model has one rate: it cannot be steered to a target
             self.points += [TargetPoint(b) for b in targets]
 
     def fields(self, point):
@@ -532,7 +534,7 @@ class _ModelMethod(_Method):
 
         return self._matched(rgb, tp, search)
 
-    cross = None  # a crossdecode.CrossDecoder when the sweep asks for the cross-decode check
+    cross_decodes = True
 
     def _run(self, rgb, points):
         results = self.engine.run_image(self.model, rgb, list(points), self.fingerprint)
@@ -566,7 +568,7 @@ class _PeerMethod(_Method):
         self.name, self.kind = peer.name, peer.kind
         self.checkpoint_sha256 = peer.checkpoint_sha256
         self.points = list(peer.rate_points())
-        if self.kind in ("classical", "vbr"):  # a quality knob / a quantization step: ratecontrol.py
+        if self.kind in (kinds.CLASSICAL, kinds.VBR):  # a quality knob / a quantization step: ratecontrol.py
             self.points += [TargetPoint(b) for b in targets]
         self.device = device
         self._warm = False
@@ -594,7 +596,7 @@ class _PeerMethod(_Method):
         from qvrf_bench import ratecontrol
 
         extra = {"target_bpp": float(tp.bpp)}
-        vbr = self.kind == "vbr" or self.name == "jpeg2000"  # knob = 1 / gain (step, ratio)
+        vbr = self.kind == kinds.VBR or self.name == "jpeg2000"  # knob = 1 / gain (step, ratio)
         try:
             search = ratecontrol.step_to_target if vbr else ratecontrol.peer_to_target
             res, _ = search(self.peer, rgb, ratecontrol.Target("bpp", tp.bpp))
@@ -633,7 +635,7 @@ class _PeerMethod(_Method):
         targets = [p.label for p in self.points if isinstance(p, TargetPoint)]
         if targets:
             cfg["targets"] = targets
-        if self.kind == "vbr":
+        if self.kind == kinds.VBR:
             cfg["checkpoint"] = Path(self.peer.checkpoint).name  # the file's identity is its sha256
             cfg["sha256"] = self.checkpoint_sha256
         return cfg
@@ -665,7 +667,7 @@ class _ContractMethod(_Method):
                 path = Path(arg)
         self.checkpoint_sha256 = sha256_file(path) if path is not None and path.is_file() else self.fingerprint
         points = method.rate_points()
-        if levels != "all" and self.kind != "fixed":  # as for checkpoints: a fixed-rate model has its one point
+        if levels != "all" and self.kind != kinds.FIXED:  # as for checkpoints: a fixed-rate model has its one point
             bad = [v for v in levels if not 0 <= v < len(points)]
             if bad:
                 raise QVRFError(f"--levels {bad[0]}: {self.name} has levels 0..{len(points) - 1}")
@@ -707,7 +709,7 @@ class _ContractMethod(_Method):
     def label(self, point):
         return point.label
 
-    cross = None  # a crossdecode.CrossDecoder when the sweep asks for the cross-decode check
+    cross_decodes = True
 
     def _run(self, rgb, points):
         res = self.engine.run_image(self.method, rgb, list(points), self.fingerprint)
@@ -920,7 +922,7 @@ def _build_methods(cfg: SweepConfig, device: str, engine) -> list[_Method]:
         seen[sha] = path
         model, _ = load_model(path, device=device)
         own = factors
-        if relative and model.config.kind != "fixed":  # the paper's factors are per level
+        if relative and model.config.kind != kinds.FIXED:  # the paper's factors are per level
             own = paper_factors_for(model)
         methods.append(_ModelMethod(path, sha, model, engine, levels, own, name=name, targets=targets))
     from qvrf_bench.methods.registry import make as make_method
@@ -939,7 +941,7 @@ def _build_methods(cfg: SweepConfig, device: str, engine) -> list[_Method]:
 
     for arch, path in vbr_specs:
         peer = peers_mod.get_peer(arch, checkpoint=path, device=device, qsteps=qualities.get(arch))
-        if any(isinstance(m, _PeerMethod) and m.name == arch for m in methods):
+        if any(m.kind == kinds.VBR and m.name == arch for m in methods):
             raise QVRFError(f"--vbr {arch}: given twice (one checkpoint per VBR architecture in a run)")
         methods.append(_PeerMethod(peer, targets=targets))
     cpu = device_string("cpu")
@@ -991,7 +993,7 @@ def _run_sweep(cfg: SweepConfig) -> SweepSummary:
 
         cross = CrossDecoder(_resolve_device(cfg.decode_device or "cpu"), cfg.decode_threads)
         for m in methods:
-            if isinstance(m, (_ModelMethod, _ContractMethod)):
+            if m.cross_decodes:
                 m.cross = cross
 
     # what defines the numbers; each method lists its resolved rate points, so "all" and "0,...,7" agree
@@ -1072,7 +1074,7 @@ def _run_sweep(cfg: SweepConfig) -> SweepSummary:
                         and name in crop_names
                         and m.rgb is not None
                         and row["decode_ok"]
-                        and (isinstance(pt, TargetPoint) or method.kind == "fixed")
+                        and (isinstance(pt, TargetPoint) or method.kind == kinds.FIXED)
                     ):
                         writer.save(name, info.sha256, img.rgb, m.rgb, row["method"], row["checkpoint_sha256"],
                                     row["rate_point"])  # fmt: skip
