@@ -62,7 +62,7 @@ class TrainConfig:
     M: int | None = None
     lr: float | None = None
     aux_lr: float | None = None
-    gain_lr: float | None = None  # None: lr * a_0 (see loop.default_gain_lr)
+    gain_lr: float | None = None  # None: lr * a_0 (see stages.default_gain_lr)
     batch_size: int | None = None
     test_batch_size: int | None = None
     patch_size: int | None = None

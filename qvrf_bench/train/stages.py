@@ -68,9 +68,11 @@ def train(config: TrainConfig) -> Path:
         if dd.main:
             print(f"{out}: already finished ({state['step']} steps); final checkpoint: {out / FINAL}")
         return out / FINAL
+    # the gain group's lr: --gain-lr, else lr * a_0 (QVRFTraining's default factor, exactly as the
+    # config records it)
+    factor = None if cfg.gain_lr is None else cfg.gain_lr / cfg.lr
     if model.gain.requires_grad:
         cfg.gain_lr = cfg.gain_lr or default_gain_lr(model, cfg.lr)
-    factor = None if cfg.gain_lr is None else cfg.gain_lr / cfg.lr
     method = QVRFTraining(model, stage=cfg.stage, gain_lr_factor=factor)
 
     def save(path: Path, training: dict) -> Path:
