@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from helpers import run_cli, small_model
 from PIL import Image
@@ -87,3 +88,35 @@ def test_train_resume_sweep_and_compare(tmp_path):
     text = r.stdout + r.stderr
     for anchor in ("balle-qvrf8-8x12", "run:fixed:balle"):
         assert any(trained.name in ln and anchor in ln for ln in text.splitlines()), text
+
+
+@pytest.mark.slow
+def test_it_trains_in_two_processes_as_in_one(tmp_path):
+    """The one training loop serves a user's method under torchrun too: ``--nproc 2`` (gloo on the
+    CPU) trains the same steps, with the global batch's losses equal to one process's."""
+    import csv
+    import json
+    import os
+    import subprocess
+    import sys
+
+    save_checkpoint(tmp_path / "q.pt", small_model("balle"))
+    data = _images(tmp_path / "train", 6)
+    logs = {}
+    for nproc in (1, 2):
+        out = tmp_path / f"np{nproc}"
+        cmd = [sys.executable, "-m", "qvrf_bench", "train", "--method", f"{SPEC}={tmp_path / 'q.pt'}", "--dataset",
+               str(data), "--out", str(out), "--steps", "4", "--batch-size", "4", "--patch-size", "64",
+               "--val-every", "4", "--save-every", "4", "--log-every", "1", "--threads", "1", "--device", "cpu",
+               "--no-progress", "--nproc", str(nproc)]  # fmt: skip
+        env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+        done = subprocess.run(cmd, cwd=Path(__file__).parents[1], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        with open(out / "train_log.csv", newline="") as f:
+            logs[nproc] = list(csv.DictReader(f))
+    assert json.loads((tmp_path / "np2" / "run.json").read_text())["processes"] == 2
+    assert [r["step"] for r in logs[2]] == ["1", "2", "3", "4"]  # rank 0 alone wrote the log
+    for r1, r2 in zip(logs[1], logs[2], strict=True):
+        assert (r1["level"], r1["lmbda"], r1["value"]) == (r2["level"], r2["lmbda"], r2["value"])
+        measured = ("loss", "mse", "bpp", "psnr")  # the global batch's, as one process logs them
+        assert [float(r1[k]) for k in measured] == pytest.approx([float(r2[k]) for k in measured], rel=1e-5)

@@ -37,8 +37,9 @@ def register(sub) -> None:
                    help="the architecture (required unless --method)")  # fmt: skip
     p.add_argument("--method", metavar="WHAT[=INIT]",
                    help="train a method of the method contract instead (as sweep --method; INIT: what its factory "
-                   "starts from); uses --dataset, --out, --steps, --lr, --aux-lr, --batch-size, --patch-size, --clip, "
-                   "--seed, --val-every, --save-every, --log-every, --device, --threads; resumable")  # fmt: skip
+                   "starts from) with the same training loop; takes its data, optimisation and run-control "
+                   "options, --steps (not --epochs), --out (required), --nproc; not --arch, --kind, --stage, "
+                   "--levels, --preset, --init-from, --channels, --gain-lr; resumable")  # fmt: skip
     p.add_argument("--kind", default="qvrf", choices=["fixed", "qvrf"])
     p.add_argument("--stage", type=int, default=2, choices=[1, 2, 3],
                    help="QVRF stage: 1 top lambda at a=1, 2 all levels + noise, 3 all levels + STE (default 2)")  # fmt: skip
@@ -184,15 +185,25 @@ def _train_method(args: argparse.Namespace) -> int:
 
     if not args.out:
         raise QVRFError("--method needs --out (the run folder)")
-    if args.nproc != 1:
-        raise QVRFError("--method trains in one process (--nproc 1)")
-    given = {"steps": args.steps, "lr": args.lr, "aux_lr": args.aux_lr, "batch_size": args.batch_size,
-             "patch_size": args.patch_size, "clip": args.clip, "val_every": args.val_every,
-             "save_every": args.save_every, "log_every": args.log_every, "max_val_images": args.max_val_images}  # fmt: skip
+    if args.nproc < 1:
+        raise QVRFError(f"--nproc {args.nproc}: need at least 1")
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return launch_torchrun(args.argv, args.nproc)
+    from qvrf_bench.train import distributed
+
+    if args.epochs is not None:
+        raise QVRFError("--method runs count steps: give --steps")
+    names = ("steps", "lr", "aux_lr", "batch_size", "test_batch_size", "patch_size", "clip", "plateau_factor",
+             "plateau_patience", "lr_drop_at", "val", "val_every", "save_every", "keep_every", "log_every",
+             "max_val_images", "workers")  # fmt: skip
+    given = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     cfg = MethodTrainConfig(args.method, args.dataset, args.out, seed=args.seed, val_fraction=args.val_fraction,
-                            pad_mode=args.pad_mode, device=args.device, threads=args.threads,
-                            progress=not args.no_progress, **{k: v for k, v in given.items() if v is not None})  # fmt: skip
-    train_method(cfg)
+                            pad_mode=args.pad_mode, cache=args.cache, cache_mb=args.cache_mb, device=args.device,
+                            threads=args.threads, progress=not args.no_progress, **given)  # fmt: skip
+    try:
+        train_method(cfg)
+    finally:
+        distributed.shutdown(distributed.from_environment())
     return 0
 
 

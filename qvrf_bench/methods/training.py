@@ -72,8 +72,10 @@ def train_method(cfg: MethodTrainConfig) -> Path:
         torch.set_num_threads(int(cfg.threads))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    log = EventLog(out / "events.log", echo=cfg.progress)
+    dd = distributed.from_environment()  # torchrun: one process per device, as the suite's own runs
+    log = EventLog(out / "events.log", echo=cfg.progress) if dd.main else _silent
     device = resolve_device(cfg.device)
+    distributed.init(dd, device)
     what, init = split_spec(cfg.spec)
     make = factory(what)
     identity = {k: v for k, v in cfg.to_dict().items() if k not in _RUN_ONLY}
@@ -84,7 +86,8 @@ def train_method(cfg: MethodTrainConfig) -> Path:
         if diff:
             raise QVRFError(f"{out}: holds a different run ({', '.join(diff)} differ); use another --out")
         if state["step"] >= cfg.steps and (out / FINAL).is_file():
-            print(f"{out}: already finished ({cfg.steps} steps); final checkpoint: {out / FINAL}")
+            if dd.main:
+                print(f"{out}: already finished ({cfg.steps} steps); final checkpoint: {out / FINAL}")
             return out / FINAL
     seed_everything(cfg.seed)  # before the factory: a fresh method's initial weights are seeded
     if state is not None:
@@ -97,4 +100,8 @@ def train_method(cfg: MethodTrainConfig) -> Path:
     def save(path: Path, training: dict) -> None:
         save_method(method, path, cfg.spec, {"training": training})
 
-    return fit(method, Run(out, cfg, identity, save, state, label=method.name), log, device, distributed.Dist())
+    return fit(method, Run(out, cfg, identity, save, state, label=method.name), log, device, dd)
+
+
+def _silent(msg: str, once: bool = False) -> None:
+    """The event log of ranks other than 0."""

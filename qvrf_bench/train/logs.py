@@ -29,6 +29,8 @@ def val_columns(knob: str = "gain") -> tuple[str, ...]:
 
 
 def _fmt(v) -> str:
+    if v is None:
+        return ""
     if isinstance(v, float):
         return f"{v:.6g}"
     if isinstance(v, bool):
