@@ -83,40 +83,41 @@ class CrossDecoder:
 
     def check(self, checkpoint: str, data: bytes, y_enc, gain: float, rgb_local: np.ndarray) -> dict:
         """The row's columns for one container (module docstring), plus ``notice`` on failure."""
-        from qvrf_bench import metrics
 
-        answer = self.decode(checkpoint, data)
-        out = {"cross_decode_device": self.where}
-        if "error" in answer:
-            return {**out, "cross_decode_ok": False, "cross_decode_exact": False,
-                    "notice": f"cross-decode failed: {answer['error']}"}  # fmt: skip
-        y1 = (y_enc.detach().to("cpu").float() + 0.0).numpy()
-        y2 = answer["y"] + np.float32(0.0)
-        same_shape = y1.shape == y2.shape and answer["image"].shape == rgb_local.shape
-        ok = same_shape and bool(np.max(np.abs(y2 - y1)) * float(gain) < 0.5)
-        exact = same_shape and bool(np.array_equal(y1, y2)) and bool(np.array_equal(answer["image"], rgb_local))
-        psnr = metrics.psnr_rgb(rgb_local, answer["image"]) if same_shape else float("nan")
-        return {**out, "cross_decode_ok": ok, "cross_decode_exact": exact, "cross_decode_psnr_db": psnr}
+        def within(y1, y2):  # the second latent lies in the encoder's quantization cells
+            return bool(np.max(np.abs(y2 - y1)) * float(gain) < 0.5)
+
+        return self._compare(self.decode(checkpoint, data), y_enc, rgb_local, within)
 
     def check_method(self, spec: str, data: bytes, rebuilt, decode_check: str, rgb_local: np.ndarray) -> dict:
-        """The row's columns for one container of a method of the contract (module docstring)."""
+        """The same for a method of the contract: its decode check, bit equality of what it rebuilds
+        (nothing to compare for a ``decodes`` method: decoding is the check)."""
+        enc = None if decode_check == "decodes" else rebuilt
+        return self._compare(self.decode(None, data, method=spec), enc, rgb_local, np.array_equal)
+
+    def _compare(self, answer: dict, enc, rgb_local: np.ndarray, within) -> dict:
+        """The columns from the worker's answer: ``within(encoder's, second)`` decides ok; exact is
+        bit equality of the latent (when there is one to compare) and of the image."""
         from qvrf_bench import metrics
 
-        answer = self.decode(None, data, method=spec)
         out = {"cross_decode_device": self.where}
         if "error" in answer:
             return {**out, "cross_decode_ok": False, "cross_decode_exact": False,
                     "notice": f"cross-decode failed: {answer['error']}"}  # fmt: skip
-        same_image = answer["image"].shape == rgb_local.shape and bool(np.array_equal(answer["image"], rgb_local))
-        if decode_check == "decodes" or rebuilt is None:
-            ok = True  # it decoded; the method offers nothing more to compare
+        img = answer["image"]
+        same_shape = img.shape == rgb_local.shape
+        if enc is None:
+            ok = same_latent = True
         else:
-            r1 = (rebuilt.detach().to("cpu").float() + 0.0).numpy()
-            r2 = answer["y"]
-            ok = r2 is not None and r1.shape == r2.shape and bool(np.array_equal(r1, r2 + np.float32(0.0)))
-        same_shape = answer["image"].shape == rgb_local.shape
-        psnr = metrics.psnr_rgb(rgb_local, answer["image"]) if same_shape else float("nan")
-        return {**out, "cross_decode_ok": ok, "cross_decode_exact": ok and same_image, "cross_decode_psnr_db": psnr}
+            y1 = (enc.detach().to("cpu").float() + 0.0).numpy()
+            y2 = answer["y"]
+            comparable = y2 is not None and y1.shape == y2.shape
+            y2 = y2 + np.float32(0.0) if comparable else y2
+            ok, same_latent = comparable and within(y1, y2), comparable and bool(np.array_equal(y1, y2))
+        ok = same_shape and bool(ok)
+        exact = same_shape and same_latent and bool(np.array_equal(img, rgb_local))
+        psnr = metrics.psnr_rgb(rgb_local, img) if same_shape else float("nan")
+        return {**out, "cross_decode_ok": ok, "cross_decode_exact": exact, "cross_decode_psnr_db": psnr}
 
     def close(self) -> None:
         if self.proc.poll() is None:

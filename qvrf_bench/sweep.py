@@ -504,6 +504,14 @@ class _Method:
         raise NotImplementedError
 
 
+def _add_cross(m: Measurement, cols: dict) -> None:
+    """A cross-decode check's columns (crossdecode.py) into a measurement; its failure notice into the row's."""
+    notice = cols.pop("notice", None)
+    m.extra = {**m.extra, **cols}
+    if notice:
+        m.notices = (*m.notices, notice)
+
+
 class _ModelMethod(_Method):
     def __init__(self, path: str, sha: str, model, engine, levels, factors, name: str | None = None, targets=()):
         from qvrf_bench import codec
@@ -543,11 +551,7 @@ class _ModelMethod(_Method):
         out = [measurement_from_result(r) for r in results]
         if self.cross is not None:
             for r, m in zip(results, out, strict=True):
-                cols = self.cross.check(self.path, r.data, r.y_hat, r.gain, r.rgb)
-                notice = cols.pop("notice", None)
-                m.extra = {**m.extra, **cols}
-                if notice:
-                    m.notices = (*m.notices, notice)
+                _add_cross(m, self.cross.check(self.path, r.data, r.y_hat, r.gain, r.rgb))
         return out
 
     def config(self):
@@ -716,11 +720,7 @@ class _ContractMethod(_Method):
         out = [Measurement(len(r.data), r.payload_bytes, r.rgb, r.decode_ok, r.enc_s, r.dec_s) for r in res]
         if self.cross is not None:
             for r, m in zip(res, out, strict=True):
-                cols = self.cross.check_method(self.spec, r.data, r.rebuilt, self.method.decode_check, r.rgb)
-                notice = cols.pop("notice", None)
-                m.extra = {**m.extra, **cols}
-                if notice:
-                    m.notices = (*m.notices, notice)
+                _add_cross(m, self.cross.check_method(self.spec, r.data, r.rebuilt, self.method.decode_check, r.rgb))
         return out
 
     def config(self):

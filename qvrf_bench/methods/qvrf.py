@@ -166,11 +166,11 @@ class QVRFTraining(QVRFMethod):
 
     def __init__(self, model, stage: int = 2, gain_lr_factor: float | None = None):
         super().__init__(model, name=model.config.label)
-        self.stage = 1 if model.config.kind == "fixed" else int(stage)
-        self.training_stage = self.stage if model.config.kind != "fixed" else 0
-        self.quant = "ste" if self.training_stage == 3 else "noise"
-        # what the official gain rules call the stage: a fixed-rate model trains like stage 1 (a = gain[0])
-        self.gain_stage = 1 if model.config.kind == "fixed" else self.stage
+        fixed = model.config.kind == "fixed"
+        # the official gain rules' stage: a fixed-rate model trains like stage 1 (a = gain[0])
+        self.stage = 1 if fixed else int(stage)
+        self.training_stage = 0 if fixed else self.stage
+        self.quant = "ste" if self.stage == 3 else "noise"
         self.gain_lr_factor = gain_lr_factor if gain_lr_factor is not None else float(model.gain.detach()[0].abs())
 
     def training_point(self, step: int, seed: int) -> Point:
@@ -181,13 +181,13 @@ class QVRFTraining(QVRFMethod):
 
     def validation_points(self) -> list[Point]:
         points = self.rate_points()  # a fixed-rate model has one
-        return points[-1:] if self.gain_stage == 1 else points
+        return points[-1:] if self.stage == 1 else points
 
     def _gain(self, point: Point) -> Tensor:
         if self.model.training:
-            return self.model.train_gain(point.level, stage=self.gain_stage)
+            return self.model.train_gain(point.level, stage=self.stage)
         # validation: what the step trains (stage 1: a = gain[0]), else the level's inference gain
-        return self.model.gain.detach()[0] if self.gain_stage == 1 else self.model.level_gain(point.level)
+        return self.model.gain.detach()[0] if self.stage == 1 else self.model.level_gain(point.level)
 
     def knob(self, point: Point) -> float:
         return float(self._gain(point).detach())

@@ -14,8 +14,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
-
 from qvrf_bench.errors import QVRFError
 from qvrf_bench.methods.base import read_method_file, save_method
 from qvrf_bench.methods.registry import factory, split_spec
@@ -62,20 +60,11 @@ class MethodTrainConfig:
 
 
 def train_method(cfg: MethodTrainConfig) -> Path:
-    from qvrf_bench.devices import resolve_device
-    from qvrf_bench.train import distributed
-    from qvrf_bench.train.logs import EventLog
-    from qvrf_bench.train.loop import FINAL, LAST, Run, fit
+    from qvrf_bench.train.loop import FINAL, LAST, Run, fit, start
     from qvrf_bench.train.state import seed_everything
 
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    dd = distributed.from_environment()  # torchrun: one process per device, as the suite's own runs
-    log = EventLog(out / "events.log", echo=cfg.progress) if dd.main else _silent
-    device = resolve_device(cfg.device)
-    distributed.init(dd, device)
+    log, device, dd = start(out, cfg.device, cfg.threads, cfg.progress)  # torchrun too, as the suite's runs
     what, init = split_spec(cfg.spec)
     make = factory(what)
     identity = {k: v for k, v in cfg.to_dict().items() if k not in _RUN_ONLY}
@@ -101,7 +90,3 @@ def train_method(cfg: MethodTrainConfig) -> Path:
         save_method(method, path, cfg.spec, {"training": training})
 
     return fit(method, Run(out, cfg, identity, save, state, label=method.name), log, device, dd)
-
-
-def _silent(msg: str, once: bool = False) -> None:
-    """The event log of ranks other than 0."""

@@ -37,11 +37,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from qvrf_bench.devices import resolve_device
 from qvrf_bench.errors import QVRFError
 from qvrf_bench.models.qvrf import per_sample_noise
 from qvrf_bench.train import data as D
 from qvrf_bench.train import distributed
-from qvrf_bench.train.logs import CsvLog, step_columns, val_columns
+from qvrf_bench.train.logs import CsvLog, EventLog, step_columns, val_columns
 from qvrf_bench.train.loss import rate_distortion
 from qvrf_bench.train.state import rng_state, set_rng_state
 
@@ -114,6 +115,24 @@ def validate(method, crops: torch.Tensor, batch_size: int, device: torch.device)
     finally:
         method.module.train()
     return ValResult(rows, total)
+
+
+def start(out: Path, device: str, threads: int | None, progress: bool):
+    """A run's process set-up, before its method is built: the run folder, torch's CPU threads, the
+    process group under torchrun (train/distributed.py), the event log (rank 0 writes it) and the
+    device. Returns (log, device, dist)."""
+    out.mkdir(parents=True, exist_ok=True)
+    if threads:
+        torch.set_num_threads(int(threads))
+    dd = distributed.from_environment()
+    log = EventLog(out / "events.log", echo=progress) if dd.main else _silent
+    dev = resolve_device(device)
+    distributed.init(dd, dev)  # once per process (the CLI shuts the group down at exit)
+    return log, dev, dd
+
+
+def _silent(msg: str, once: bool = False) -> None:
+    """The event log of ranks other than 0."""
 
 
 class _Stop(Exception):

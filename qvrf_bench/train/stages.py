@@ -15,16 +15,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import torch
-
-from qvrf_bench.devices import resolve_device
 from qvrf_bench.errors import QVRFError
 from qvrf_bench.models.checkpoints import load_model, read_file, save_checkpoint
-from qvrf_bench.train import distributed
 from qvrf_bench.train.build import initial_model
 from qvrf_bench.train.config import TrainConfig, anchor_configs, identity_diff
-from qvrf_bench.train.logs import EventLog
-from qvrf_bench.train.loop import BEST, FINAL, LAST, Run, fit
+from qvrf_bench.train.loop import BEST, FINAL, LAST, Run, fit, start
 from qvrf_bench.train.state import seed_everything
 
 
@@ -47,13 +42,7 @@ def train(config: TrainConfig) -> Path:
 
     cfg = config.resolved()
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    dd = distributed.from_environment()  # torchrun: one process per device (train/distributed.py)
-    log = EventLog(out / "events.log", echo=cfg.progress) if dd.main else _silent
-    device = resolve_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    distributed.init(dd, device)  # once per process (the CLI shuts the group down at exit)
+    log, device, dd = start(out, cfg.device, cfg.threads, cfg.progress)
 
     seed_everything(cfg.seed)  # before the model is built: a fresh model's initial weights are seeded
     state = _existing_state(out, cfg, log)
@@ -80,10 +69,6 @@ def train(config: TrainConfig) -> Path:
 
     run = Run(out, cfg, cfg.to_dict(), save, state, label=model.config.label)
     return fit(method, run, log, device, dd)
-
-
-def _silent(msg: str, once: bool = False) -> None:
-    """The event log of ranks other than 0 (rank 0 writes the run's log)."""
 
 
 def train_anchors(config: TrainConfig, lmbdas=None) -> list[Path]:
