@@ -368,9 +368,7 @@ def method_to_target(method, rgb8: np.ndarray, target: Target, what: str = "the 
 def encode_to_target(model, rgb8: np.ndarray, target: Target, extrapolate: bool = False, what: str = "the model",
                      fingerprint: str | None = None, interpolate: bool = True) -> tuple[SearchResult, bytes]:  # fmt: skip
     """The container of ``rgb8`` at the gain that meets ``target`` (see the module docstring)."""
-    from qvrf_bench.codec import model_fingerprint
-
-    probe = ModelProbe(model, rgb8, target.kind, fingerprint or model_fingerprint(model))
+    probe = ModelProbe(model, rgb8, target.kind, fingerprint)  # default: the checkpoint's (QVRFMethod.fingerprint)
     res = search_gain(probe, target, trained_gains(model), extrapolate, what, interpolate=interpolate)
     return res, res.best.payload
 

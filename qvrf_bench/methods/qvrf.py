@@ -52,7 +52,9 @@ class QVRFMethod(Method):
 
     def continuous_range(self) -> tuple[float, float]:
         """The trained gains (lowest and highest level): where a rate search looks."""
-        return float(self.model.level_gain(0)), float(self.model.level_gain(self.model.num_levels - 1))
+        from qvrf_bench.ratecontrol import trained_gains
+
+        return trained_gains(self.model)
 
     def fingerprint(self) -> str:
         """The checkpoint's fingerprint (codec.py), as every other qvrf-bench tool prints it."""
