@@ -6,6 +6,8 @@ here, so an awkward path fails the same way everywhere, and before any work:
 - an existing folder, or a path ending in a separator, is a folder: the file goes inside it under
   a default name (the input's stem); a missing folder is created, as are missing parents;
 - a parent that is a file, or a folder that cannot be written, is a one-line error;
+- an output that is one of the command's inputs (the same file, a hard link or a symlink to it)
+  is refused before any work: writing it would destroy the input;
 - files are written under ``.NAME.tmp-PID`` in the target folder, then renamed: a failure removes
   the temporary file, and one left by a killed process (its PID no longer alive on this machine)
   is removed by the next write of the same name.
@@ -14,6 +16,7 @@ here, so an awkward path fails the same way everywhere, and before any work:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 from collections.abc import Iterator
@@ -56,9 +59,10 @@ def read_head(path: Path, n: int = 16) -> bytes:
         return f.read(n)
 
 
-def output_path(out: str | os.PathLike, default_name: str, what: str = "output") -> Path:
+def output_path(out: str | os.PathLike, default_name: str, what: str = "output", inputs=()) -> Path:
     """The file to write for ``out`` (see the module docstring), its folder created and checked.
 
+    ``inputs``: the paths the command reads; an output that is one of them is refused.
     Raises QVRFError naming the path and the problem; nothing is written but the folder."""
     text = os.fspath(out)
     path = Path(text)
@@ -68,8 +72,27 @@ def output_path(out: str | os.PathLike, default_name: str, what: str = "output")
         folder = path.parent
     if path.is_dir():
         raise QVRFError(f"{path}: is a folder; give a file name for the {what}")
+    refuse_overwriting_inputs(path, inputs, what)
     make_folder(folder, what)
     return path
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file (same path after symlinks, or the same inode: hard links)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): compare what the names resolve to
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def refuse_overwriting_inputs(path: str | os.PathLike, inputs, what: str = "output") -> None:
+    """QVRFError when ``path`` is one of ``inputs`` (``None`` entries and non-paths are skipped)."""
+    for src in inputs:
+        if src is None or (isinstance(src, str) and ":" in src and not Path(src).exists()):
+            continue  # a zoo:/compressai: name is not a file of the user's
+        if same_file(path, src):
+            raise QVRFError(f"{path}: is the input {src}; writing the {what} there would destroy it "
+                            f"(give another output name)")  # fmt: skip
 
 
 def check_folder(folder: str | os.PathLike, what: str = "output") -> Path:
@@ -141,9 +164,20 @@ def clean_stale_temps(path: str | os.PathLike) -> list[Path]:
     return clean_dead_temps(Path(path).parent)
 
 
+# The longest file name most file systems take (ext4, xfs, btrfs, tmpfs: 255 bytes).
+NAME_MAX = 255
+
+
 def temp_name(path: str | os.PathLike) -> Path:
+    """``.NAME.tmp-PID`` beside ``path``; for a name too long to take the prefix and suffix (any legal
+    target name must work), NAME is cut and followed by a digest of the whole name."""
     path = Path(path)
-    return path.with_name(f".{path.name}{TMP_INFIX}{os.getpid()}")
+    suffix = f"{TMP_INFIX}{os.getpid()}"
+    name = path.name
+    if len(f".{name}{suffix}".encode()) > NAME_MAX:
+        digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+        name = name.encode("utf-8", "surrogateescape")[:100].decode("utf-8", "ignore") + "-" + digest
+    return path.with_name(f".{name}{suffix}")
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ column table for the README.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -30,6 +31,7 @@ import math
 import numbers
 import os
 import platform
+import socket
 import sys
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -46,6 +48,7 @@ from qvrf_bench.kinds import KINDS  # the rows' kinds (kinds.py)
 SCHEMA_VERSION = 1
 RESULTS_DIR = "results"
 MANIFEST_NAME = "run.json"
+WRITER_LOCK = ".writer.lock"  # ResultStore.writer_lock
 PART_PREFIX = "part-"
 PART_SUFFIX = ".parquet"
 
@@ -662,6 +665,37 @@ class ResultStore:
     def run_id(self) -> str:
         m = self.manifest
         return str(m.get("run_id") or self.run_dir.name) if m else self.run_dir.name
+
+    @contextlib.contextmanager
+    def writer_lock(self):
+        """Hold the run folder's writer lock for the block: a second writer (another process, or
+        this one) is refused with :class:`StoreError` naming the folder and the holder.
+
+        An OS file lock (``filelock``, flock on POSIX) on ``.writer.lock``: the kernel releases it
+        when the holder's process ends however it ends, so the lock of a killed sweep never blocks
+        a resume. The holder's PID, host and start time go to ``.writer.lock.holder`` for the message.
+        """
+        from filelock import FileLock, Timeout
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.run_dir / WRITER_LOCK), timeout=0, thread_local=False, is_singleton=False)
+        holder_file = self.run_dir / (WRITER_LOCK + ".holder")
+        try:
+            lock.acquire()
+        except Timeout:
+            try:
+                holder = holder_file.read_text(encoding="utf-8").strip() or "another writer"
+            except OSError:
+                holder = "another writer"
+            raise StoreError(f"{self.run_dir}: another sweep is writing this run folder ({holder}); "
+                             "wait for it to end, or use another --out") from None  # fmt: skip
+        try:
+            with contextlib.suppress(OSError):
+                holder_file.write_text(f"pid {os.getpid()} on {socket.gethostname()}, since "
+                                       f"{_now_utc().isoformat(timespec='seconds')}\n", encoding="utf-8")  # fmt: skip
+            yield self
+        finally:
+            lock.release()
 
     def write_manifest(self, manifest: Mapping[str, Any]) -> None:
         """Write run.json atomically (low level; :meth:`start` is the usual entry point)."""

@@ -1003,110 +1003,115 @@ def _run_sweep(cfg: SweepConfig) -> SweepSummary:
         "methods": [m.config() for m in methods],
     }
     store = ResultStore(cfg.out)
-    store.start(list(cfg.command or command_line(cfg)), run_config, shard=shard, run_id=cfg.run_id, device=device)
-    done = store.done_keys(include_failed=not cfg.retry_failed)
+    # one writer per run folder, taken before the config check (store.writer_lock): two sweeps
+    # started together on one --out would otherwise both pass it and mix their rows
+    with store.writer_lock():
+        store.start(list(cfg.command or command_line(cfg)), run_config, shard=shard, run_id=cfg.run_id, device=device)
+        done = store.done_keys(include_failed=not cfg.retry_failed)
 
-    # same bytes = same image (the row key is the content hash): measure the first name only
-    first_by_sha: dict[str, str] = {}
-    duplicates, work = [], []
-    for path, name, sha, err in listing:
-        if sha and sha in first_by_sha:
-            duplicates.append((name, first_by_sha[sha]))
-            continue
-        if sha:
-            first_by_sha[sha] = name
-        work.append((path, name, sha, err))
-    work_all = list(work)
-    if shard is not None:
-        # by content: copies land in the same shard, and each machine picks the same images
-        work = shard_filter(work, shard[0], shard[1], key=lambda w: w[2] or w[1])
-
-    # crops (crops.py): the first N images of the whole listing, so every shard agrees
-    crop_names = {w[1] for w in work_all[: max(0, int(cfg.crops or 0))]}
-    writer = None
-    if crop_names:
-        from qvrf_bench.crops import CropWriter
-
-        writer = CropWriter(cfg.out)
-
-    def todo(method: _Method, sha: str, name: str) -> list:
-        image_id = sha or name
-        return [
-            p for p in method.points if (method.name, method.checkpoint_sha256, method.label(p), image_id) not in done
-        ]
-
-    plan = [(w, [(m, todo(m, w[2], w[1])) for m in methods]) for w in work]
-    n_todo = sum(len(pts) for _, per in plan for _, pts in per)
-    n_all = len(work) * sum(len(m.points) for m in methods)
-
-    skipped: list[tuple[str, str]] = []
-    written = 0
-    bar = _progress_bar(n_todo, cfg.progress)
-    try:
-        for (path, name, sha, err), per_method in plan:
-            n_here = sum(len(pts) for _, pts in per_method)
-            if n_here == 0:
-                continue  # fully measured before: do not even read the image
-            if not err:
-                try:
-                    img = images.load_image(path)
-                except QVRFError as exc:
-                    err = getattr(exc, "reason", None) or one_line(exc)
-            if err:
-                skipped.append((name, err))
-                store.record_skip(name, err, sha)  # on record in run.json: merge and reports see it
-                bar.update(n_here)
+        # same bytes = same image (the row key is the content hash): measure the first name only
+        first_by_sha: dict[str, str] = {}
+        duplicates, work = [], []
+        for path, name, sha, err in listing:
+            if sha and sha in first_by_sha:
+                duplicates.append((name, first_by_sha[sha]))
                 continue
-            info = ImageInfo(name, img.sha256, img.width, img.height, tuple(img.notices))
-            for method, points in per_method:
-                if not points:
-                    continue
-                bar.set_description_str(f"{method.name} | {name}", refresh=False)
-                measured = method.measure(img.rgb, points)
-                rows = []
-                for pt, m in zip(points, measured, strict=True):
-                    row = build_row(method.fields(pt), info, img.rgb, m)
-                    if method.device:
-                        row["device"] = method.device
-                    rows.append(row)
-                    if (
-                        writer
-                        and name in crop_names
-                        and m.rgb is not None
-                        and row["decode_ok"]
-                        and (isinstance(pt, TargetPoint) or method.kind == kinds.FIXED)
-                    ):
-                        writer.save(name, info.sha256, img.rgb, m.rgb, row["method"], row["checkpoint_sha256"],
-                                    row["rate_point"])  # fmt: skip
-                store.append(rows)  # one part per (image, method): a kill loses at most this batch
-                written += len(rows)
-                bar.update(len(points))
-    finally:
-        bar.close()
-        if cross is not None:
-            cross.close()
+            if sha:
+                first_by_sha[sha] = name
+            work.append((path, name, sha, err))
+        work_all = list(work)
+        if shard is not None:
+            # by content: copies land in the same shard, and each machine picks the same images
+            work = shard_filter(work, shard[0], shard[1], key=lambda w: w[2] or w[1])
 
-    df = store.read()
-    points, per_method = summarize(df)
-    errors = df[~(df["decode_ok"].astype(bool) & (df["error"] == ""))]
-    error_rows = [
-        (str(r.method), str(r.rate_point), str(r.image), str(r.error) or "decode failed")
-        for r in errors.itertuples(index=False)
-    ]
-    return SweepSummary(
-        run_dir=Path(cfg.out),
-        engine=getattr(engine, "name", engine_name),
-        device=device_string(device),
-        rows_written=written,
-        rows_already_done=n_all - n_todo,
-        rows_total=len(df),
-        wall_s=time.perf_counter() - t_start,
-        points=points,
-        methods=per_method,
-        error_rows=error_rows,
-        skipped_images=skipped,
-        duplicates=duplicates,
-    )
+        # crops (crops.py): the first N images of the whole listing, so every shard agrees
+        crop_names = {w[1] for w in work_all[: max(0, int(cfg.crops or 0))]}
+        writer = None
+        if crop_names:
+            from qvrf_bench.crops import CropWriter
+
+            writer = CropWriter(cfg.out)
+
+        def todo(method: _Method, sha: str, name: str) -> list:
+            image_id = sha or name
+            return [
+                p
+                for p in method.points
+                if (method.name, method.checkpoint_sha256, method.label(p), image_id) not in done
+            ]
+
+        plan = [(w, [(m, todo(m, w[2], w[1])) for m in methods]) for w in work]
+        n_todo = sum(len(pts) for _, per in plan for _, pts in per)
+        n_all = len(work) * sum(len(m.points) for m in methods)
+
+        skipped: list[tuple[str, str]] = []
+        written = 0
+        bar = _progress_bar(n_todo, cfg.progress)
+        try:
+            for (path, name, sha, err), per_method in plan:
+                n_here = sum(len(pts) for _, pts in per_method)
+                if n_here == 0:
+                    continue  # fully measured before: do not even read the image
+                if not err:
+                    try:
+                        img = images.load_image(path)
+                    except QVRFError as exc:
+                        err = getattr(exc, "reason", None) or one_line(exc)
+                if err:
+                    skipped.append((name, err))
+                    store.record_skip(name, err, sha)  # on record in run.json: merge and reports see it
+                    bar.update(n_here)
+                    continue
+                info = ImageInfo(name, img.sha256, img.width, img.height, tuple(img.notices))
+                for method, points in per_method:
+                    if not points:
+                        continue
+                    bar.set_description_str(f"{method.name} | {name}", refresh=False)
+                    measured = method.measure(img.rgb, points)
+                    rows = []
+                    for pt, m in zip(points, measured, strict=True):
+                        row = build_row(method.fields(pt), info, img.rgb, m)
+                        if method.device:
+                            row["device"] = method.device
+                        rows.append(row)
+                        if (
+                            writer
+                            and name in crop_names
+                            and m.rgb is not None
+                            and row["decode_ok"]
+                            and (isinstance(pt, TargetPoint) or method.kind == kinds.FIXED)
+                        ):
+                            writer.save(name, info.sha256, img.rgb, m.rgb, row["method"], row["checkpoint_sha256"],
+                                        row["rate_point"])  # fmt: skip
+                    store.append(rows)  # one part per (image, method): a kill loses at most this batch
+                    written += len(rows)
+                    bar.update(len(points))
+        finally:
+            bar.close()
+            if cross is not None:
+                cross.close()
+
+        df = store.read()
+        points, per_method = summarize(df)
+        errors = df[~(df["decode_ok"].astype(bool) & (df["error"] == ""))]
+        error_rows = [
+            (str(r.method), str(r.rate_point), str(r.image), str(r.error) or "decode failed")
+            for r in errors.itertuples(index=False)
+        ]
+        return SweepSummary(
+            run_dir=Path(cfg.out),
+            engine=getattr(engine, "name", engine_name),
+            device=device_string(device),
+            rows_written=written,
+            rows_already_done=n_all - n_todo,
+            rows_total=len(df),
+            wall_s=time.perf_counter() - t_start,
+            points=points,
+            methods=per_method,
+            error_rows=error_rows,
+            skipped_images=skipped,
+            duplicates=duplicates,
+        )
 
 
 def _progress_bar(total: int, enabled: bool):

@@ -63,12 +63,42 @@ def main(argv: list[str] | None = None) -> int:
     except QVRFError as exc:
         print(f"qvrf-bench {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"qvrf-bench {args.command}: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:
         _silence_stdout()
         return 141  # 128 + SIGPIPE: what `yes | head -1` reports
+    except OSError as exc:
+        # The file system's errors (no space, name too long, is a folder, permission, not a folder)
+        # are the user's environment, not a bug: one line naming the file, exit 2. The writers
+        # (files.atomic_output, the store's parts) remove their temporaries on the way out.
+        # QVRF_BENCH_DEBUG=1 shows the traceback instead.
+        if _debug():
+            raise
+        print(f"qvrf-bench {args.command}: error: {os_error_text(exc)}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        # torch.save reports a failed write (e.g. a full disk) as a RuntimeError from its zip writer
+        text = str(exc)
+        if _debug() or not ("PytorchStreamWriter" in text or "inline_container" in text):
+            raise
+        print(f"qvrf-bench {args.command}: error: writing a checkpoint failed (is the disk full?): "
+              f"{text.splitlines()[0][:200]}", file=sys.stderr)  # fmt: skip
+        return 2
+    except KeyboardInterrupt:
+        print(f"qvrf-bench {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _debug() -> bool:
+    import os
+
+    return os.environ.get("QVRF_BENCH_DEBUG", "") not in ("", "0")
+
+
+def os_error_text(exc: OSError) -> str:
+    """``FILE: what went wrong`` for an OSError, in one line."""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    names = [n for n in (exc.filename, exc.filename2) if n is not None]
+    return f"{' -> '.join(str(n) for n in names)}: {what}" if names else what
 
 
 def _silence_stdout() -> None:

@@ -40,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
         container.unpack_method(data, str(src), args.max_pixels)
     else:
         container.unpack(data, str(src), args.max_pixels)
-    out = files.output_path(args.output, src.stem + ".png", "decoded image")
+    method_file = args.method.split("=", 1)[1] if args.method and "=" in args.method else None
+    out = files.output_path(args.output, src.stem + ".png", "decoded image",
+                            inputs=(src, args.checkpoint, method_file))  # fmt: skip
 
     from qvrf_bench.cli._common import quiet_warnings, resolve_device
 

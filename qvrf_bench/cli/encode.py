@@ -89,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     if args.gain is not None:
         check_gain(args.gain, "--gain")
     suffix = {"jpeg": ".jpg", "webp": ".webp", "avif": ".avif"}.get(args.codec, ".qvrf")
-    out = files.output_path(args.output, Path(args.input).stem + suffix, "bitstream")
+    out = files.output_path(args.output, Path(args.input).stem + suffix, "bitstream",
+                            inputs=(args.input, args.checkpoint, _method_file(args.method)))  # fmt: skip
 
     if args.codec:
         return _run_codec(args, target, out)
@@ -143,7 +144,8 @@ def _run_method(args) -> int:
 
     if args.checkpoint or args.codec or _target(args) is not None or args.gain is not None:
         raise QVRFError("--method codes at --level or --value (no -c, --codec, --gain or target)")
-    out = files.output_path(args.output, Path(args.input).stem + ".qvrf", "bitstream")
+    out = files.output_path(args.output, Path(args.input).stem + ".qvrf", "bitstream",
+                            inputs=(args.input, _method_file(args.method)))  # fmt: skip
     quiet_warnings()
     from qvrf_bench.methods import make
     from qvrf_bench.methods.engine import encode_image
@@ -176,6 +178,11 @@ def _payload(data: bytes) -> int:
 
     _, strings = unpack(data)
     return sum(len(s) for s in strings)
+
+
+def _method_file(spec: str | None) -> str | None:
+    """The file of ``--method WHAT=FILE`` (an input the output must not overwrite), if any."""
+    return spec.split("=", 1)[1] if spec and "=" in spec else None
 
 
 def _target_text(res) -> str:

@@ -18,10 +18,11 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from qvrf_bench import container as codec  # the header alone: no torch for a bitstream
-    from qvrf_bench import files
+    from qvrf_bench import files, zoo
     from qvrf_bench.errors import QVRFError
 
-    path = Path(args.file)
+    # zoo:NAME works here as wherever a checkpoint path does (the verified shipped file)
+    path = zoo.resolve(args.file) if zoo.is_zoo(args.file) else Path(args.file)
     if path.is_dir():
         raise QVRFError(f"{path}: is a folder, not a checkpoint or a bitstream")
     if not path.is_file():

@@ -77,11 +77,13 @@ def _command(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from qvrf_bench import files
     from qvrf_bench.errors import QVRFError
     from qvrf_bench.report import render_report
 
     if args.bootstrap < 0:
         raise QVRFError("--bootstrap must be 0 or more")
+    files.output_path(args.output, "index.html", "report")  # the output's problems first, before any work
     out = render_report(
         args.runs,
         args.output,

@@ -94,6 +94,11 @@ def register(sub) -> None:
     r.add_argument("--seed", type=int, default=1926)
     add_device(r)
     r.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (per process)")
+    # the choices repeat train/precision.PRECISIONS: importing it (torch) would slow --help
+    r.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="the training forward's precision: bf16 runs the transforms under autocast (CPU AMX / "
+                   "AVX-512-BF16 units, or CUDA), likelihoods, loss and optimiser in float32; inference and "
+                   "every reported number stay float32 (default fp32)")  # fmt: skip
     r.add_argument("--nproc", type=int, default=1, metavar="N",
                    help="data-parallel processes on this machine (launches torchrun; one per GPU, or gloo "
                    "processes on the CPU); --batch-size is the global batch, split evenly (default 1)")  # fmt: skip
@@ -140,7 +145,7 @@ def config_from_args(args: argparse.Namespace):
         lr_drop_at=args.lr_drop_at,
         steps=args.steps, epochs=args.epochs, val_every=args.val_every, save_every=args.save_every, keep_every=args.keep_every,
         log_every=args.log_every, seed=args.seed, device=args.device, threads=args.threads,
-        resume="yes" if args.resume else "no" if args.restart else "auto", progress=not args.no_progress,
+        precision=args.precision, resume="yes" if args.resume else "no" if args.restart else "auto", progress=not args.no_progress,
     ), lmbda == "all"  # fmt: skip
 
 
@@ -199,7 +204,7 @@ def _train_method(args: argparse.Namespace) -> int:
     given = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     cfg = MethodTrainConfig(args.method, args.dataset, args.out, seed=args.seed, val_fraction=args.val_fraction,
                             pad_mode=args.pad_mode, cache=args.cache, cache_mb=args.cache_mb, device=args.device,
-                            threads=args.threads, progress=not args.no_progress, **given)  # fmt: skip
+                            precision=args.precision, threads=args.threads, progress=not args.no_progress, **given)  # fmt: skip
     try:
         train_method(cfg)
     finally:

@@ -106,7 +106,7 @@ def run_verify(args: argparse.Namespace) -> int:
             continue
         got, want = zoo.measure_check(model), e["check"]
         same = got["bytes"] == want["bytes"] and got["sha256_bitstream"] == want["sha256_bitstream"] and abs(
-            got["psnr_rgb"] - want["psnr_rgb"]) <= 1e-6  # fmt: skip
+            got["psnr_rgb"] - want["psnr_rgb"]) <= zoo.CHECK_PSNR_TOLERANCE_DB  # fmt: skip
         bad += not same
         print(f"{name}: {'ok' if same else 'FAIL'} (sha256 ok; {got['bytes']} bytes, {got['psnr_rgb']:.6f} dB; "
               f"recorded {want['bytes']} bytes, {want['psnr_rgb']:.6f} dB)")  # fmt: skip

@@ -19,7 +19,7 @@ from qvrf_bench.methods.base import read_method_file, save_method
 from qvrf_bench.methods.registry import factory, split_spec
 
 # settings that may change between invocations of one run without changing its numbers
-_RUN_ONLY = ("out", "device", "threads", "progress", "max_steps", "workers", "cache", "cache_mb")
+_RUN_ONLY = ("out", "device", "precision", "threads", "progress", "max_steps", "workers", "cache", "cache_mb")
 
 
 @dataclass
@@ -50,6 +50,7 @@ class MethodTrainConfig:
     cache_mb: int = 2048
     workers: int | None = 0
     device: str = "cpu"
+    precision: str = "fp32"  # the training forward's (train/precision.py)
     threads: int | None = None
     progress: bool = True
     max_steps: int | None = None  # stop early (tests: an interrupted run)

@@ -264,7 +264,10 @@ def _load_foreign(obj, path, arch, kind, lmbda, levels) -> nn.Module:
         kind = kind or "fixed"
         if kind == "fixed":
             if lmbda is None:
-                raise CheckpointError(f"{path}: a CompressAI state dict; say which lambda it was trained at (--lambda)")
+                raise CheckpointError(
+                    f"{path}: a CompressAI state dict with no Gain and no lambda: give its lambda with "
+                    "train --init-lambda L, or measure it as --method compressai-fixed=FILE (sweep, encode, decode)"
+                )
             config = make_config(found_arch, "fixed", N=N, M=M, lmbda=lmbda)
         else:
             lmbdas = lambdas_for_levels(levels or 8)
@@ -312,6 +315,7 @@ def update_checkpoint(path, out=None) -> Path:
     # (created), anything else names the file (its folder created).
     folder = path.parent
     if out is not None:
+        # never the input: the final name carries the new file's hash
         target = output_path(out, f"{stem}.pt", "updated checkpoint")
         folder, stem = target.parent, target.name.split(".")[0] or stem
     model, _ = load_model(path, for_coding=False)

@@ -881,11 +881,11 @@ def render_report(
         cross_dataset=cross_dataset,
     )
     html = render_html(ctx)
-    out = Path(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(out)  # a reader never sees half a report
+    from qvrf_bench import files
+
+    # a folder (existing, or ending in /) gets index.html; a reader never sees half a report, and a
+    # failed write (full disk) leaves no temporary behind
+    out = files.write_bytes(files.output_path(output, "index.html", "report"), html.encode("utf-8"))
     if figures_dir is not None:
         save_figures(rows, figures_dir, anchors=published, dataset=ctx["summary"]["dataset"], rate=rate)
     return out

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from qvrf_bench.models.qvrf import LAMBDAS_8, lambdas_for_levels
 from qvrf_bench.models.registry import ARCHS, KINDS
+from qvrf_bench.train.precision import PRECISIONS
 from qvrf_bench.train.presets import get_preset
 
 STAGES = (1, 2, 3)
@@ -81,6 +82,9 @@ class TrainConfig:
     # run control
     seed: int = 1926
     device: str = "auto"
+    # training forward in "fp32" or "bf16" (train/precision.py); not an identity field: a run may
+    # resume in the other precision, as on another device
+    precision: str = "fp32"
     threads: int | None = None  # torch CPU threads (None: torch's default)
     resume: str = "auto"
     progress: bool = True
@@ -122,6 +126,8 @@ class TrainConfig:
             raise ValueError(f"resume must be one of {RESUME_MODES}")
         if self.cache not in CACHE_MODES:
             raise ValueError(f"cache must be one of {CACHE_MODES}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
         if self.pad_mode not in PAD_MODES:
             raise ValueError(f"pad mode must be one of {PAD_MODES}")
         if not 0 <= self.val_fraction < 1:

@@ -44,6 +44,7 @@ from qvrf_bench.train import data as D
 from qvrf_bench.train import distributed
 from qvrf_bench.train.logs import CsvLog, EventLog, step_columns, val_columns
 from qvrf_bench.train.loss import rate_distortion
+from qvrf_bench.train.precision import transforms_in
 from qvrf_bench.train.state import rng_state, set_rng_state
 
 LAST, BEST, FINAL = "last.pt", "best.pt", "final.pt"
@@ -210,6 +211,9 @@ def fit(method, run: Run, log, device: torch.device, dd: distributed.Dist) -> Pa
                 "elapsed_s": elapsed0 + time.perf_counter() - t0}  # fmt: skip
 
     stop = total if cfg.max_steps is None else min(total, cfg.max_steps)
+    # the training forward's precision (train/precision.py); validation, checkpoints and every
+    # reported number stay float32
+    precision = getattr(cfg, "precision", None) or "fp32"
     drop_step = int(total * cfg.lr_drop_at) if cfg.lr_drop_at else None
     t0 = time.perf_counter()
     last_saved = step if state is not None else -1
@@ -236,7 +240,10 @@ def fit(method, run: Run, log, device: torch.device, dd: distributed.Dist) -> Pa
             opt.zero_grad(set_to_none=True)
             if aux_opt is not None:
                 aux_opt.zero_grad(set_to_none=True)
-            with per_sample_noise(cfg.seed, step, first=dd.rank * share, batch=x.shape[0], total=cfg.batch_size):
+            with (
+                per_sample_noise(cfg.seed, step, first=dd.rank * share, batch=x.shape[0], total=cfg.batch_size),
+                transforms_in(module, precision, device),
+            ):
                 rd = rate_distortion(net(x, point), x, point.lmbda)
             # the global batch's means (each rank's values are means over its equal share; PSNR from
             # the mean clamped MSE, as one process computes it)

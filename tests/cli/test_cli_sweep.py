@@ -203,3 +203,34 @@ def test_shard_auto_and_out_placeholder(tmp_path, monkeypatch):
     r = run_cli("sweep", "--dataset", ds, "--out", f"{tmp_path}/x", "--shard", "auto", "--peers", "jpeg",
                 "--no-progress")  # fmt: skip
     assert r.returncode == 2 and "no scheduler shard" in r.stderr
+
+
+def test_a_second_writer_is_refused_and_a_dead_holder_does_not_block(ckpt, bad_dataset, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "r"
+    args = ["sweep", "-c", ckpt, "--dataset", bad_dataset, "--factors", "none", "--device", "cpu", "--threads", "1",
+            "--no-progress", "--levels", "1", "--out", out]  # fmt: skip
+    # another process holds the folder (as a running sweep does, from before its config check)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom qvrf_bench.store import ResultStore\n"
+                               "with ResultStore(sys.argv[1]).writer_lock():\n    print('held', flush=True)\n"
+                               "    time.sleep(120)\n", str(out)], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        p = run(*args)
+        assert p.returncode == 2 and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr
+        assert "another sweep is writing this run folder" in p.stderr and f"pid {holder.pid}" in p.stderr
+        assert not (out / "run.json").exists()  # refused before the config check wrote anything
+    finally:
+        holder.kill()  # SIGKILL: no clean-up ran, the kernel drops the lock
+        holder.wait()
+    t = time.perf_counter()
+    p = run(*args)
+    assert p.returncode == 0, p.stderr
+    assert time.perf_counter() - t < 60
+    df = ResultStore(out).read()
+    assert len(df) > 0
+    with ResultStore(out).writer_lock():  # released at the end of the sweep
+        pass

@@ -132,7 +132,7 @@ def test_broken_official_checkpoints_fail_loudly(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
     with pytest.raises(CheckpointError, match=r"junk.pt: not a checkpoint \(neither a PyTorch zip archive"):
         load_model(tmp_path / "junk.pt")
-    with pytest.raises(CheckpointError, match="say which lambda"):
+    with pytest.raises(CheckpointError, match="no Gain and no lambda: give its lambda"):
         torch.save(ScaleHyperprior(8, 12).state_dict(), tmp_path / "zoo.pt")
         load_model(tmp_path / "zoo.pt")
 
