@@ -8,6 +8,7 @@ minutes per session. Install once (README), then ``.venv/bin/nox -s <session>``.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import nox
 
@@ -23,9 +24,10 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def lint(session: nox.Session) -> None:
-    """ruff check + format check."""
+    """ruff check + format check + the import contracts (pyproject.toml [tool.importlinter])."""
     session.run(PY, "-m", "ruff", "check", ".")
     session.run(PY, "-m", "ruff", "format", "--check", ".")
+    session.run(str(Path(PY).with_name("lint-imports")))  # the venv's console script, beside python
 
 
 @nox.session(venv_backend="none")

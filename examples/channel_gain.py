@@ -6,7 +6,7 @@ and level (a matrix G of L x M, stored as log G), where QVRF has one scalar per 
 rates: t in [0, L-1] between levels s = floor(t) and s + 1 interpolates exponentially,
 g = G_s^(1 - l) * G_(s+1)^l with l = t - s (Cui et al.'s rule). One choice differs from Cui et al.:
 the decoder's inverse gain is 1 / g, not a second learned matrix, so the entropy model and the
-y path are exactly QVRF's with a vector (qvrf_bench.models.batching codes [B, M] gains).
+y path are exactly QVRF's with a vector (qvrf_bench.models.latent codes [B, M] gains).
 Side information: the level (255 between levels) and t as float32, 5 bytes.
 
 Start from a qvrf-bench Balle checkpoint: from a QVRF model every channel starts at its level's gain
@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from qvrf_bench.errors import BitstreamError
 from qvrf_bench.methods import Analysis, Method, Point, read_method_file
-from qvrf_bench.models import LAMBDAS_8, batching, create
+from qvrf_bench.models import LAMBDAS_8, create, latent
 from qvrf_bench.models.qvrf import noise_like, scale_table
 
 SIDE = struct.Struct(">Bf")
@@ -85,19 +85,19 @@ class ChannelGain(Method):
         return torch.stack(rows).exp()
 
     def analyse(self, x: Tensor) -> Analysis:
-        an = batching.analyse(self.net, x)
+        an = latent.analyse(self.net, x)
         return Analysis([an.z_string], an)
 
     def code(self, analysis: Analysis, points: list[Point]):
         an = analysis.state
-        strings, y_hat = batching.code_latent(self.net, an.y, an.params, self.gains(points).detach())
+        strings, y_hat = latent.code_latent(self.net, an.y, an.params, self.gains(points).detach())
         return [[s] for s in strings], [y_hat[i : i + 1] for i in range(len(points))]
 
     def decode_shared(self, shared: list[bytes], height: int, width: int):
-        return batching.hyper_synthesis(self.net, shared[0], (height // 64, width // 64))
+        return latent.hyper_synthesis(self.net, shared[0], (height // 64, width // 64))
 
     def decode(self, state, strings, points: list[Point]) -> list[Tensor]:
-        y_hat = batching.decode_latent(self.net, [s[0] for s in strings], state, self.gains(points).detach())
+        y_hat = latent.decode_latent(self.net, [s[0] for s in strings], state, self.gains(points).detach())
         return [y_hat[i : i + 1] for i in range(len(points))]
 
     def synthesise(self, rebuilt: Tensor) -> Tensor:

@@ -50,7 +50,7 @@ def test_it_starts_at_qvrf_and_codes_in_batches_as_alone(tmp_path):
 
 
 def test_train_resume_sweep_and_compare(tmp_path):
-    from qvrf_bench.methods.training import MethodTrainConfig, train_method
+    from qvrf_bench.train.method import MethodTrainConfig, train_method
 
     save_checkpoint(tmp_path / "q.pt", small_model("balle"))
     for lm in (0.0018, 0.18):

@@ -7,7 +7,7 @@ with its two strings).
 
 Decoding hostile files: the decoder uses the shapes it derives from the checked image size, never
 the header's hyper-latent size. CompressAI's rANS decoder reads its string without bounds checks,
-so a corrupt string is handed over with zero padding after it (models/batching.py, ``padded``): reading zeros, the
+so a corrupt string is handed over with zero padding after it (models/latent.py, ``padded``): reading zeros, the
 decoder takes at most one 32-bit word per symbol, plus escape chunks that only the real bytes can
 ask for, so it never reads past its buffer. The encoder's symbols are checked before CompressAI's
 coder sees them (models/qvrf.py, check_coder_input) and its gain against the supported range
@@ -161,7 +161,7 @@ def decode_full(model: nn.Module, data: bytes, name: str = "bitstream", fingerpr
     device = model_device(model)
     g = torch.tensor(header.gain, dtype=torch.float32, device=device)
     # Shapes derived here from the checked size, never taken from the header; the strings reach the
-    # rANS decoder zero-padded (models/batching.py, under every model's decompress).
+    # rANS decoder zero-padded (models/latent.py, under every model's decompress).
     _, z_shape = latent_shapes(header.height, header.width)
     try:
         out = model.decompress([[strings[0]], [strings[1]]], torch.Size(z_shape), g, **symbol_order(header))

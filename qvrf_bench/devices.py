@@ -27,3 +27,9 @@ def resolve_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise QVRFError(f"unknown device {name!r} (use auto, cpu or cuda[:i])") from None
+
+
+def synchronize(device) -> None:
+    """Wait for the device's queued work (CUDA kernels run asynchronously): timings end here."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)

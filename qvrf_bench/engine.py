@@ -19,7 +19,7 @@ while doing per image only what depends on the rate. It is the method contract's
 path (methods/engine.py ``run_points``) with the model wrapped as a QVRF method that writes this
 codec's version-2 container (methods/qvrf.py), so one loop serves the suite's models and a user's:
 
-- Shared per image (models/batching.py): g_a, h_a, the z string and h_s are computed once: QVRF
+- Shared per image (models/latent.py): g_a, h_a, the z string and h_s are computed once: QVRF
   never scales z, so the z string is the same at every rate point. That is checked, not assumed:
   at warm-up the model's own ``compress`` at two gains must give one z string, equal to the
   shared one, and every container of an image must carry the same z bytes. The decoder side
@@ -65,7 +65,8 @@ import torch
 from torch import nn
 
 from qvrf_bench import codec, images
-from qvrf_bench.models import batching
+from qvrf_bench.devices import synchronize
+from qvrf_bench.models import latent
 from qvrf_bench.models.autoregressive import tile_invariance_ok
 
 
@@ -92,11 +93,6 @@ class PointResult:
     enc_s: float
     dec_s: float
     y_hat: torch.Tensor | None = None  # the encoder's quantized latent (for crossdecode.py)
-
-
-def synchronize(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class SerialEngine:
@@ -168,7 +164,7 @@ class FastEngine:
         if model in self._limit:
             return
         limit = self.max_batch
-        if batching.family(model) == "autoregressive" and not tile_invariance_ok(model):
+        if latent.family(model) == "autoregressive" and not tile_invariance_ok(model):
             warnings.warn(
                 f"{model.config.arch}: the autoregressive step is not batch invariant on this machine; "
                 "the fast engine codes one rate point at a time for this model",
@@ -190,10 +186,10 @@ class FastEngine:
         rgb = images.probe_image(40, 72)
         top = float(model.level_gain(model.num_levels - 1))
         points = [RatePoint(0, None), RatePoint(None, 0.37), RatePoint(None, top * 1.3)]
-        points += [RatePoint(None, 0.5 + 0.7 * i) for i in range(batching.rows_per_point(model))]
+        points += [RatePoint(None, 0.5 + 0.7 * i) for i in range(latent.rows_per_point(model))]
         device = codec.model_device(model)
         xp = images.pad(images.rgb8_to_tensor(rgb).to(device), images.centred_padding(40, 72))
-        an = batching.analyse(model, xp)
+        an = latent.analyse(model, xp)
         for gain in (0.5, top):
             out = model.compress(xp, torch.tensor(gain, dtype=torch.float32, device=device))
             if out["strings"][1][0] != an.z_string:

@@ -578,11 +578,9 @@ class CompressAIVbr(Peer):
     @property
     def checkpoint_sha256(self) -> str:
         if self._sha256 is None:
-            h = hashlib.sha256()
-            with open(self.checkpoint, "rb") as f:
-                while block := f.read(1 << 20):
-                    h.update(block)
-            self._sha256 = h.hexdigest()
+            from qvrf_bench.files import file_sha256
+
+            self._sha256 = file_sha256(self.checkpoint)
         return self._sha256
 
     @property

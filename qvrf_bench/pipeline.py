@@ -70,6 +70,7 @@ def write_sample_photos(folder: Path) -> Path:
 def zoo_checkpoints(archs, log) -> tuple[list[str], dict[str, str]]:
     """``zoo:NAME`` of every shipped model of ``archs`` and a per-arch caption of its scale."""
     from qvrf_bench import zoo
+    from qvrf_bench.train import zoo as zoo_train
 
     manifest = zoo.read_manifest()["models"]
     ckpts, caption = [], {}
@@ -80,7 +81,7 @@ def zoo_checkpoints(archs, log) -> tuple[list[str], dict[str, str]]:
                 f"(train them with `qvrf-bench zoo train --archs {arch}`)")  # fmt: skip
             continue
         ckpts += [zoo.PREFIX + n for n in names]
-        caption[arch] = zoo.budget_caption(arch) if arch in zoo.PLANS else f"project zoo ({arch})"
+        caption[arch] = zoo_train.budget_caption(arch) if arch in zoo_train.PLANS else f"project zoo ({arch})"
     return ckpts, caption
 
 
@@ -88,8 +89,9 @@ def short_training(args, train_dir: Path, runs: Path, log) -> tuple[str, str]:
     """A balle QVRF fine-tune from the zoo's lambda=0.18 anchor: (``LABEL=final.pt``, caption)."""
     from qvrf_bench import zoo
     from qvrf_bench.train import TrainConfig, train
+    from qvrf_bench.train import zoo as zoo_train
 
-    plan = zoo.PLANS["balle"]
+    plan = zoo_train.PLANS["balle"]
     steps = args.train_steps
     label = f"balle-qvrf8-pipeline-{steps}steps"
     init = zoo.PREFIX + "balle-fixed-l0.18"

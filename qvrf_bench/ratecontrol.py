@@ -26,7 +26,7 @@ best point on the safe side (the largest file not above a rate target, the lowes
 a quality target) and says that the tolerance was missed.
 
 Each try costs only what depends on the gain: the analysis (g_a, h_a, the z string, h_s) is
-computed once per image (models/batching.py), a try codes y at one gain and packs the container;
+computed once per image (models/latent.py), a try codes y at one gain and packs the container;
 a quality target also runs g_s on the encoder's y_hat. The result's bytes are that container,
 byte-identical to ``codec.encode_tensor`` at the same gain (tests/test_ratecontrol.py checks it).
 
@@ -283,12 +283,6 @@ def search_quality(
 # --- measuring with real bytes (models and classical codecs) ------------------------------------------
 
 
-def trained_gains(model) -> tuple[float, float]:
-    """The gains of the model's lowest and highest level (a fixed-rate model: 1, 1)."""
-    n = int(model.num_levels)
-    return float(model.level_gain(0)), float(model.level_gain(n - 1))
-
-
 class MethodProbe:
     """One image coded by a method (methods/base.py) at any continuous knob with real bytes, the
     analysis shared between tries: ``probe(value) -> (achieved, container bytes)``, achieved in the
@@ -368,6 +362,8 @@ def method_to_target(method, rgb8: np.ndarray, target: Target, what: str = "the 
 def encode_to_target(model, rgb8: np.ndarray, target: Target, extrapolate: bool = False, what: str = "the model",
                      fingerprint: str | None = None, interpolate: bool = True) -> tuple[SearchResult, bytes]:  # fmt: skip
     """The container of ``rgb8`` at the gain that meets ``target`` (see the module docstring)."""
+    from qvrf_bench.models.qvrf import trained_gains
+
     probe = ModelProbe(model, rgb8, target.kind, fingerprint)  # default: the checkpoint's (QVRFMethod.fingerprint)
     res = search_gain(probe, target, trained_gains(model), extrapolate, what, interpolate=interpolate)
     return res, res.best.payload

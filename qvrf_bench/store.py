@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import hashlib
 import json
 import math
 import numbers
@@ -43,6 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from qvrf_bench.errors import QVRFError
+from qvrf_bench.files import file_sha256
 from qvrf_bench.kinds import KINDS  # the rows' kinds (kinds.py)
 
 SCHEMA_VERSION = 1
@@ -1123,10 +1123,4 @@ def _merge_crops(stores: Sequence[ResultStore], out_dir: Path) -> None:
             os.replace(tmp, dst)
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file's bytes (for checkpoint_sha256 / image_sha256)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+sha256_file = file_sha256  # checkpoint_sha256 / image_sha256 (one definition: files.file_sha256)

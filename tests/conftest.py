@@ -40,19 +40,19 @@ def published_dir() -> Path:
 def tiny_recipe():
     """A zoo recipe in miniature (N=M=8, a few steps): a base, two anchors and an 8-level model,
     shipped under the names the pipeline looks for."""
-    from qvrf_bench import zoo
+    from qvrf_bench.train import zoo as zoo_train
 
     common = ["--arch", "balle", "--dataset", "{DATA}", "--channels", "8,8", "--patch-size", "64",
               "--batch-size", "2", "--test-batch-size", "2", "--max-val-images", "2", "--val-every", "2",
               "--threads", "1", "--no-progress"]  # fmt: skip
     base = "{RUNS}/balle-base/final.pt"
     return [
-        zoo.Step("balle-base", ["--kind", "fixed", "--lambda", "0.18", "--steps", "3", "--out", "{RUNS}/balle-base",
+        zoo_train.Step("balle-base", ["--kind", "fixed", "--lambda", "0.18", "--steps", "3", "--out", "{RUNS}/balle-base",
                                 *common], budget="tiny base"),  # fmt: skip
-        *(zoo.Step(f"balle-fixed-l{lm}", ["--kind", "fixed", "--lambda", lm, "--steps", "2", "--init-from", base,
+        *(zoo_train.Step(f"balle-fixed-l{lm}", ["--kind", "fixed", "--lambda", lm, "--steps", "2", "--init-from", base,
                                           "--out", f"{{RUNS}}/balle-fixed-l{lm}", *common],
                    after="balle-base", ships=f"balle-fixed-l{lm}", budget="tiny anchor") for lm in ("0.0018", "0.18")),
-        zoo.Step("balle-qvrf8-s2", ["--kind", "qvrf", "--stage", "2", "--steps", "2", "--init-from", base, "--out",
+        zoo_train.Step("balle-qvrf8-s2", ["--kind", "qvrf", "--stage", "2", "--steps", "2", "--init-from", base, "--out",
                                     "{RUNS}/balle-qvrf8-s2", *common],
                  after="balle-base", ships="balle-qvrf8", budget="tiny qvrf"),
     ]  # fmt: skip
@@ -64,7 +64,7 @@ def tiny_zoo(tmp_path_factory):
     import skimage.data
     from PIL import Image
 
-    from qvrf_bench import zoo
+    from qvrf_bench.train import zoo as zoo_train
 
     root = tmp_path_factory.mktemp("tiny-zoo")
     photos = root / "photos"
@@ -74,6 +74,6 @@ def tiny_zoo(tmp_path_factory):
     runs, dest = root / "runs", root / "zoo"
     logs: list[str] = []
     recipe = tiny_recipe()
-    assert zoo.train_zoo(photos, runs, jobs=2, steps=recipe, log=logs.append) == 0, logs
-    zoo.pack(photos, runs, dest, steps=recipe, log=logs.append)
+    assert zoo_train.train_zoo(photos, runs, jobs=2, steps=recipe, log=logs.append) == 0, logs
+    zoo_train.pack(photos, runs, dest, steps=recipe, log=logs.append)
     return photos, runs, dest, recipe

@@ -9,8 +9,9 @@ from helpers import small_model
 
 from qvrf_bench import codec, engine
 from qvrf_bench.engine import FastEngine, RatePoint, SerialEngine, get_engine
-from qvrf_bench.models import ARCHS, batching, create, prepare_for_coding
-from qvrf_bench.models.autoregressive import TILE, tile_invariance_ok
+from qvrf_bench.models import ARCHS, create, latent, prepare_for_coding
+from qvrf_bench.models.autoregressive import tile_invariance_ok
+from qvrf_bench.models.latent import TILE
 
 GAINS = (0.5, 1.7, 3.3, 12.0)
 
@@ -89,7 +90,7 @@ def test_autoregressive_step_is_batch_invariant(arch):
     x = torch.rand(1, 3, 64, 128)
     with torch.no_grad():
         out = model.compress(x, torch.tensor(2.0))
-        an = batching.analyse(model, x)
+        an = latent.analyse(model, x)
         y, params = an.y, an.params
         gains = torch.tensor([0.5, 2.0, 7.0])
         strings, y_hat = model.compress_latent(y.expand(3, -1, -1, -1), params, gains)

@@ -13,6 +13,7 @@ from PIL import Image
 from qvrf_bench import crops, matched, ratecontrol, sweep
 from qvrf_bench.models import create
 from qvrf_bench.models.checkpoints import load_model, save_checkpoint
+from qvrf_bench.models.qvrf import trained_gains
 from qvrf_bench.store import ResultStore
 from qvrf_bench.sweep import SweepConfig, run_sweep
 
@@ -88,7 +89,7 @@ def run(tmp_path_factory):
     model, _ = load_model(d / "q.pt")
     rgb = np.array(Image.open(ds / "a.png").convert("RGB"))
     probe = ratecontrol.ModelProbe(model, rgb, "bpp")
-    lo, hi = (probe(g)[0] for g in ratecontrol.trained_gains(model))
+    lo, hi = (probe(g)[0] for g in trained_gains(model))
     mid = round((lo + hi) / 2, 3)
     cfg = dict(dataset=ds, out=d / "run", checkpoints=[d / "q.pt", d / "f0.0018.pt", d / "f0.18.pt"], levels="all",
                factors="none", peers="jpeg", device="cpu", progress=False, threads=1,

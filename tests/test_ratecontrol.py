@@ -10,6 +10,7 @@ from helpers import run_cli, small_model
 
 from qvrf_bench import codec, images, metrics, ratecontrol
 from qvrf_bench.gains import GAIN_MAX, GAIN_MIN
+from qvrf_bench.models.qvrf import trained_gains
 from qvrf_bench.ratecontrol import Target, TargetError, search_gain, search_quality
 
 
@@ -97,7 +98,7 @@ def _photo(h=64, w=96, seed=0):
 def test_target_bytes_equal_a_plain_encode_at_the_found_gain(arch):
     model = small_model(arch)
     rgb = _photo()
-    lo, hi = ratecontrol.trained_gains(model)
+    lo, hi = trained_gains(model)
     probe = ratecontrol.ModelProbe(model, rgb, "bytes")
     b_lo, b_hi = probe(lo)[0], probe(hi)[0]
     assert b_hi > b_lo
@@ -114,12 +115,12 @@ def test_target_bytes_equal_a_plain_encode_at_the_found_gain(arch):
 def test_psnr_and_bpp_targets_on_a_trained_zoo_model():
     """A trained model (the shipped zoo's balle QVRF) on a Kodak crop: quality grows with the gain,
     and the PSNR the search measured is the decoded file's."""
-    from qvrf_bench import zoo
     from qvrf_bench.models.checkpoints import load_model
+    from qvrf_bench.train import zoo as zoo_train
 
     model, _ = load_model("zoo:balle-qvrf8")
-    rgb = zoo.check_crop()
-    lo, hi = ratecontrol.trained_gains(model)
+    rgb = zoo_train.check_crop()
+    lo, hi = trained_gains(model)
     probe = ratecontrol.ModelProbe(model, rgb, "psnr")
     p_lo, p_hi = probe(lo)[0], probe(hi)[0]
     assert p_hi > p_lo + 1
@@ -155,7 +156,7 @@ def test_cli_encode_to_target_and_unreachable(tmp_path):
     ck = save_checkpoint(tmp_path / "m.pt", model)
     img = tmp_path / "img.png"
     Image.fromarray(_photo()).save(img)
-    lo, hi = ratecontrol.trained_gains(model)
+    lo, hi = trained_gains(model)
     probe = ratecontrol.ModelProbe(model, _photo(), "bpp")
     mid = (probe(lo)[0] + probe(hi)[0]) / 2
     r = run_cli("encode", "-c", ck, "--bpp", f"{mid:.4f}", "--tolerance", "0.05", img, f"{tmp_path}/out/")

@@ -13,6 +13,7 @@ from qvrf_bench import zoo
 from qvrf_bench.errors import CheckpointError
 from qvrf_bench.models.checkpoints import file_sha256, load_model, read_file
 from qvrf_bench.models.qvrf import LAMBDAS_8
+from qvrf_bench.train import zoo as zoo_train
 
 SHIPPED = zoo.read_manifest()["models"]
 
@@ -20,10 +21,10 @@ SHIPPED = zoo.read_manifest()["models"]
 # --- the recipe ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("arch", zoo.ZOO_ARCHS)
+@pytest.mark.parametrize("arch", zoo_train.ZOO_ARCHS)
 def test_recipe_gives_anchors_and_qvrf_equal_budgets_from_one_base(arch):
-    steps = {s.name: s for s in zoo.recipe([arch])}
-    plan = zoo.PLANS[arch]
+    steps = {s.name: s for s in zoo_train.recipe([arch])}
+    plan = zoo_train.PLANS[arch]
 
     def own_steps(s) -> int:
         return int(s.argv[s.argv.index("--steps") + 1])
@@ -64,7 +65,7 @@ def test_train_pack_and_load_a_tiny_zoo(tiny_zoo, monkeypatch):
     photos, runs, dest, recipe = tiny_zoo
     logs: list[str] = []
     # resumable: a second call finds everything finished and starts nothing
-    assert zoo.train_zoo(photos, runs, jobs=2, steps=recipe, log=logs.append) == 0
+    assert zoo_train.train_zoo(photos, runs, jobs=2, steps=recipe, log=logs.append) == 0
     assert not any("start" in line for line in logs)
 
     manifest = json.loads((dest / zoo.MANIFEST).read_text())
@@ -81,7 +82,7 @@ def test_train_pack_and_load_a_tiny_zoo(tiny_zoo, monkeypatch):
     monkeypatch.setattr(zoo, "ZOO_DIR", dest)
     model, _ = load_model("zoo:balle-qvrf8")  # through checkpoints.read_file, as every command does
     assert model.num_levels == 8
-    assert zoo.measure_check(model) == e["check"]
+    assert zoo_train.measure_check(model) == e["check"]
     # a modified file is refused by name
     bad = dest.parent / "zoo-modified"
     shutil.copytree(dest, bad)
@@ -127,11 +128,11 @@ def test_shipped_model_codes_its_check_crop_as_recorded(name):
     """Real bytes of one Kodak crop: the same bitstream, bpp and PSNR as when it was packed."""
     e = SHIPPED[name]
     model, _ = load_model(zoo.PREFIX + name)
-    got = zoo.measure_check(model)
+    got = zoo_train.measure_check(model)
     want = e["check"]
     assert got["bytes"] == want["bytes"] and got["sha256_bitstream"] == want["sha256_bitstream"]
     assert got["bpp_real"] == pytest.approx(want["bpp_real"], abs=1e-6)
-    assert got["psnr_rgb"] == pytest.approx(want["psnr_rgb"], abs=zoo.CHECK_PSNR_TOLERANCE_DB)
+    assert got["psnr_rgb"] == pytest.approx(want["psnr_rgb"], abs=zoo_train.CHECK_PSNR_TOLERANCE_DB)
 
 
 def test_kodak_ships_intact():
@@ -144,5 +145,5 @@ def test_kodak_ships_intact():
 
 def test_recipe_commands_have_no_placeholders_left():
     # `zoo train --dry-run` prints commands a user can paste
-    for s in zoo.recipe():
+    for s in zoo_train.recipe():
         assert not any("{" in a for a in s.command("DATA", "RUNS"))

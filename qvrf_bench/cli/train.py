@@ -186,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _train_method(args: argparse.Namespace) -> int:
     from qvrf_bench.errors import QVRFError
-    from qvrf_bench.methods.training import MethodTrainConfig, train_method
+    from qvrf_bench.train.method import MethodTrainConfig, train_method
 
     if not args.out:
         raise QVRFError("--method needs --out (the run folder)")

@@ -44,13 +44,13 @@ def register(sub) -> None:
 
 
 def _archs(text: str) -> list[str]:
-    from qvrf_bench import zoo
     from qvrf_bench.errors import QVRFError
+    from qvrf_bench.train import zoo as zoo_train
 
     archs = [a.strip() for a in text.split(",") if a.strip()]
-    bad = [a for a in archs if a not in zoo.PLANS]
+    bad = [a for a in archs if a not in zoo_train.PLANS]
     if bad:
-        raise QVRFError(f"--archs: {bad[0]} has no zoo recipe; choose from {', '.join(zoo.PLANS)}")
+        raise QVRFError(f"--archs: {bad[0]} has no zoo recipe; choose from {', '.join(zoo_train.PLANS)}")
     return archs
 
 
@@ -92,6 +92,7 @@ def run_verify(args: argparse.Namespace) -> int:
     from qvrf_bench import zoo
     from qvrf_bench.errors import QVRFError
     from qvrf_bench.models.checkpoints import load_model
+    from qvrf_bench.train import zoo as zoo_train
 
     torch.set_num_threads(1)  # the checks were recorded with one thread
     names = args.names or zoo.names()
@@ -104,9 +105,9 @@ def run_verify(args: argparse.Namespace) -> int:
             print(f"{name}: FAIL {exc}")
             bad += 1
             continue
-        got, want = zoo.measure_check(model), e["check"]
+        got, want = zoo_train.measure_check(model), e["check"]
         same = got["bytes"] == want["bytes"] and got["sha256_bitstream"] == want["sha256_bitstream"] and abs(
-            got["psnr_rgb"] - want["psnr_rgb"]) <= zoo.CHECK_PSNR_TOLERANCE_DB  # fmt: skip
+            got["psnr_rgb"] - want["psnr_rgb"]) <= zoo_train.CHECK_PSNR_TOLERANCE_DB  # fmt: skip
         bad += not same
         print(f"{name}: {'ok' if same else 'FAIL'} (sha256 ok; {got['bytes']} bytes, {got['psnr_rgb']:.6f} dB; "
               f"recorded {want['bytes']} bytes, {want['psnr_rgb']:.6f} dB)")  # fmt: skip
@@ -116,16 +117,16 @@ def run_verify(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     import shlex
 
-    from qvrf_bench import zoo
+    from qvrf_bench.train import zoo as zoo_train
 
     archs = _archs(args.archs)
     only = {s.strip() for s in args.only.split(",")} if args.only else None
     if args.dry_run:
-        for s in zoo.recipe(archs):
+        for s in zoo_train.recipe(archs):
             if only is None or s.name in only or s.ships in only:
                 print("qvrf-bench train " + shlex.join(s.command(args.dataset, args.runs)))
         return 0
-    return zoo.train_zoo(args.dataset, args.runs, archs, jobs=args.jobs, only=only)
+    return zoo_train.train_zoo(args.dataset, args.runs, archs, jobs=args.jobs, only=only)
 
 
 def run_pack(args: argparse.Namespace) -> int:
@@ -133,7 +134,8 @@ def run_pack(args: argparse.Namespace) -> int:
 
     quiet_warnings()
     from qvrf_bench import zoo
+    from qvrf_bench.train import zoo as zoo_train
 
     dest = args.dest or zoo.ZOO_DIR
-    print(zoo.pack(args.dataset, args.runs, dest, _archs(args.archs)))
+    print(zoo_train.pack(args.dataset, args.runs, dest, _archs(args.archs)))
     return 0

@@ -22,7 +22,7 @@ import torch
 
 from qvrf_bench import images
 from qvrf_bench.container import PAD_MULTIPLE
-from qvrf_bench.engine import synchronize
+from qvrf_bench.devices import synchronize
 from qvrf_bench.errors import BitstreamError
 from qvrf_bench.methods.base import Method, Point
 

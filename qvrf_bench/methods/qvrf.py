@@ -2,7 +2,7 @@
 
 The rate points are the checkpoint's levels and any gain a > 0 (the official ``factor``); the side
 information is the level (255 for a continuous gain) and the float32 gain, five bytes, exactly the
-fields the version-2 container carries. The coding is models/batching.py, the same code every
+fields the version-2 container carries. The coding is models/latent.py, the same code every
 model's compress runs, so a model measured through this method gives the same y and z strings as
 through codec.py (tested). ``container=3`` (the default, ``--method qvrf=CKPT``) wraps them in the
 method contract's container; ``container=2`` in codec.py's, byte for byte what ``codec.encode``
@@ -11,6 +11,7 @@ writes: that is how the fast engine (engine.py) codes the suite's own checkpoint
 
 from __future__ import annotations
 
+import random
 import struct
 
 import numpy as np
@@ -20,10 +21,26 @@ from torch import Tensor
 from qvrf_bench.errors import BitstreamError
 from qvrf_bench.gains import check_gain, gain_problem
 from qvrf_bench.methods.base import Analysis, Method, Point, Unpacked
-from qvrf_bench.models import batching
+from qvrf_bench.models import latent
+from qvrf_bench.models.qvrf import trained_gains
 
 _SIDE = struct.Struct(">Bf")
 _NO_LEVEL = 255
+
+
+def level_for_step(kind: str, stage: int, levels: int, seed: int, step: int) -> int:
+    """The rate level trained at (0-based) step ``step``.
+
+    Fixed-rate: 0 (its only level). Stage 1: L-1, the largest lambda ([QRAF]). Stages 2-3: uniform
+    over 0..L-1, one draw per batch, from a generator seeded with (seed, step) -- the same draw as
+    the official ``random.randint`` in distribution, and reproducible across a resume without
+    carrying any state.
+    """
+    if kind == "fixed":
+        return 0
+    if stage <= 1:
+        return levels - 1
+    return random.Random(f"qvrf-level:{seed}:{step}").randrange(levels)
 
 
 class QVRFMethod(Method):
@@ -52,8 +69,6 @@ class QVRFMethod(Method):
 
     def continuous_range(self) -> tuple[float, float]:
         """The trained gains (lowest and highest level): where a rate search looks."""
-        from qvrf_bench.ratecontrol import trained_gains
-
         return trained_gains(self.model)
 
     def fingerprint(self) -> str:
@@ -109,19 +124,19 @@ class QVRFMethod(Method):
         return torch.tensor([self.gain(p) for p in points], dtype=torch.float32, device=self.device)
 
     def analyse(self, x: Tensor) -> Analysis:
-        an = batching.analyse(self.model, x)
+        an = latent.analyse(self.model, x)
         return Analysis([an.z_string], an)
 
     def code(self, analysis: Analysis, points: list[Point]):
         an = analysis.state
-        strings, y_hat = batching.code_latent(self.model, an.y, an.params, self._gains(points))
+        strings, y_hat = latent.code_latent(self.model, an.y, an.params, self._gains(points))
         return [[s] for s in strings], [y_hat[i : i + 1] for i in range(len(points))]
 
     def decode_shared(self, shared: list[bytes], height: int, width: int):
-        return batching.hyper_synthesis(self.model, shared[0], (height // 64, width // 64))
+        return latent.hyper_synthesis(self.model, shared[0], (height // 64, width // 64))
 
     def decode(self, state, strings: list[list[bytes]], points: list[Point]) -> list[Tensor]:
-        y_hat = batching.decode_latent(self.model, [s[0] for s in strings], state, self._gains(points))
+        y_hat = latent.decode_latent(self.model, [s[0] for s in strings], state, self._gains(points))
         return [y_hat[i : i + 1] for i in range(len(points))]
 
     def synthesise(self, rebuilt: Tensor) -> Tensor:
@@ -176,8 +191,6 @@ class QVRFTraining(QVRFMethod):
         self.gain_lr_factor = gain_lr_factor if gain_lr_factor is not None else float(model.gain.detach()[0].abs())
 
     def training_point(self, step: int, seed: int) -> Point:
-        from qvrf_bench.train.state import level_for_step
-
         level = level_for_step(self.kind, self.stage, self.model.num_levels, seed, step)
         return Point(f"level={level}", level, None, float(self.model.lmbdas[level]))
 

@@ -57,11 +57,11 @@ from compressai.ans import BufferedRansEncoder, RansDecoder
 from torch import Tensor, nn
 
 from qvrf_bench.models.determinism import one_thread
+from qvrf_bench.models.latent import TILE, batch_gain
 from qvrf_bench.models.qvrf import check_coder_input, noise_like, ste_round
 
 KERNEL = 5  # context_prediction kernel size
 PAD = (KERNEL - 1) // 2
-TILE = 8  # rows per matrix product in the step: one shape, one kernel, at any batch size
 ALIGN = 16  # float32 elements in 64 bytes: every row of every tile starts equally aligned
 ORDERS = ("wavefront", "raster")  # the order of the y symbols in the string (codec format 2 / 1)
 DEFAULT_ORDER = "wavefront"
@@ -141,28 +141,6 @@ def wavefront(taps: Tensor, H: int, W: int) -> list[tuple[Tensor, Tensor]]:
         hs = [h for h in range(H) if 0 <= t - k * h < W]
         groups.append((torch.tensor(hs), torch.tensor([t - k * h for h in hs])))
     return groups
-
-
-def batch_gain(gain: Tensor, batch: int) -> Tensor:
-    """Gains as [B, 1, 1, 1] or [B, C, 1, 1]: a scalar gain ([] or [B], QVRF) or one gain per channel
-    ([C] for the whole batch or [B, C], channel-wise methods); 1/gain is the bin size either way."""
-    if gain.dim() == 2:
-        if gain.shape[0] == 1:
-            gain = gain.expand(batch, -1)
-        if gain.shape[0] != batch:
-            raise ValueError(f"{gain.shape[0]} gain vectors for a batch of {batch}")
-        return gain.reshape(batch, -1, 1, 1)
-    gain = gain.reshape(-1)
-    if gain.numel() == 1:
-        gain = gain.expand(batch)
-    if gain.numel() != batch:
-        raise ValueError(f"{gain.numel()} gains for a batch of {batch}")
-    return gain.reshape(batch, 1, 1, 1)
-
-
-def gain_batch(gain: Tensor) -> int:
-    """How many items a gain tensor describes: [] -> 1, [B] -> B, [B, C] -> B."""
-    return 1 if gain.dim() == 0 else int(gain.shape[0])
 
 
 class AutoregressiveMixin:
@@ -306,7 +284,7 @@ class AutoregressiveMixin:
     # --- real bitstreams ------------------------------------------------------------------------
 
     # compress / decompress: CodingMixin's (models/qvrf.py), which code y through compress_latent /
-    # decompress_latent below (models/batching.py); ``order=`` reaches them from there.
+    # decompress_latent below (models/latent.py); ``order=`` reaches them from there.
 
     @torch.no_grad()
     def compress_latent(

@@ -20,7 +20,7 @@ from qvrf_bench.models.qvrf import GainMixin, noise_like, ste_round
 @register_arch("balle", zoo_name="bmshj2018-hyperprior", zoo_widths=[(128, 192)] * 5 + [(192, 320)] * 3,
                qvrf_widths=(192, 320))  # fmt: skip
 class QVRFScaleHyperprior(GainMixin, ScaleHyperprior):
-    latent_family = "scale"  # compress / decompress: GainMixin's, through models/batching.py
+    latent_family = "scale"  # compress / decompress: GainMixin's, through models/latent.py
 
     def __init__(self, N: int = 192, M: int = 320, lmbdas=(0.18,), gains=None, learn_gains: bool = True):
         super().__init__(N=N, M=M)

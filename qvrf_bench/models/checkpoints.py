@@ -18,7 +18,6 @@ CompressAI 1.1.5 entropy-bottleneck names (``_matrix0`` ...) are remapped by Com
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 import warnings
@@ -29,6 +28,7 @@ from torch import nn
 
 from qvrf_bench import __version__
 from qvrf_bench.errors import CheckpointError
+from qvrf_bench.files import file_sha256  # noqa: F401  (re-exported: scripts read it here)
 from qvrf_bench.models.qvrf import LAMBDAS_8, gains_problem, initial_gains, lambdas_for_levels
 from qvrf_bench.models.registry import ModelConfig, build_model, make_config, prepare_for_coding
 
@@ -294,14 +294,6 @@ def lambda_of_quality(quality: int) -> float:
     if not 1 <= quality <= 8:
         raise ValueError(f"quality must be 1..8 (got {quality})")
     return LAMBDAS_8[quality - 1]
-
-
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def update_checkpoint(path, out=None) -> Path:

@@ -21,7 +21,7 @@ from qvrf_bench.models.qvrf import GainMixin, noise_like, ste_round
     "minnen-mean", zoo_name="mbt2018-mean", zoo_widths=[(128, 192)] * 4 + [(192, 320)] * 4, qvrf_widths=(192, 320)
 )  # fmt: skip (QVRF widths: CompressAI's VBR port)
 class QVRFMeanScaleHyperprior(GainMixin, MeanScaleHyperprior):
-    latent_family = "mean-scale"  # compress / decompress: GainMixin's, through models/batching.py
+    latent_family = "mean-scale"  # compress / decompress: GainMixin's, through models/latent.py
 
     def __init__(self, N: int = 192, M: int = 320, lmbdas=(0.18,), gains=None, learn_gains: bool = True):
         super().__init__(N=N, M=M)

@@ -45,6 +45,7 @@ from qvrf_bench.gains import (  # noqa: F401  (re-exported: the gain range belon
     gain_range_text,
     gains_problem,
 )
+from qvrf_bench.models.latent import CodingMixin
 
 # The CompressAI MSE lambdas of qualities 1..8 (x 255^2 MSE convention), the QVRF level set.
 LAMBDAS_8: tuple[float, ...] = (0.0018, 0.0035, 0.0067, 0.0130, 0.025, 0.0483, 0.0932, 0.18)
@@ -224,28 +225,6 @@ class SearchGaussianConditional(GaussianConditional):
         return super().compress(inputs, indexes, means)
 
 
-class CodingMixin:
-    """``compress`` / ``decompress`` of a QVRF model, written once for every entropy model: the
-    analysis and the y path of models/batching.py, which pads every string it decodes."""
-
-    @torch.no_grad()
-    def compress(self, x: Tensor, gain: Tensor, **kw) -> dict:
-        """``kw``: the autoregressive models' symbol ``order``."""
-        from qvrf_bench.models import batching
-
-        an = batching.analyse(self, x)
-        y_strings, y_hat = batching.code_latent(self, an.y, an.params, gain, **kw)
-        return {"strings": [y_strings, [an.z_string]], "shape": torch.Size(an.z_shape), "y_hat": y_hat}
-
-    @torch.no_grad()
-    def decompress(self, strings: list, shape, gain: Tensor, **kw) -> dict:
-        from qvrf_bench.models import batching
-
-        params = batching.hyper_synthesis(self, strings[1][0], tuple(shape))
-        y_hat = batching.decode_latent(self, strings[0], params, gain, **kw)
-        return {"x_hat": self.g_s(y_hat).clamp_(0, 1), "y_hat": y_hat}
-
-
 class GainMixin(CodingMixin):
     """Adds the QVRF gain vector and its selection rules to a CompressAI model.
 
@@ -269,36 +248,6 @@ class GainMixin(CodingMixin):
         # in how it finds the scale indexes (same integers, one binary search instead of a pass per
         # table entry): no parameters or buffers change, so state dicts load as before.
         self.gaussian_conditional = SearchGaussianConditional(None)
-
-    @classmethod
-    def from_state_dict(cls, state_dict: dict, lmbdas: Sequence[float] | None = None):
-        """A model of this class from a state dict alone (as CompressAI's ``from_state_dict``): the
-        widths from its shapes, the levels from its gain vector (8 or 11: the QVRF lambda sets unless
-        ``lmbdas`` says otherwise; 1: a fixed-rate model, whose lambda ``lmbdas`` must give; none: a
-        CompressAI state dict, fixed-rate likewise). For coding, call registry.prepare_for_coding."""
-        from qvrf_bench.models.registry import build_model, lambdas_for_levels, make_config
-
-        arch = cls.arch_name
-        # widths: the outputs of the first and the last convolution of g_a (every architecture here)
-        convs = [v for k, v in state_dict.items() if k.startswith("g_a.") and k.endswith("weight") and v.dim() == 4]
-        if not convs:
-            raise ValueError(f"not a {arch} state dict (no g_a convolutions)")
-        N, M = int(convs[0].shape[0]), int(convs[-1].shape[0])
-        gain = state_dict.get("gain")
-        levels = 1 if gain is None else int(gain.numel())
-        if levels == 1:
-            if not lmbdas:
-                raise ValueError("a fixed-rate state dict: give its lambda (lmbdas=[0.0483])")
-            config = make_config(arch, "fixed", N=N, M=M, lmbda=float(lmbdas[0]))
-        else:
-            lm = list(lmbdas) if lmbdas else list(lambdas_for_levels(levels))
-            config = make_config(arch, "qvrf", N=N, M=M, lmbdas=lm, gains=gain.tolist())
-        model = build_model(config)
-        try:
-            model.load_state_dict(state_dict)  # CompressAI's: resizes the CDF buffers; strict
-        except RuntimeError as exc:
-            raise ValueError(f"the state dict does not fit a {config.label} model ({str(exc)[:300]})") from None
-        return model
 
     @property
     def num_levels(self) -> int:
@@ -365,6 +314,13 @@ class GainMixin(CodingMixin):
         if quant not in QUANT_MODES:
             raise ValueError(f"quant must be one of {QUANT_MODES} (got {quant!r})")
         return quant
+
+
+def trained_gains(model) -> tuple[float, float]:
+    """The gains of the model's lowest and highest level (a fixed-rate model: 1, 1): the range that
+    rate control searches inside before it extrapolates."""
+    n = int(model.num_levels)
+    return float(model.level_gain(0)), float(model.level_gain(n - 1))
 
 
 def flat_strings(strings: list[list[bytes]]) -> list[bytes]:

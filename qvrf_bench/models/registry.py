@@ -13,6 +13,7 @@ N=192).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from torch import nn
@@ -112,6 +113,34 @@ def build_model(config: ModelConfig) -> nn.Module:
 def create(arch: str, kind: str = "qvrf", **kwargs) -> nn.Module:
     """``create("balle", "qvrf", N=32, M=48)``: config and model in one call."""
     return build_model(make_config(arch, kind, **kwargs))
+
+
+def from_state_dict(arch: str, state_dict: dict, lmbdas: Sequence[float] | None = None) -> nn.Module:
+    """A model of architecture ``arch`` from a state dict alone (as CompressAI's ``from_state_dict``,
+    kept here so that the model classes never import the registry): the widths from its shapes, the
+    levels from its gain vector (8 or 11: the QVRF lambda sets unless ``lmbdas`` says otherwise; 1: a
+    fixed-rate model, whose lambda ``lmbdas`` must give; none: a CompressAI state dict, fixed-rate
+    likewise). For coding, call :func:`prepare_for_coding`."""
+    # widths: the outputs of the first and the last convolution of g_a (every architecture here)
+    convs = [v for k, v in state_dict.items() if k.startswith("g_a.") and k.endswith("weight") and v.dim() == 4]
+    if not convs:
+        raise ValueError(f"not a {arch} state dict (no g_a convolutions)")
+    N, M = int(convs[0].shape[0]), int(convs[-1].shape[0])
+    gain = state_dict.get("gain")
+    levels = 1 if gain is None else int(gain.numel())
+    if levels == 1:
+        if not lmbdas:
+            raise ValueError("a fixed-rate state dict: give its lambda (lmbdas=[0.0483])")
+        config = make_config(arch, "fixed", N=N, M=M, lmbda=float(lmbdas[0]))
+    else:
+        lm = list(lmbdas) if lmbdas else list(lambdas_for_levels(levels))
+        config = make_config(arch, "qvrf", N=N, M=M, lmbdas=lm, gains=gain.tolist())
+    model = build_model(config)
+    try:
+        model.load_state_dict(state_dict)  # CompressAI's: resizes the CDF buffers; strict
+    except RuntimeError as exc:
+        raise ValueError(f"the state dict does not fit a {config.label} model ({str(exc)[:300]})") from None
+    return model
 
 
 def prepare_for_coding(model: nn.Module, force: bool = True) -> nn.Module:

@@ -2,7 +2,7 @@
 
 It runs the suite's own runs (one fixed-rate anchor or one QVRF stage: train/stages.py, with
 methods/qvrf.py ``QVRFTraining`` holding QVRF's rules) and a user's method (``train --method``:
-methods/training.py) alike, and knows nothing of either beyond the contract: the method gives the
+train/method.py) alike, and knows nothing of either beyond the contract: the method gives the
 point of each step, the forward at it, the parameter groups and their learning-rate factors, the aux
 loss, the validation points and what the logs say.
 
@@ -55,7 +55,7 @@ SNAPSHOTS = "snapshots"  # model-only checkpoints every keep_every steps (learni
 class Run:
     """What the loop needs besides the method.
 
-    ``settings`` has the loop's attributes (train/config.py ``TrainConfig`` or methods/training.py
+    ``settings`` has the loop's attributes (train/config.py ``TrainConfig`` or train/method.py
     ``MethodTrainConfig``): dataset, val, val_fraction, max_val_images, cache, cache_mb, pad_mode,
     workers, batch_size, test_batch_size, patch_size, lr, aux_lr, clip, plateau_factor,
     plateau_patience, lr_drop_at, steps, epochs, val_every, save_every, keep_every, log_every, seed,

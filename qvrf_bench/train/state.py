@@ -12,6 +12,8 @@ import random
 import numpy as np
 import torch
 
+from qvrf_bench.methods.qvrf import level_for_step  # noqa: F401  (re-exported: the loop's draw)
+
 
 def seed_everything(seed: int) -> None:
     """Seed Python ``random``, NumPy and torch (all devices)."""
@@ -49,18 +51,3 @@ def set_rng_state(state: dict) -> None:
     if "cuda" in state and torch.cuda.is_available():
         cuda = list(state["cuda"])[: torch.cuda.device_count()]
         torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
-
-
-def level_for_step(kind: str, stage: int, levels: int, seed: int, step: int) -> int:
-    """The rate level trained at (0-based) step ``step``.
-
-    Fixed-rate: 0 (its only level). Stage 1: L-1, the largest lambda ([QRAF]). Stages 2-3: uniform
-    over 0..L-1, one draw per batch, from a generator seeded with (seed, step) -- the same draw as
-    the official ``random.randint`` in distribution, and reproducible across a resume without
-    carrying any state.
-    """
-    if kind == "fixed":
-        return 0
-    if stage <= 1:
-        return levels - 1
-    return random.Random(f"qvrf-level:{seed}:{step}").randrange(levels)

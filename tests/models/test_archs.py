@@ -19,7 +19,7 @@ from qvrf_bench.methods.qvrf import QVRFMethod
 from qvrf_bench.models import create, prepare_for_coding
 from qvrf_bench.models.archs import register_arch
 from qvrf_bench.models.qvrf import GainMixin
-from qvrf_bench.models.registry import ARCHS
+from qvrf_bench.models.registry import ARCHS, from_state_dict
 from qvrf_bench.store import ResultStore
 
 
@@ -28,11 +28,11 @@ from qvrf_bench.store import ResultStore
 def test_from_state_dict_rebuilds_every_architecture(arch, kind):
     model = small_model(arch, kind, lmbda=0.0067) if kind == "fixed" else small_model(arch)
     cls = type(model)
-    again = cls.from_state_dict(model.state_dict(), lmbdas=[0.0067] if kind == "fixed" else None)
+    again = from_state_dict(arch, model.state_dict(), lmbdas=[0.0067] if kind == "fixed" else None)
     assert type(again) is cls and again.config.label == model.config.label
     assert codec.model_fingerprint(again) == codec.model_fingerprint(model)
     with pytest.raises(ValueError, match="does not fit"):
-        cls.from_state_dict({**model.state_dict(), "h_s.0.weight": torch.zeros(1, 1, 1, 1)},
+        from_state_dict(arch, {**model.state_dict(), "h_s.0.weight": torch.zeros(1, 1, 1, 1)},
                             lmbdas=[0.0067] if kind == "fixed" else None)  # fmt: skip
 
 

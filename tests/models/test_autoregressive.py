@@ -7,7 +7,7 @@ import torch
 from helpers import small_model
 
 from qvrf_bench.models import autoregressive as ar
-from qvrf_bench.models import batching
+from qvrf_bench.models import latent
 from qvrf_bench.models.autoregressive import KERNEL, PAD, wavefront
 from qvrf_bench.models.registry import AUTOREGRESSIVE
 
@@ -48,7 +48,7 @@ def test_both_symbol_orders_code_the_same_symbols(arch):
     x = torch.rand(1, 3, 64, 192)
     gains = torch.tensor([0.7, 3.0])
     with torch.no_grad():
-        an = batching.analyse(model, x)
+        an = latent.analyse(model, x)
         y, params = an.y, an.params
         yb = y.expand(2, -1, -1, -1)
         wave, y_wave = model.compress_latent(yb, params, gains, order="wavefront")

@@ -1,5 +1,9 @@
 """The y path, written once: the analysis once per image, the latent coded for a batch of gains.
 
+This module is the models' public building block for coding (as CompressAI's latent codecs): the
+functions below, the gain-broadcast helpers (:func:`batch_gain`, :func:`gain_batch`) and
+:class:`CodingMixin`, every hyperprior model's ``compress`` / ``decompress``. It imports no model.
+
 Every model's ``compress`` / ``decompress`` (GainMixin's, for the hyperprior models), the fast
 engine, rate control and the method contract's QVRF method all code through these functions:
 :func:`analyse` is everything before the gain (g_a, h_a, the z string, h_s), which QVRF never
@@ -22,9 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from qvrf_bench.models.autoregressive import TILE, batch_gain, gain_batch
-
 FAMILIES = ("scale", "mean-scale", "autoregressive")
+TILE = 8  # rows per matrix product in the autoregressive step: one shape, one kernel, at any batch size
 WORD = 4  # the rANS coder's word size (container.WORD)
 
 
@@ -109,3 +112,43 @@ def decode_latent(model: nn.Module, y_strings: list[bytes], params: Tensor, gain
     indexes = gc.build_indexes(scales * a)
     symbols = gc.decompress(y_strings, indexes.cpu(), params.dtype).to(params.device)
     return symbols / a if means is None else symbols / a + means
+
+
+def batch_gain(gain: Tensor, batch: int) -> Tensor:
+    """Gains as [B, 1, 1, 1] or [B, C, 1, 1]: a scalar gain ([] or [B], QVRF) or one gain per channel
+    ([C] for the whole batch or [B, C], channel-wise methods); 1/gain is the bin size either way."""
+    if gain.dim() == 2:
+        if gain.shape[0] == 1:
+            gain = gain.expand(batch, -1)
+        if gain.shape[0] != batch:
+            raise ValueError(f"{gain.shape[0]} gain vectors for a batch of {batch}")
+        return gain.reshape(batch, -1, 1, 1)
+    gain = gain.reshape(-1)
+    if gain.numel() == 1:
+        gain = gain.expand(batch)
+    if gain.numel() != batch:
+        raise ValueError(f"{gain.numel()} gains for a batch of {batch}")
+    return gain.reshape(batch, 1, 1, 1)
+
+
+def gain_batch(gain: Tensor) -> int:
+    """How many items a gain tensor describes: [] -> 1, [B] -> B, [B, C] -> B."""
+    return 1 if gain.dim() == 0 else int(gain.shape[0])
+
+
+class CodingMixin:
+    """``compress`` / ``decompress`` of a QVRF model, written once for every entropy model: the
+    analysis and the y path of models/py, which pads every string it decodes."""
+
+    @torch.no_grad()
+    def compress(self, x: Tensor, gain: Tensor, **kw) -> dict:
+        """``kw``: the autoregressive models' symbol ``order``."""
+        an = analyse(self, x)
+        y_strings, y_hat = code_latent(self, an.y, an.params, gain, **kw)
+        return {"strings": [y_strings, [an.z_string]], "shape": torch.Size(an.z_shape), "y_hat": y_hat}
+
+    @torch.no_grad()
+    def decompress(self, strings: list, shape, gain: Tensor, **kw) -> dict:
+        params = hyper_synthesis(self, strings[1][0], tuple(shape))
+        y_hat = decode_latent(self, strings[0], params, gain, **kw)
+        return {"x_hat": self.g_s(y_hat).clamp_(0, 1), "y_hat": y_hat}
