@@ -57,3 +57,8 @@ def positive_int(text: str) -> int:
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1: {text!r}")
     return v
+
+
+def method_file(spec: str | None) -> str | None:
+    """The file of ``--method WHAT=FILE`` (an input the output must not overwrite), if any."""
+    return spec.split("=", 1)[1] if spec and "=" in spec else None

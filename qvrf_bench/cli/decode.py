@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from qvrf_bench import container, files
+    from qvrf_bench.cli._common import method_file
     from qvrf_bench.errors import BitstreamError
 
     # The file and the output path first, before torch is even imported: a broken header is one
@@ -40,9 +41,8 @@ def run(args: argparse.Namespace) -> int:
         container.unpack_method(data, str(src), args.max_pixels)
     else:
         container.unpack(data, str(src), args.max_pixels)
-    method_file = args.method.split("=", 1)[1] if args.method and "=" in args.method else None
     out = files.output_path(args.output, src.stem + ".png", "decoded image",
-                            inputs=(src, args.checkpoint, method_file))  # fmt: skip
+                            inputs=(src, args.checkpoint, method_file(args.method)))  # fmt: skip
 
     from qvrf_bench.cli._common import quiet_warnings, resolve_device
 

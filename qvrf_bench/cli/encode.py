@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from qvrf_bench import files
+    from qvrf_bench.cli._common import method_file
     from qvrf_bench.errors import QVRFError
     from qvrf_bench.gains import check_gain
 
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         check_gain(args.gain, "--gain")
     suffix = {"jpeg": ".jpg", "webp": ".webp", "avif": ".avif"}.get(args.codec, ".qvrf")
     out = files.output_path(args.output, Path(args.input).stem + suffix, "bitstream",
-                            inputs=(args.input, args.checkpoint, _method_file(args.method)))  # fmt: skip
+                            inputs=(args.input, args.checkpoint, method_file(args.method)))  # fmt: skip
 
     if args.codec:
         return _run_codec(args, target, out)
@@ -139,13 +140,13 @@ def _run_method(args) -> int:
     from pathlib import Path
 
     from qvrf_bench import files, images
-    from qvrf_bench.cli._common import quiet_warnings, resolve_device
+    from qvrf_bench.cli._common import method_file, quiet_warnings, resolve_device
     from qvrf_bench.errors import QVRFError
 
     if args.checkpoint or args.codec or _target(args) is not None or args.gain is not None:
         raise QVRFError("--method codes at --level or --value (no -c, --codec, --gain or target)")
     out = files.output_path(args.output, Path(args.input).stem + ".qvrf", "bitstream",
-                            inputs=(args.input, _method_file(args.method)))  # fmt: skip
+                            inputs=(args.input, method_file(args.method)))  # fmt: skip
     quiet_warnings()
     from qvrf_bench.methods import make
     from qvrf_bench.methods.engine import encode_image
@@ -178,11 +179,6 @@ def _payload(data: bytes) -> int:
 
     _, strings = unpack(data)
     return sum(len(s) for s in strings)
-
-
-def _method_file(spec: str | None) -> str | None:
-    """The file of ``--method WHAT=FILE`` (an input the output must not overwrite), if any."""
-    return spec.split("=", 1)[1] if spec and "=" in spec else None
 
 
 def _target_text(res) -> str:
