@@ -11,7 +11,7 @@ hand bfloat16 scales to the Gaussian likelihood, which then loses ~3 significant
 
 Inference, bitstreams and every reported number stay float32: the precision is a training choice
 only, recorded in the run's config (``precision``) and in the zoo's provenance. bench/README.md
-("bf16 training") has the measured speed and quality against float32.
+(`bf16_train.py`) has the measured speed and quality against float32.
 """
 
 from __future__ import annotations
