@@ -1,0 +1,51 @@
+"""Run folders written by earlier releases still resume, and today's sweep measures them the same way.
+
+The fixture (tests/fixtures/run-0.2.0, its README says how it was made) is a real sweep of three zoo
+checkpoints through ``-c`` written by qvrf-bench 0.2.0: its row keys and config are what today's
+code must reproduce so that such folders resume without re-measuring anything.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+from helpers import run_cli
+
+from qvrf_bench.store import ResultStore
+
+FIXTURE = Path(__file__).parent / "fixtures" / "run-0.2.0"
+ARGS = ["-c", "zoo:balle-qvrf8", "zoo:balle-fixed-l0.0483", "zoo:minnen-qvrf8", "--dataset", "images",
+        "--levels", "0,7", "--factors", "1.5,4", "--target-bpp", "0.85", "--threads", "1", "--no-progress"]  # fmt: skip
+SAME = ["method", "arch", "kind", "checkpoint_sha256", "level", "gain", "lmbda", "rate_point", "image",
+        "image_sha256", "width", "height", "bytes", "payload_bytes", "decode_check", "decode_ok", "error",
+        "target_bpp", "target_encodes"]  # fmt: skip
+
+
+def _rows(run: Path) -> pd.DataFrame:
+    df = ResultStore(run).read()
+    return df.sort_values(["method", "rate_point", "image"]).reset_index(drop=True)
+
+
+def test_a_0_2_0_run_folder_resumes_without_measuring_anything(tmp_path, monkeypatch):
+    work = tmp_path / "fixture"
+    shutil.copytree(FIXTURE, work)
+    before = _rows(work / "run")
+    assert len(before) == 22 and not before["error"].astype(bool).any()
+    monkeypatch.chdir(work)
+    r = run_cli("sweep", *ARGS, "--out", "run")
+    assert r.returncode == 0, r.stderr
+    assert "0 measured now, 22 already done" in r.stdout
+    pd.testing.assert_frame_equal(_rows(work / "run"), before)
+
+
+def test_todays_sweep_measures_the_fixture_as_0_2_0_did(tmp_path, monkeypatch):
+    work = tmp_path / "fixture"
+    shutil.copytree(FIXTURE, work)
+    monkeypatch.chdir(work)
+    r = run_cli("sweep", *ARGS, "--out", "fresh")
+    assert r.returncode == 0, r.stderr
+    old, new = _rows(work / "run"), _rows(work / "fresh")
+    pd.testing.assert_frame_equal(new[SAME], old[SAME], check_dtype=False)
+    pd.testing.assert_series_equal(new["psnr_rgb"], old["psnr_rgb"], rtol=0, atol=1e-9)
