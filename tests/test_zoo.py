@@ -130,9 +130,19 @@ def test_shipped_model_codes_its_check_crop_as_recorded(name):
     model, _ = load_model(zoo.PREFIX + name)
     got = zoo_train.measure_check(model)
     want = e["check"]
-    assert got["bytes"] == want["bytes"] and got["sha256_bitstream"] == want["sha256_bitstream"]
-    assert got["bpp_real"] == pytest.approx(want["bpp_real"], abs=1e-6)
-    assert got["psnr_rgb"] == pytest.approx(want["psnr_rgb"], abs=zoo_train.CHECK_PSNR_TOLERANCE_DB)
+    ok, how = zoo_train.compare_check(got, want)
+    assert ok, f"{name}: {how}"
+    assert got["bpp_real"] == pytest.approx(got["bytes"] * 8 / (128 * 192), abs=1e-9)
+
+
+def test_the_check_comparison_tells_a_rounding_flip_from_another_model():
+    want = {"bytes": 449, "psnr_rgb": 25.0, "sha256_bitstream": "a" * 64}
+    assert zoo_train.compare_check(dict(want, psnr_rgb=25.0004), want)[0]
+    assert not zoo_train.compare_check(dict(want, psnr_rgb=25.01), want)[0]  # same bytes, other decoder
+    flip = dict(want, sha256_bitstream="b" * 64)
+    assert zoo_train.compare_check(dict(flip, bytes=450, psnr_rgb=25.03), want)[0]
+    assert not zoo_train.compare_check(dict(flip, bytes=470), want)[0]
+    assert not zoo_train.compare_check(dict(flip, psnr_rgb=25.2), want)[0]
 
 
 def test_kodak_ships_intact():

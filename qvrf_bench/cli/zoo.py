@@ -106,11 +106,10 @@ def run_verify(args: argparse.Namespace) -> int:
             bad += 1
             continue
         got, want = zoo_train.measure_check(model), e["check"]
-        same = got["bytes"] == want["bytes"] and got["sha256_bitstream"] == want["sha256_bitstream"] and abs(
-            got["psnr_rgb"] - want["psnr_rgb"]) <= zoo_train.CHECK_PSNR_TOLERANCE_DB  # fmt: skip
+        same, how = zoo_train.compare_check(got, want)
         bad += not same
         print(f"{name}: {'ok' if same else 'FAIL'} (sha256 ok; {got['bytes']} bytes, {got['psnr_rgb']:.6f} dB; "
-              f"recorded {want['bytes']} bytes, {want['psnr_rgb']:.6f} dB)")  # fmt: skip
+              f"recorded {want['bytes']} bytes, {want['psnr_rgb']:.6f} dB; {how})")  # fmt: skip
     return 1 if bad else 0
 
 

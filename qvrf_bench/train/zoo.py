@@ -247,9 +247,31 @@ def check_level(model) -> int:
     return 0 if model.config.kind == "fixed" else model.num_levels // 2
 
 
-# The check's bytes are exact on every machine (the entropy coder's integers); its reconstruction is
-# float arithmetic whose kernels differ by CPU (seen: 5e-5 dB between an Intel and an AMD host).
+# The check is float arithmetic before the entropy coder: the analysis transform's kernels differ by
+# CPU (oneDNN picks AMX, AVX-512 or AVX2 code with other summation orders), so a latent that lies on a
+# rounding boundary can round the other way on another machine. Seen: the identical bitstream on two
+# Intel hosts and an AMD one, but one model whose 449-byte stream differed in content (same length)
+# on a fourth CPU; and the reconstruction differing by 5e-5 dB with identical bytes. So the check
+# passes on the identical bitstream (PSNR within CHECK_PSNR_TOLERANCE_DB), or, where the bytes differ,
+# on a stream within CHECK_BYTES_TOLERANCE of the recorded length whose PSNR is within
+# CHECK_FLIP_TOLERANCE_DB: one latent symbol moved by 1 moves this 128x192 crop's PSNR by up to
+# 0.036 dB (measured on balle/cheng2020 at lambda 0.0018, the most sensitive models). A different or
+# damaged model misses by far more, and its file's sha256 is checked before any of this.
 CHECK_PSNR_TOLERANCE_DB = 1e-3
+CHECK_FLIP_TOLERANCE_DB = 0.05
+CHECK_BYTES_TOLERANCE = 0.01  # relative, and at least CHECK_BYTES_MIN bytes
+CHECK_BYTES_MIN = 4
+
+
+def compare_check(got: dict, want: dict) -> tuple[bool, str]:
+    """Whether a re-measured check (:func:`measure_check`) agrees with the recorded one, and how."""
+    dpsnr = abs(got["psnr_rgb"] - want["psnr_rgb"])
+    if got["sha256_bitstream"] == want["sha256_bitstream"]:
+        return dpsnr <= CHECK_PSNR_TOLERANCE_DB, f"identical bitstream, PSNR off by {dpsnr:.2g} dB"
+    dbytes = abs(got["bytes"] - want["bytes"])
+    ok = dbytes <= max(CHECK_BYTES_MIN, CHECK_BYTES_TOLERANCE * want["bytes"]) and dpsnr <= CHECK_FLIP_TOLERANCE_DB
+    return ok, (f"bitstream differs (this CPU's float kernels round a latent otherwise): "
+                f"{dbytes} bytes and {dpsnr:.3g} dB from the recorded one")  # fmt: skip
 
 
 def measure_check(model) -> dict:
