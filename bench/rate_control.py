@@ -4,7 +4,7 @@
         [--test-set qvrf_bench/data/kodak] [--targets 0.25,0.5,1] [--extrapolate] \\
         [--out bench/results/rate_control.csv]
 
-For every checkpoint, image and target it runs ratecontrol.encode_to_target twice: Brent's method
+For every checkpoint, image and target it runs ratecontrol.method_to_target twice: Brent's method
 (what ``encode --bpp`` uses) and plain bisection on log gain (the baseline), and records whether the
 window was met (not above the target, within 1 % below), the achieved bpp, the number of encodes and
 the wall time (the analysis once per image, then y coding per try; model loading excluded). The
@@ -25,6 +25,7 @@ import torch
 
 from qvrf_bench import codec, images, ratecontrol
 from qvrf_bench.errors import QVRFError
+from qvrf_bench.methods.qvrf import QVRFMethod
 from qvrf_bench.models.checkpoints import load_model
 
 COLUMNS = ("checkpoint", "image", "target_bpp", "method", "reached", "met", "bpp", "gain", "encodes", "seconds",
@@ -46,15 +47,16 @@ def main(argv=None) -> int:
     rows = []
     for spec in args.checkpoint:
         model, _ = load_model(spec)
-        fp = codec.model_fingerprint(model)
+        qvrf = QVRFMethod(model, container=2)  # what `sweep -c` and `encode --bpp` search
+        fp = qvrf.fingerprint()
         for path in paths:
             rgb = images.load_image(path).rgb
             for t in targets:
                 for method, interp in (("brent", True), ("bisection", False)):
                     t0 = time.perf_counter()
                     try:
-                        res, data = ratecontrol.encode_to_target(model, rgb, ratecontrol.Target("bpp", t),
-                                                                 args.extrapolate, spec, fp, interp)  # fmt: skip
+                        res, data, _ = ratecontrol.method_to_target(qvrf, rgb, ratecontrol.Target("bpp", t), spec, fp,
+                                                                    args.extrapolate, interp)  # fmt: skip
                     except QVRFError as exc:
                         rows.append(dict(checkpoint=spec, image=Path(path).name, target_bpp=t, method=method,
                                          reached=False, met=False, reason=str(exc).split(";")[0]))  # fmt: skip

@@ -40,7 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from qvrf_bench import codec, images  # noqa: E402
-from qvrf_bench.engine import FastEngine, RatePoint, SerialEngine  # noqa: E402
+from qvrf_bench.methods.engine import MethodEngine  # noqa: E402
+from qvrf_bench.methods.qvrf import QVRFMethod  # noqa: E402
 from qvrf_bench.models import ARCHS, LAMBDAS_8, PAPER_FACTORS, create, prepare_for_coding  # noqa: E402
 from qvrf_bench.models.registry import AUTOREGRESSIVE  # noqa: E402
 
@@ -50,8 +51,8 @@ ZOO = {"balle": ("bmshj2018_hyperprior", 8), "minnen-mean": ("mbt2018_mean", 8),
        "cheng2020": ("cheng2020_attn", 6)}  # fmt: skip
 
 
-def all_points(levels: int) -> list[RatePoint]:
-    return [RatePoint(level, None) for level in range(levels)] + [RatePoint(None, f) for f in PAPER_FACTORS]
+def all_points(method: QVRFMethod) -> list:
+    return method.rate_points() + [method.continuous_point(f) for f in PAPER_FACTORS]
 
 
 def spread(n: int, k: int) -> list[int]:
@@ -75,14 +76,16 @@ def load_images(folder: Path, n: int, crop: tuple[int, int] | None) -> list[tupl
     return out
 
 
-def sweep(arch: str, imgs, points, serial_k: int, max_batch: int, log) -> dict:
+def sweep(arch: str, imgs, pick: list[int], serial_k: int, max_batch: int, log) -> dict:
     torch.manual_seed(0)
     model = prepare_for_coding(create(arch, "qvrf"))
-    fp = codec.model_fingerprint(model)
-    serial, fast = SerialEngine(), FastEngine(max_batch=max_batch)
+    method = QVRFMethod(model, container=2)  # what `sweep -c` measures
+    fp = method.fingerprint()
+    points = [all_points(method)[i] for i in pick]
+    serial, fast = MethodEngine("serial"), MethodEngine("fast", max_batch=max_batch)
     t0 = time.perf_counter()
-    serial.warm_up(model, fp)
-    fast.warm_up(model, fp)  # includes the fast-vs-serial probe check
+    serial.warm_up(method, fp)
+    fast.warm_up(method, fp)  # includes the fast-vs-serial probe check
     log(f"  {arch}: warm-up and self-check {time.perf_counter() - t0:.1f} s")
     sel = spread(len(points), serial_k)
     rows = []
@@ -92,9 +95,9 @@ def sweep(arch: str, imgs, points, serial_k: int, max_batch: int, log) -> dict:
         for which in order:
             t0 = time.perf_counter()
             if which == "fast":
-                res["fast"] = fast.run_image(model, rgb, points, fp)
+                res["fast"] = fast.run_image(method, rgb, points, fp)
             else:
-                res["serial"] = serial.run_image(model, rgb, [points[i] for i in sel], fp)
+                res["serial"] = serial.run_image(method, rgb, [points[i] for i in sel], fp)
             res[which + "_s"] = time.perf_counter() - t0
         matches = [
             f.data == s.data and np.array_equal(f.rgb, s.rgb) and f.decode_ok == s.decode_ok
@@ -238,9 +241,9 @@ def main(argv=None) -> int:
         return 2
     torch.set_num_threads(args.threads)
     crop = (256, 384) if args.quick else None
-    points = all_points(8)
+    pick = list(range(8 + len(PAPER_FACTORS)))  # indexes into all_points: 8 levels, then the factors
     if args.quick:
-        points = [points[i] for i in (0, 3, 5, 7)] + [points[8 + i] for i in range(0, 27, 3)]
+        pick = [0, 3, 5, 7] + [8 + i for i in range(0, 27, 3)]
         args.images, args.ar_images, args.serial_points = 1, 1, min(args.serial_points, 3)
     results = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -251,10 +254,8 @@ def main(argv=None) -> int:
     for arch in archs:
         imgs = load_images(args.dataset, args.ar_images if arch in AR else args.images, crop)
         if not args.no_sweep:
-            log(
-                f"{arch}: {len(imgs)} image(s) x {len(points)} points, serial measured on {args.serial_points} per image"
-            )
-            results["sweep"].append(sweep(arch, imgs, points, args.serial_points, args.max_batch, log))
+            log(f"{arch}: {len(imgs)} image(s) x {len(pick)} points, serial measured on {args.serial_points} per image")
+            results["sweep"].append(sweep(arch, imgs, pick, args.serial_points, args.max_batch, log))
         if not args.no_compressai:
             results["compressai"].append(compressai_check(arch, imgs[0][1], args.reps, log))
         if args.out:

@@ -4,7 +4,7 @@ with another thread count, and compare the decoded latent with the encoder's.
 The failure learned codecs are best known for is a bitstream that decodes to garbage elsewhere: the
 entropy parameters (h_s output; for autoregressive models also the context model) must be bit-equal
 on both sides, and floating-point kernels differ between devices, libraries and thread counts. A
-sweep decodes on the device that encoded (engine.py's decode check); ``sweep --decode-device DEV``
+sweep decodes on the device that encoded (methods/engine.py's decode check); ``sweep --decode-device DEV``
 and/or ``--decode-threads N`` adds a second decoder in a separate process, started once per sweep,
 and records per row ``cross_decode_ok`` (the latent that process decoded equals the encoder's, bit
 for bit) and ``cross_decode_device`` (where it ran).
@@ -18,18 +18,18 @@ A mean-scale model whose h_s rounds differently under another thread count gives
 (the means move by an ulp); wrong symbols (the entropy parameters picked another table) give not ok
 and an image that is garbage.
 
-A method of the contract (``sweep --method``) is decoded by its own factory in the worker, from the
-same spec. Its quantization cells are its own business, so ``cross_decode_ok`` is its decode check
-done across processes: what the second decoder rebuilt (the latent, or the image: the method's
-``decode_check``) is bit-equal to what the encoder says it must rebuild; for ``decodes`` methods,
+Every learned codec is a method (``-c CKPT`` is QVRF writing the version-2 container, the spec
+``qvrf-v2=CKPT``), decoded by its own factory in the worker from the same spec. Its quantization
+cells are its own business (``Method.cross_decode_within``): QVRF's is the test above; another
+method's by default bit equality of what the second decoder rebuilt (the latent, or the image: the
+method's ``decode_check``) with what the encoder says it must rebuild; for ``decodes`` methods,
 that the bitstream decoded at all.
 
 Protocol (this module is also the worker: ``python -m qvrf_bench.crossdecode --device D --threads N``):
-one JSON line per request ``{"checkpoint": PATH, "n": LEN}`` (or ``{"method": SPEC, "n": LEN}``)
+one JSON line per request ``{"method": SPEC, "n": LEN}`` (a ``-c`` checkpoint's spec is ``qvrf-v2=PATH``)
 followed by LEN bytes of container on stdin; per answer one JSON line ``{"y": [SHAPE], "image": [H,
 W]}`` followed by the float32 latent (what a method rebuilt; shape null when it rebuilds nothing to
-compare) and the uint8 image as raw bytes, or ``{"error": TEXT}``. The worker keeps each checkpoint
-and method loaded.
+compare) and the uint8 image as raw bytes, or ``{"error": TEXT}``. The worker keeps each method loaded.
 """
 
 from __future__ import annotations
@@ -56,14 +56,14 @@ class CrossDecoder:
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self.where = describe(device, threads)
 
-    def decode(self, checkpoint: str | None, data: bytes, method: str | None = None) -> dict:
-        """The worker's answer for one container of a checkpoint (or of the method ``method``, a
-        ``--method`` spec): {"y": float32 array or None, "image": uint8 array} or {"error": ...}."""
+    def decode(self, method: str, data: bytes) -> dict:
+        """The worker's answer for one container of the method ``method`` (a ``--method`` spec; a
+        ``-c`` checkpoint is ``qvrf-v2=PATH``): {"y": float32 array or None, "image": uint8 array}
+        or {"error": ...}."""
         if self.proc.poll() is not None:
             return {"error": f"the cross-decode worker exited (status {self.proc.returncode})"}
-        req = {"method": str(method)} if method is not None else {"checkpoint": str(checkpoint)}
         try:
-            self.proc.stdin.write(json.dumps({**req, "n": len(data)}).encode() + b"\n")
+            self.proc.stdin.write(json.dumps({"method": str(method), "n": len(data)}).encode() + b"\n")
             self.proc.stdin.write(data)
             self.proc.stdin.flush()
             line = self.proc.stdout.readline()
@@ -81,19 +81,14 @@ class CrossDecoder:
             return {"error": f"the cross-decode worker is gone ({exc})"}
         return {"y": y, "image": img}
 
-    def check(self, checkpoint: str, data: bytes, y_enc, gain: float, rgb_local: np.ndarray) -> dict:
-        """The row's columns for one container (module docstring), plus ``notice`` on failure."""
-
-        def within(y1, y2):  # the second latent lies in the encoder's quantization cells
-            return bool(np.max(np.abs(y2 - y1)) * float(gain) < 0.5)
-
-        return self._compare(self.decode(checkpoint, data), y_enc, rgb_local, within)
-
-    def check_method(self, spec: str, data: bytes, rebuilt, decode_check: str, rgb_local: np.ndarray) -> dict:
-        """The same for a method of the contract: its decode check, bit equality of what it rebuilds
-        (nothing to compare for a ``decodes`` method: decoding is the check)."""
-        enc = None if decode_check == "decodes" else rebuilt
-        return self._compare(self.decode(None, data, method=spec), enc, rgb_local, np.array_equal)
+    def check(self, spec: str, method, point, data: bytes, rebuilt, rgb_local: np.ndarray) -> dict:
+        """The row's columns for one container of ``method`` (built from ``spec``) at ``point``, plus
+        ``notice`` on failure: ok is the method's ``cross_decode_within`` (QVRF: the latent lies in
+        the encoder's quantization cells; by default bit equality; nothing to compare for a
+        ``decodes`` method: decoding is the check)."""
+        enc = None if method.decode_check == "decodes" else rebuilt
+        return self._compare(self.decode(spec, data), enc, rgb_local,
+                             lambda y1, y2: method.cross_decode_within(y1, y2, point))  # fmt: skip
 
     def _compare(self, answer: dict, enc, rgb_local: np.ndarray, within) -> dict:
         """The columns from the worker's answer: ``within(encoder's, second)`` decides ok; exact is
@@ -134,14 +129,14 @@ def _serve(device: str, threads: int | None) -> int:
     warnings.filterwarnings("ignore")
     import torch
 
-    from qvrf_bench import codec, images
+    from qvrf_bench import images
     from qvrf_bench.devices import resolve_device
-    from qvrf_bench.models.checkpoints import load_model
+    from qvrf_bench.methods.engine import decode_bytes
+    from qvrf_bench.methods.registry import make
 
     if threads:
         torch.set_num_threads(int(threads))
     dev = resolve_device(device)
-    models: dict[str, object] = {}
     methods: dict[str, object] = {}
     stdin, out = sys.stdin.buffer, sys.stdout.buffer
     while True:
@@ -151,17 +146,9 @@ def _serve(device: str, threads: int | None) -> int:
         req = json.loads(line)
         data = stdin.read(int(req["n"]))
         try:
-            if "method" in req:
-                from qvrf_bench.methods.engine import decode_bytes
-                from qvrf_bench.methods.registry import make
-
-                if req["method"] not in methods:
-                    methods[req["method"]] = make(req["method"], device=str(dev))
-                x_hat, y_hat, _ = decode_bytes(methods[req["method"]], data)
-            else:
-                if req["checkpoint"] not in models:
-                    models[req["checkpoint"]] = load_model(req["checkpoint"], device=str(dev))[0]
-                x_hat, y_hat, _ = codec.decode_full(models[req["checkpoint"]], data)
+            if req["method"] not in methods:
+                methods[req["method"]] = make(req["method"], device=str(dev))
+            x_hat, y_hat, _ = decode_bytes(methods[req["method"]], data)
             y = None if y_hat is None else y_hat.detach().to("cpu").float().contiguous().numpy()
             img = np.ascontiguousarray(images.tensor_to_rgb8(x_hat))
         except Exception as exc:  # a row's failure, reported to the sweep, never the worker's end

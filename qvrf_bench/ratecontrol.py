@@ -29,6 +29,8 @@ Each try costs only what depends on the gain: the analysis (g_a, h_a, the z stri
 computed once per image (models/latent.py), a try codes y at one gain and packs the container;
 a quality target also runs g_s on the encoder's y_hat. The result's bytes are that container,
 byte-identical to ``codec.encode_tensor`` at the same gain (tests/test_ratecontrol.py checks it).
+Every learned codec is searched through its method (:func:`method_to_target`): the suite's
+checkpoints as QVRF methods writing the version-2 container, any other method in its own.
 
 Classical codecs (:func:`search_quality`): the integer quality knob, the same rule, bisection on
 the integer; a tolerance is reported, not guaranteed (one quality step can move the file by more).
@@ -329,23 +331,15 @@ class MethodProbe:
         return achieved(self.kind, self.rgb8, data, decoded), data
 
 
-class ModelProbe(MethodProbe):
-    """A QVRF checkpoint's probe: knob = gain, the container codec.py writes (level 255, the float32
-    gain), byte-identical to ``codec.encode_tensor(model, x, gain=gain)``."""
-
-    def __init__(self, model, rgb8: np.ndarray, kind: str, fingerprint: str | None = None):
-        from qvrf_bench.methods.qvrf import QVRFMethod
-
-        self.model = model
-        super().__init__(QVRFMethod(model, container=2), rgb8, kind, fingerprint)
-
-
 def method_to_target(method, rgb8: np.ndarray, target: Target, what: str = "the method",
-                     fingerprint: str | None = None) -> tuple[SearchResult, bytes, object]:  # fmt: skip
+                     fingerprint: str | None = None, extrapolate: bool = False,
+                     interpolate: bool = True) -> tuple[SearchResult, bytes, object]:  # fmt: skip
     """(search, container bytes, the method's point) at the continuous knob that meets ``target``,
     within the method's ``continuous_range()``: :func:`search_gain` on a positive "gain" g mapped to
     the knob as the method declares (log knob: g = knob, or 1 / knob when the rate falls with it;
-    linear knob: g = exp(+-knob)), so the same bracketing and interpolation serve every method."""
+    linear knob: g = exp(+-knob)), so the same bracketing and interpolation serve every method. A
+    QVRF checkpoint (methods/qvrf.py) searches its gain between its trained levels; ``extrapolate``
+    lets the bracket widen beyond them (gains.py's range)."""
     rng = method.continuous_range()
     if rng is None:
         raise TargetError(f"{what} has no continuous rate to search")
@@ -355,18 +349,9 @@ def method_to_target(method, rgb8: np.ndarray, target: Target, what: str = "the 
     else:
         to_g, from_g = (lambda v: v**sign), (lambda g: g**sign)
     probe = MethodProbe(method, rgb8, target.kind, fingerprint)
-    res = search_gain(lambda g: probe(from_g(g)), target, (to_g(rng[0]), to_g(rng[1])), what=what)
+    lo, hi = sorted((to_g(rng[0]), to_g(rng[1])))
+    res = search_gain(lambda g: probe(from_g(g)), target, (lo, hi), extrapolate, what, interpolate=interpolate)
     return res, res.best.payload, probe.point(from_g(res.best.knob))
-
-
-def encode_to_target(model, rgb8: np.ndarray, target: Target, extrapolate: bool = False, what: str = "the model",
-                     fingerprint: str | None = None, interpolate: bool = True) -> tuple[SearchResult, bytes]:  # fmt: skip
-    """The container of ``rgb8`` at the gain that meets ``target`` (see the module docstring)."""
-    from qvrf_bench.models.qvrf import trained_gains
-
-    probe = ModelProbe(model, rgb8, target.kind, fingerprint)  # default: the checkpoint's (QVRFMethod.fingerprint)
-    res = search_gain(probe, target, trained_gains(model), extrapolate, what, interpolate=interpolate)
-    return res, res.best.payload
 
 
 def achieved(kind: str, rgb8: np.ndarray, data: bytes, decoded) -> float:

@@ -1,10 +1,11 @@
 """The sweep runner: every (method, rate point, image) of a dataset through real bitstreams into a
-result store (store.py). The "what to measure" half of a sweep; engine.py is the "how fast" half.
+result store (store.py). The "what to measure" half of a sweep; methods/engine.py is the "how fast" half.
 
 Methods measured in one run:
 
-- our checkpoints (``kind`` qvrf or fixed), always through ``engine.run_image(model, rgb, points,
-  fingerprint)``: container bytes, decode, metrics. A QVRF checkpoint is measured at its discrete
+- our checkpoints (``kind`` qvrf or fixed), as QVRF methods (methods/qvrf.py) writing the version-2
+  container, through the one engine (methods/engine.py) every method goes through: container bytes,
+  decode, metrics. A QVRF checkpoint is measured at its discrete
   levels (``levels``: "all" or a subset) and at continuous gains (``factors``, the official
   ``factor``: 1 / bin size, used directly, never interpolated). A fixed-rate checkpoint has one rate
   point, ``level=0``; ``levels`` and ``factors`` do not apply to it. The method label is
@@ -237,23 +238,19 @@ def parse_peers(spec: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(names)
 
 
-def model_rate_points(kind: str, num_levels: int, levels, factors: Sequence[float], source: str = "checkpoint"):
-    """The engine.RatePoint list of one checkpoint: its levels, then its continuous gains (ascending).
-
-    A fixed-rate model has exactly one point, level 0, whatever ``levels`` and ``factors`` say.
-    """
-    from qvrf_bench.engine import RatePoint
-
-    if kind == kinds.FIXED:
-        return [RatePoint(level=0, gain=None)]
-    if levels == "all":
-        chosen = list(range(num_levels))
-    else:
-        bad = [s for s in levels if s >= num_levels]
+def model_rate_points(method, levels, factors: Sequence[float], source: str = "checkpoint"):
+    """The methods.base.Point list of one of our checkpoints (a QVRF method): its levels, then its
+    continuous gains (ascending). A fixed-rate model has exactly one point, level 0, whatever
+    ``levels`` and ``factors`` say."""
+    points = method.rate_points()
+    if method.kind == kinds.FIXED:
+        return points[:1]
+    if levels != "all":
+        bad = [s for s in levels if s >= len(points)]
         if bad:
-            raise QVRFError(f"{source}: has levels 0..{num_levels - 1}; --levels asks for {bad[0]}")
-        chosen = list(levels)
-    return [RatePoint(level=s, gain=None) for s in chosen] + [RatePoint(level=None, gain=float(g)) for g in factors]
+            raise QVRFError(f"{source}: has levels 0..{len(points) - 1}; --levels asks for {bad[0]}")
+        points = [points[s] for s in levels]
+    return points + [method.continuous_point(float(g)) for g in factors]
 
 
 @dataclass(frozen=True)
@@ -330,43 +327,6 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
     if not isinstance(exc, QVRFError):
         text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def measurement_from_result(result) -> Measurement:
-    """An engine.PointResult as a Measurement."""
-    return Measurement(
-        bytes=len(result.data),
-        payload_bytes=int(result.payload_bytes),
-        rgb=result.rgb,
-        decode_ok=bool(result.decode_ok),
-        enc_s=float(result.enc_s),
-        dec_s=float(result.dec_s),
-        gain=float(result.gain),
-    )
-
-
-def model_fields(config, checkpoint: str, checkpoint_sha256: str, point, engine_name: str, method: str | None = None):
-    """The identity columns of one of our checkpoints at one rate point (the measurement excluded).
-
-    ``config`` is the model's ModelConfig; ``gain`` is filled from the measurement (the float32 value
-    the bitstream carries); ``lmbda`` is the level's lambda, null for a continuous gain.
-    """
-    level = point.level if point.gain is None else None
-    return {
-        "method": method or config.label,
-        "arch": config.arch,
-        "kind": config.kind,
-        "engine": engine_name,  # "serial" / "fast": the store names our engines bare
-        "checkpoint": str(checkpoint),
-        "checkpoint_sha256": checkpoint_sha256,
-        "level": level,
-        "gain": None if point.gain is None else float(np.float32(point.gain)),
-        "lmbda": None if level is None else float(config.lmbdas[level]),
-        "quality": None,
-        "rate_point": point.label,
-        "codec_version": "",
-        "decode_check": "latent",
-    }
 
 
 def build_row(fields: Mapping[str, Any], image: ImageInfo, original: np.ndarray, m: Measurement) -> dict[str, Any]:
@@ -512,60 +472,6 @@ def _add_cross(m: Measurement, cols: dict) -> None:
         m.notices = (*m.notices, notice)
 
 
-class _ModelMethod(_Method):
-    def __init__(self, path: str, sha: str, model, engine, levels, factors, name: str | None = None, targets=()):
-        from qvrf_bench import codec
-
-        self.path, self.checkpoint_sha256, self.model, self.engine = str(path), sha, model, engine
-        self.name = name or model.config.label
-        self.kind = model.config.kind
-        self.fingerprint = codec.model_fingerprint(model)
-        self.points = model_rate_points(self.kind, model.num_levels, levels, factors, source=str(path))
-        if self.kind != kinds.FIXED:  # a fixed-rate model has one rate: it cannot be steered to a target
-            self.points += [TargetPoint(b) for b in targets]
-
-    def fields(self, point):
-        engine_name = getattr(self.engine, "name", type(self.engine).__name__)
-        return model_fields(self.model.config, self.path, self.checkpoint_sha256, point, engine_name, self.name)
-
-    def label(self, point):
-        return point.label
-
-    def _measure_target(self, rgb, tp: TargetPoint) -> Measurement:
-        from qvrf_bench import ratecontrol
-        from qvrf_bench.engine import RatePoint
-
-        def search(target):
-            res, data = ratecontrol.encode_to_target(self.model, rgb, target, what=self.name,
-                                                     fingerprint=self.fingerprint)  # fmt: skip
-            return res, data, RatePoint(level=None, gain=res.knob)
-
-        return self._matched(rgb, tp, search)
-
-    cross_decodes = True
-
-    def _run(self, rgb, points):
-        results = self.engine.run_image(self.model, rgb, list(points), self.fingerprint)
-        if [r.point for r in results] != list(points):
-            raise RuntimeError(f"engine {type(self.engine).__name__} returned results for other rate points than asked")
-        out = [measurement_from_result(r) for r in results]
-        if self.cross is not None:
-            for r, m in zip(results, out, strict=True):
-                _add_cross(m, self.cross.check(self.path, r.data, r.y_hat, r.gain, r.rgb))
-        return out
-
-    def config(self):
-        c = self.model.config
-        return {
-            "method": self.name,
-            "file": Path(self.path).name,
-            "sha256": self.checkpoint_sha256,
-            "arch": c.arch,
-            "kind": c.kind,
-            "points": [p.label for p in self.points],
-        }
-
-
 class _PeerMethod(_Method):
     def __init__(self, peer, device: str | None = None, targets=()):
         self.peer = peer
@@ -645,44 +551,30 @@ class _PeerMethod(_Method):
         return cfg
 
 
-class _ContractMethod(_Method):
-    """A method of the contract (methods/base.py, ``--method SPEC``): its levels and its own default
-    continuous points, through methods/engine.py in the version-3 container."""
+class _LearnedMethod(_Method):
+    """A learned codec through the method contract (methods/base.py) and its one engine
+    (methods/engine.py): one of our checkpoints (``-c``: QVRF, or a fixed-rate model, writing the
+    version-2 container; its levels and ``factors``) or a method of the contract (``--method SPEC``:
+    its levels and its own continuous points, in its own container). Both give rows of the kind the
+    model is (``method.kind``); they differ only in the config that names them in run.json (a
+    checkpoint file, or a spec), which is what existing run folders resume on."""
 
-    def __init__(self, spec: str, method, engine_name: str, levels, targets=()):
-        from qvrf_bench.methods.engine import MethodEngine
-        from qvrf_bench.methods.registry import split_spec
-        from qvrf_bench.store import sha256_file
+    cross_decodes = True
 
-        self.spec, self.method = spec, method
-        self.engine = MethodEngine(engine_name if engine_name in ("serial", "fast") else "fast")
-        self.name = method.name
-        self.kind = kinds.FIXED if getattr(method, "kind", "") == kinds.FIXED else kinds.VARIABLE
-        _, arg = split_spec(spec)
-        self.path = arg or ""
+    def __init__(self, method, engine, spec: str, path: str, sha: str, points: list, targets=(),
+                 checkpoint_config: bool = False):  # fmt: skip
+        self.method, self.engine, self.spec, self.path = method, engine, spec, str(path)
+        self.checkpoint_sha256, self.checkpoint_config = sha, checkpoint_config
+        self.name, self.kind = method.name, method.kind
         self.fingerprint = method.fingerprint()
-        path = None
-        if arg:
-            from qvrf_bench import zoo
-
-            try:
-                path = zoo.resolve(arg)
-            except Exception:
-                path = Path(arg)
-        self.checkpoint_sha256 = sha256_file(path) if path is not None and path.is_file() else self.fingerprint
-        points = method.rate_points()
-        if levels != "all" and self.kind != kinds.FIXED:  # as for checkpoints: a fixed-rate model has its one point
-            bad = [v for v in levels if not 0 <= v < len(points)]
-            if bad:
-                raise QVRFError(f"--levels {bad[0]}: {self.name} has levels 0..{len(points) - 1}")
-            points = [points[v] for v in levels]
-        points += [method.continuous_point(v) for v in getattr(method, "continuous_values", lambda: [])()]
         labels = [p.label for p in points]
         if len(set(labels)) != len(labels):
-            raise QVRFError(f"--method {spec}: two rate points share a label ({labels})")
-        self.points = points
-        self.searchable = method.continuous_range() is not None
-        if self.searchable:  # matched-rate rows need a continuous knob (methods/base.py: continuous_range)
+            raise QVRFError(f"{spec}: two rate points share a label ({labels})")
+        self.points = list(points)
+        # matched-rate rows need a continuous knob (methods/base.py: continuous_range); a fixed-rate
+        # model has one rate: it cannot be steered to a target
+        self.searchable = self.kind != kinds.FIXED and method.continuous_range() is not None
+        if self.searchable:
             self.points += [TargetPoint(b) for b in targets]
 
     def _measure_target(self, rgb, tp: TargetPoint) -> Measurement:
@@ -694,15 +586,16 @@ class _ContractMethod(_Method):
         return self._matched(rgb, tp, search)
 
     def fields(self, point):
+        own = {} if isinstance(point, TargetPoint) else self.method.point_columns(point)  # QVRF: the float32 gain
         return {
             "method": self.name,
             "arch": self.method.arch,
             "kind": self.kind,
-            "engine": f"method-{self.engine.name}",
+            "engine": self.engine.name,
             "checkpoint": self.path,
             "checkpoint_sha256": self.checkpoint_sha256,
             "level": point.level,
-            "gain": None,
+            "gain": own.get("gain"),
             "lmbda": point.lmbda,
             "quality": None,
             "rate_point": point.label,
@@ -713,17 +606,24 @@ class _ContractMethod(_Method):
     def label(self, point):
         return point.label
 
-    cross_decodes = True
-
     def _run(self, rgb, points):
         res = self.engine.run_image(self.method, rgb, list(points), self.fingerprint)
-        out = [Measurement(len(r.data), r.payload_bytes, r.rgb, r.decode_ok, r.enc_s, r.dec_s) for r in res]
-        if self.cross is not None:
-            for r, m in zip(res, out, strict=True):
-                _add_cross(m, self.cross.check_method(self.spec, r.data, r.rebuilt, self.method.decode_check, r.rgb))
+        if [r.point for r in res] != list(points):
+            raise RuntimeError(f"the engine returned results for other rate points than asked ({self.name})")
+        out = []
+        for r in res:
+            m = Measurement(len(r.data), r.payload_bytes, r.rgb, r.decode_ok, r.enc_s, r.dec_s)
+            m.gain = self.method.point_columns(r.point).get("gain")  # a matched-rate row's comes per image
+            if self.cross is not None:
+                _add_cross(m, self.cross.check(self.spec, self.method, r.point, r.data, r.rebuilt, r.rgb))
+            out.append(m)
         return out
 
     def config(self):
+        points = [p.label for p in self.points]
+        if self.checkpoint_config:  # the form 0.2.0 wrote for -c: existing run folders resume on it
+            return {"method": self.name, "file": Path(self.path).name, "sha256": self.checkpoint_sha256,
+                    "arch": self.method.arch, "kind": self.kind, "points": points}  # fmt: skip
         return {
             "method": self.name,
             "spec": self.spec,
@@ -732,8 +632,30 @@ class _ContractMethod(_Method):
             "fingerprint": self.fingerprint,
             "arch": self.method.arch,
             "kind": self.kind,
-            "points": [p.label for p in self.points],
+            "points": points,
         }
+
+
+def _method_points(spec: str, method, levels) -> list:
+    """A ``--method``'s points: its levels (or ``levels`` of them), then its own continuous points."""
+    points = method.rate_points()
+    if levels != "all" and method.kind != kinds.FIXED:  # as for checkpoints: a fixed-rate model has its one point
+        bad = [v for v in levels if not 0 <= v < len(points)]
+        if bad:
+            raise QVRFError(f"--levels {bad[0]}: {method.name} has levels 0..{len(points) - 1}")
+        points = [points[v] for v in levels]
+    return points + [method.continuous_point(v) for v in method.continuous_values()]
+
+
+def _spec_file(arg: str | None) -> Path | None:
+    if not arg:
+        return None
+    from qvrf_bench import zoo
+
+    try:
+        return zoo.resolve(arg)
+    except Exception:
+        return Path(arg)
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -749,8 +671,7 @@ class SweepConfig:
     levels: "all" or level numbers (QVRF checkpoints only). factors: see :func:`parse_factors`.
     peers: classical codecs ("jpeg,webp" or a list). vbr: "ARCH=STATEDICT" entries or (arch, path).
     peer_qualities: peer name -> its rate values (quality, JPEG 2000 ratio, VBR quantization step).
-    device: auto | cpu | cuda[:i]. engine: engine.ENGINES name; None = "fast" when registered, else
-    "serial". shard: "i/N" or (i, N). retry_failed: redo rows that failed before (else they count as
+    device: auto | cpu | cuda[:i]. engine: methods/engine.py's ``serial`` or ``fast`` (None: fast). shard: "i/N" or (i, N). retry_failed: redo rows that failed before (else they count as
     done). threads: torch CPU threads (None: torch's default). progress: a tqdm bar on stderr.
     command: the command line recorded in the manifest (default: rebuilt from this config).
     target_bpp: matched-rate targets ("0.25,0.5,1"): one more row per image and target for each QVRF
@@ -815,9 +736,7 @@ class SweepSummary:
 
 
 def default_engine() -> str:
-    from qvrf_bench.engine import ENGINES
-
-    return "fast" if "fast" in ENGINES else "serial"
+    return "fast"
 
 
 def command_line(cfg: SweepConfig) -> list[str]:
@@ -893,6 +812,9 @@ def _dataset_identity(folder: Path, listing) -> dict[str, Any]:
 
 def _build_methods(cfg: SweepConfig, device: str, engine) -> list[_Method]:
     from qvrf_bench import peers as peers_mod
+    from qvrf_bench.methods.qvrf import QVRFMethod
+    from qvrf_bench.methods.registry import make as make_method
+    from qvrf_bench.methods.registry import split_spec
     from qvrf_bench.models.checkpoints import load_model
     from qvrf_bench.store import device_string, sha256_file
 
@@ -924,11 +846,16 @@ def _build_methods(cfg: SweepConfig, device: str, engine) -> list[_Method]:
         own = factors
         if relative and model.config.kind != kinds.FIXED:  # the paper's factors are per level
             own = paper_factors_for(model)
-        methods.append(_ModelMethod(path, sha, model, engine, levels, own, name=name, targets=targets))
-    from qvrf_bench.methods.registry import make as make_method
-
+        method = QVRFMethod(model, name=name or model.config.label, container=2)
+        points = model_rate_points(method, levels, own, source=str(path))
+        methods.append(_LearnedMethod(method, engine, f"qvrf-v2={path}", path, sha, points, targets,
+                                      checkpoint_config=True))  # fmt: skip
     for spec in cfg.methods:
-        m = _ContractMethod(str(spec), make_method(str(spec), device=device), cfg.engine or "fast", levels, targets)
+        method = make_method(str(spec), device=device)
+        file = _spec_file(split_spec(str(spec))[1])
+        sha = sha256_file(file) if file is not None and file.is_file() else method.fingerprint()
+        m = _LearnedMethod(method, engine, str(spec), split_spec(str(spec))[1] or "", sha,
+                           _method_points(str(spec), method, levels), targets)  # fmt: skip
         methods.append(m)
         if targets and not m.searchable:  # said, not silently dropped
             print(f"notice: --target-bpp: no matched-rate rows for {m.name} (it declares no continuous_range)",
@@ -974,7 +901,7 @@ def run_sweep(cfg: SweepConfig) -> SweepSummary:
 def _run_sweep(cfg: SweepConfig) -> SweepSummary:
     t_start = time.perf_counter()
     from qvrf_bench import images
-    from qvrf_bench.engine import get_engine
+    from qvrf_bench.methods.engine import get_engine
     from qvrf_bench.store import ResultStore, device_string, parse_shard, shard_filter
 
     shard = parse_shard(cfg.shard) if isinstance(cfg.shard, str) else (tuple(cfg.shard) if cfg.shard else None)

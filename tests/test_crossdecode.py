@@ -8,6 +8,7 @@ from helpers import small_model
 
 from qvrf_bench import codec, images
 from qvrf_bench.crossdecode import CrossDecoder
+from qvrf_bench.methods.qvrf import QVRFMethod
 from qvrf_bench.models.checkpoints import save_checkpoint
 
 
@@ -17,10 +18,12 @@ def test_worker_decodes_the_encoders_latent_and_catches_a_different_one(arch, tm
     path = save_checkpoint(tmp_path / "m.pt", model)
     rgb = np.random.default_rng(0).integers(0, 255, (64, 80, 3), dtype=np.uint8)
     enc = codec.encode_tensor(model, images.rgb8_to_tensor(rgb), level=3)
+    method = QVRFMethod(model, container=2)  # what -c is: its spec for the worker is qvrf-v2=PATH
+    spec, point = f"qvrf-v2={path}", method.rate_points()[3]
     cross = CrossDecoder("cpu", threads=2)
     local = codec.decode(model, enc.data)
     try:
-        good = cross.check(str(path), enc.data, enc.y_hat, enc.gain, local)
+        good = cross.check(spec, method, point, enc.data, enc.y_hat, local)
         assert good["cross_decode_ok"] and good["cross_decode_psnr_db"] > 40
         # level 3's header with level 5's y string: it decodes, to other symbols than the encoder's
         import dataclasses
@@ -29,11 +32,11 @@ def test_worker_decodes_the_encoders_latent_and_catches_a_different_one(arch, tm
         hdr, (_, z) = codec.unpack(enc.data)
         _, (y5, _) = codec.unpack(other.data)
         mixed = codec.pack(dataclasses.replace(hdr, lengths=(len(y5), len(z))), [y5, z])
-        wrong = cross.check(str(path), mixed, enc.y_hat, enc.gain, local)
+        wrong = cross.check(spec, method, point, mixed, enc.y_hat, local)
         assert not wrong["cross_decode_ok"] and not wrong["cross_decode_exact"]
-        bad = cross.check(str(path), enc.data[:30], enc.y_hat, enc.gain, local)
+        bad = cross.check(spec, method, point, enc.data[:30], enc.y_hat, local)
         assert not bad["cross_decode_ok"] and "truncated" in bad["notice"]
-        again = cross.check(str(path), enc.data, enc.y_hat, enc.gain, local)  # the worker survives errors
+        again = cross.check(spec, method, point, enc.data, enc.y_hat, local)  # the worker survives errors
         assert again == good
     finally:
         cross.close()

@@ -11,7 +11,8 @@ import torch
 from helpers import small_model
 
 from qvrf_bench import codec, images
-from qvrf_bench.engine import FastEngine, RatePoint, SerialEngine
+from qvrf_bench.methods.engine import MethodEngine
+from qvrf_bench.methods.qvrf import QVRFMethod
 
 pytestmark = [
     pytest.mark.cuda,
@@ -27,10 +28,11 @@ def _rgb(seed=0, h=64, w=96):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_engines_agree_on_cuda(arch):
     model = small_model(arch).to("cuda")
-    fp = codec.model_fingerprint(model)
-    points = [RatePoint(level=s, gain=None) for s in (0, 3, 7)] + [RatePoint(level=None, gain=2.5)]
-    fast = FastEngine().run_image(model, _rgb(), points, fp)
-    serial = SerialEngine().run_image(model, _rgb(), points, fp)
+    method = QVRFMethod(model, container=2)
+    fp = method.fingerprint()
+    points = [method.rate_points()[s] for s in (0, 3, 7)] + [method.continuous_point(2.5)]
+    fast = MethodEngine("fast").run_image(method, _rgb(), points, fp)  # its self-check: the model's own compress
+    serial = MethodEngine("serial").run_image(method, _rgb(), points, fp)
     for f, s in zip(fast, serial, strict=True):
         assert f.data == s.data and np.array_equal(f.rgb, s.rgb) and f.decode_ok and s.decode_ok
 

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from qvrf_bench import crops, matched, ratecontrol, sweep
+from qvrf_bench.methods.qvrf import QVRFMethod
 from qvrf_bench.models import create
 from qvrf_bench.models.checkpoints import load_model, save_checkpoint
 from qvrf_bench.models.qvrf import trained_gains
@@ -88,7 +89,7 @@ def run(tmp_path_factory):
     # a target inside the QVRF model's range on image a
     model, _ = load_model(d / "q.pt")
     rgb = np.array(Image.open(ds / "a.png").convert("RGB"))
-    probe = ratecontrol.ModelProbe(model, rgb, "bpp")
+    probe = ratecontrol.MethodProbe(QVRFMethod(model, container=2), rgb, "bpp")
     lo, hi = (probe(g)[0] for g in trained_gains(model))
     mid = round((lo + hi) / 2, 3)
     cfg = dict(dataset=ds, out=d / "run", checkpoints=[d / "q.pt", d / "f0.0018.pt", d / "f0.18.pt"], levels="all",

@@ -10,6 +10,7 @@ from helpers import run_cli, small_model
 
 from qvrf_bench import codec, images, metrics, ratecontrol
 from qvrf_bench.gains import GAIN_MAX, GAIN_MIN
+from qvrf_bench.methods.qvrf import QVRFMethod
 from qvrf_bench.models.qvrf import trained_gains
 from qvrf_bench.ratecontrol import Target, TargetError, search_gain, search_quality
 
@@ -99,11 +100,11 @@ def test_target_bytes_equal_a_plain_encode_at_the_found_gain(arch):
     model = small_model(arch)
     rgb = _photo()
     lo, hi = trained_gains(model)
-    probe = ratecontrol.ModelProbe(model, rgb, "bytes")
+    probe = ratecontrol.MethodProbe(QVRFMethod(model, container=2), rgb, "bytes")
     b_lo, b_hi = probe(lo)[0], probe(hi)[0]
     assert b_hi > b_lo
     target = Target("bytes", round((b_lo + b_hi) / 2), 0.05)
-    res, data = ratecontrol.encode_to_target(model, rgb, target)
+    res, data, _ = ratecontrol.method_to_target(QVRFMethod(model, container=2), rgb, target)
     assert res.met and len(data) <= target.value and len(data) == res.achieved
     plain = codec.encode_tensor(model, images.rgb8_to_tensor(rgb), gain=res.knob)
     assert plain.data == data  # the search's container is the serial encoder's
@@ -121,14 +122,14 @@ def test_psnr_and_bpp_targets_on_a_trained_zoo_model():
     model, _ = load_model("zoo:balle-qvrf8")
     rgb = zoo_train.check_crop()
     lo, hi = trained_gains(model)
-    probe = ratecontrol.ModelProbe(model, rgb, "psnr")
+    probe = ratecontrol.MethodProbe(QVRFMethod(model, container=2), rgb, "psnr")
     p_lo, p_hi = probe(lo)[0], probe(hi)[0]
     assert p_hi > p_lo + 1
     goal = (p_lo + p_hi) / 2
-    res, data = ratecontrol.encode_to_target(model, rgb, Target("psnr", goal))
+    res, data, _ = ratecontrol.method_to_target(QVRFMethod(model, container=2), rgb, Target("psnr", goal))
     decoded = metrics.psnr_rgb(rgb, codec.decode(model, data))
     assert res.met and decoded == pytest.approx(res.achieved, abs=1e-9) and goal <= decoded <= goal + 0.05
-    res, data = ratecontrol.encode_to_target(model, rgb, Target("bpp", 0.5))
+    res, data, _ = ratecontrol.method_to_target(QVRFMethod(model, container=2), rgb, Target("bpp", 0.5))
     assert res.met and 0.495 <= metrics.bpp(len(data), *rgb.shape[:2]) <= 0.5
     assert len(res.tries) <= 8
 
@@ -157,7 +158,7 @@ def test_cli_encode_to_target_and_unreachable(tmp_path):
     img = tmp_path / "img.png"
     Image.fromarray(_photo()).save(img)
     lo, hi = trained_gains(model)
-    probe = ratecontrol.ModelProbe(model, _photo(), "bpp")
+    probe = ratecontrol.MethodProbe(QVRFMethod(model, container=2), _photo(), "bpp")
     mid = (probe(lo)[0] + probe(hi)[0]) / 2
     r = run_cli("encode", "-c", ck, "--bpp", f"{mid:.4f}", "--tolerance", "0.05", img, f"{tmp_path}/out/")
     assert r.returncode == 0, r.stderr

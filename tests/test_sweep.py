@@ -10,10 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from qvrf_bench import engine as engine_mod
 from qvrf_bench import sweep
-from qvrf_bench.engine import RatePoint, SerialEngine
 from qvrf_bench.errors import QVRFError
+from qvrf_bench.methods import engine as engine_mod
+from qvrf_bench.methods.engine import MethodEngine
+from qvrf_bench.methods.qvrf import QVRFMethod
 from qvrf_bench.models import PAPER_FACTORS, create
 from qvrf_bench.models.checkpoints import save_checkpoint
 from qvrf_bench.store import ResultStore, sha256_file
@@ -66,13 +67,16 @@ def test_parse_peers_vbr_qualities():
 
 
 def test_model_rate_points():
-    pts = sweep.model_rate_points("qvrf", 8, (0, 7), (1.5,))
-    assert pts == [RatePoint(0, None), RatePoint(7, None), RatePoint(None, 1.5)]
+    torch.manual_seed(0)
+    q = QVRFMethod(create("balle", "qvrf", N=8, M=12), container=2)
+    pts = sweep.model_rate_points(q, (0, 7), (1.5,))
+    assert [(p.level, p.value) for p in pts] == [(0, None), (7, None), (None, 1.5)]
     assert [p.label for p in pts] == ["level=0", "level=7", "gain=1.5000"]
-    assert len(sweep.model_rate_points("qvrf", 8, "all", PAPER_FACTORS)) == 35
-    assert sweep.model_rate_points("fixed", 1, (3, 5), (2.0,)) == [RatePoint(0, None)]
+    assert len(sweep.model_rate_points(q, "all", PAPER_FACTORS)) == 35
+    fixed = QVRFMethod(create("balle", "fixed", N=8, M=12, lmbda=0.0483), container=2)
+    assert [p.label for p in sweep.model_rate_points(fixed, (3, 5), (2.0,))] == ["level=0"]
     with pytest.raises(QVRFError, match="q.pt: has levels 0..7; --levels asks for 8"):
-        sweep.model_rate_points("qvrf", 8, (1, 8), (), source="q.pt")
+        sweep.model_rate_points(q, (1, 8), (), source="q.pt")
 
 
 def test_build_row_pure():
@@ -94,13 +98,23 @@ def test_build_row_pure():
     assert failed["bytes"] is None and failed["bpp_real"] is None and failed["error"] == "coding failed: X"
 
 
-def test_model_fields():
-    cfg = create("balle", "qvrf", N=8, M=12).config
-    f = sweep.model_fields(cfg, "c.pt", "sha", RatePoint(3, None), "serial")
-    assert (f["level"], f["lmbda"], f["gain"], f["rate_point"]) == (3, 0.013, None, "level=3")
-    assert f["method"] == "balle-qvrf8-8x12" and f["engine"] == "serial"
-    f = sweep.model_fields(cfg, "c.pt", "sha", RatePoint(None, 1.1), "serial")
+def test_checkpoint_fields():
+    torch.manual_seed(0)
+    q = QVRFMethod(create("balle", "qvrf", N=8, M=12), name="balle-qvrf8-8x12", container=2)
+    m = sweep._LearnedMethod(q, MethodEngine("serial"), "qvrf-v2=c.pt", "c.pt", "sha", sweep.model_rate_points(q, "all", (1.1,)),
+                             checkpoint_config=True)  # fmt: skip
+    f = m.fields(m.points[3])
+    assert (f["level"], f["lmbda"], f["gain"], f["rate_point"]) == (
+        3,
+        0.013,
+        float(np.float32(q.model.level_gain(3))),
+        "level=3",
+    )
+    assert f["method"] == "balle-qvrf8-8x12" and f["engine"] == "serial" and f["kind"] == "qvrf"
+    f = m.fields(m.points[-1])
     assert f["level"] is None and f["lmbda"] is None and f["gain"] == float(np.float32(1.1))
+    assert m.config() == {"method": "balle-qvrf8-8x12", "file": "c.pt", "sha256": "sha", "arch": "balle",
+                          "kind": "qvrf", "points": [p.label for p in m.points]}  # fmt: skip
 
 
 # --- real sweeps --------------------------------------------------------------------------------
@@ -113,15 +127,17 @@ def comparable(df: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values(["method", "rate_point", "image"]).reset_index(drop=True)
 
 
-class CountingEngine(SerialEngine):
+class CountingEngine(MethodEngine):
     """The serial engine, recording every run_image call."""
 
-    name = "serial"  # so rows equal those of a plain serial run
     calls: list = []
 
-    def run_image(self, model, rgb, points, fingerprint):
-        type(self).calls.append((model.config.label, tuple(p.label for p in points), rgb.shape))
-        return super().run_image(model, rgb, points, fingerprint)
+    def __init__(self):
+        super().__init__("serial")
+
+    def run_image(self, method, rgb, points, fingerprint):
+        type(self).calls.append((method.name, tuple(p.label for p in points), rgb.shape))
+        return super().run_image(method, rgb, points, fingerprint)
 
 
 @pytest.fixture(scope="module")
@@ -199,15 +215,17 @@ class Crash(BaseException):
 
 
 def test_resume_after_crash_equals_uninterrupted(setup, baseline, monkeypatch):
-    class CrashingEngine(SerialEngine):
-        name = "serial"
+    class CrashingEngine(MethodEngine):
         left = 3
 
-        def run_image(self, model, rgb, points, fingerprint):
+        def __init__(self):
+            super().__init__("serial")
+
+        def run_image(self, method, rgb, points, fingerprint):
             type(self).left -= 1
             if type(self).left < 0:
                 raise Crash
-            return super().run_image(model, rgb, points, fingerprint)
+            return super().run_image(method, rgb, points, fingerprint)
 
     monkeypatch.setitem(engine_mod.ENGINES, "crashing", CrashingEngine)
     out = setup / "runs" / "crash"
@@ -231,13 +249,14 @@ def test_different_config_into_same_run_fails(setup, baseline):
 
 
 def test_failing_point_becomes_an_error_row(setup, monkeypatch):
-    class Flaky(SerialEngine):
-        name = "serial"
+    class Flaky(MethodEngine):
+        def __init__(self):
+            super().__init__("serial")
 
-        def run_image(self, model, rgb, points, fingerprint):
-            if any(p.gain == 2.0 for p in points) and rgb.shape[0] == 64:
+        def run_image(self, method, rgb, points, fingerprint):
+            if any(p.value == 2.0 for p in points) and rgb.shape[0] == 64:
                 raise RuntimeError("rANS decoder exploded\nsecond line")
-            return super().run_image(model, rgb, points, fingerprint)
+            return super().run_image(method, rgb, points, fingerprint)
 
     monkeypatch.setitem(engine_mod.ENGINES, "flaky", Flaky)
     out = setup / "runs" / "flaky"

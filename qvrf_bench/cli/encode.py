@@ -6,6 +6,7 @@ qvrf-bench encode -c CKPT --bpp 0.3 IN OUT      # the gain that meets 0.3 bpp (r
 qvrf-bench encode -c CKPT --bytes 20000 IN OUT
 qvrf-bench encode -c CKPT --psnr 32 IN OUT
 qvrf-bench encode --codec jpeg --bpp 0.3 IN OUT # a classical codec's quality, the same rule
+qvrf-bench encode --method qvrf=CKPT --bpp 0.3 IN OUT  # a method's continuous knob, the same rule
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def register(sub) -> None:
                        "notice.")  # fmt: skip
     p.add_argument("-c", "--checkpoint", help="checkpoint path or zoo:NAME (not with --codec)")
     p.add_argument("--method", metavar="WHAT[=CKPT]",
-                   help="a method of the method contract (as sweep --method), at --level or --value; format 3")  # fmt: skip
+                   help="a method of the method contract (as sweep --method), at --level, --value or a target "
+                   "(--bpp/--bytes/--psnr: its continuous knob, searched as a gain); format 3")  # fmt: skip
     p.add_argument(
         "--codec", choices=CODECS, help="encode with Pillow's codec instead of a checkpoint (needs a target)"
     )
@@ -111,9 +113,12 @@ def run(args: argparse.Namespace) -> int:
     model, _ = load_model(args.checkpoint, device=resolve_device(args.device))
     t0 = time.perf_counter()
     if target is not None:
-        res, data = ratecontrol.encode_to_target(model, img.rgb, target, args.extrapolate,
-                                                 what=f"{args.checkpoint} on {args.input}")  # fmt: skip
-        gain, payload = res.knob, _payload(data)
+        from qvrf_bench.methods.qvrf import QVRFMethod
+
+        res, data, point = ratecontrol.method_to_target(QVRFMethod(model, container=2), img.rgb, target,
+                                                        f"{args.checkpoint} on {args.input}",
+                                                        extrapolate=args.extrapolate)  # fmt: skip
+        gain, payload = point.value, _payload(data)
     else:
         level = args.level if args.level is not None or args.gain is not None else 0
         if args.gain is None and not 0 <= level < model.num_levels:
@@ -143,8 +148,11 @@ def _run_method(args) -> int:
     from qvrf_bench.cli._common import method_file, quiet_warnings, resolve_device
     from qvrf_bench.errors import QVRFError
 
-    if args.checkpoint or args.codec or _target(args) is not None or args.gain is not None:
-        raise QVRFError("--method codes at --level or --value (no -c, --codec, --gain or target)")
+    if args.checkpoint or args.codec or args.gain is not None:
+        raise QVRFError("--method codes at --level, --value or a target (no -c, --codec or --gain)")
+    target = _target(args)
+    if target is None and (args.tolerance is not None or args.extrapolate):
+        raise QVRFError("--tolerance and --extrapolate apply to a target (--bpp, --bytes or --psnr)")
     out = files.output_path(args.output, Path(args.input).stem + ".qvrf", "bitstream",
                             inputs=(args.input, method_file(args.method)))  # fmt: skip
     quiet_warnings()
@@ -156,6 +164,21 @@ def _run_method(args) -> int:
         print(f"notice: {args.input}: {note}", file=sys.stderr)
     method = make(args.method, device=str(resolve_device(args.device)))
     levels = method.rate_points()
+    if target is not None:
+        from qvrf_bench import ratecontrol
+
+        t0 = time.perf_counter()
+        try:
+            res, data, point = ratecontrol.method_to_target(method, img.rgb, target, f"{method.name} on {args.input}",
+                                                            extrapolate=args.extrapolate)  # fmt: skip
+        except (ValueError, NotImplementedError) as exc:
+            raise QVRFError(f"--method {args.method}: {exc}") from None
+        files.write_bytes(out, data)
+        print(f"{args.input} -> {out}: {len(data)} bytes, {8 * len(data) / (img.height * img.width):.4f} bpp, "
+              f"{method.name} {point.label}, {time.perf_counter() - t0:.2f} s{_target_text(res)}")  # fmt: skip
+        if not res.met:
+            print(f"notice: {args.input}: {res.note()}", file=sys.stderr)
+        return 0
     if args.value is not None:
         try:
             point = method.continuous_point(args.value)

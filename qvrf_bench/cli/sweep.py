@@ -63,7 +63,7 @@ def register(sub) -> None:
                    "from a local state dict; repeatable")  # fmt: skip
     add_device(p)
     p.add_argument("--engine", choices=["serial", "fast"], default=None,
-                   help="rate-point engine (default: fast when available, else serial)")  # fmt: skip
+                   help="rate-point engine: fast (the analysis once per image, points in batches) or serial (default: fast)")  # fmt: skip
     p.add_argument("--shard", metavar="i/N|auto",
                    help="measure shard i (0-based) of N; auto: the scheduler's (Slurm array task, torchrun rank); "
                    "'{shard}' in --out becomes e.g. 2of8; join with qvrf-bench merge")  # fmt: skip

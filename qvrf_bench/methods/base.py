@@ -197,6 +197,32 @@ class Method(ABC):
         k = len(strings) - self.n_shared
         return Unpacked(point, strings[:k], strings[k:], header.height, header.width, header.padding)
 
+    # --- what an engine asks before it batches, and what a row says --------------------------------
+
+    kind: str = "variable"  # the rows' kind: what the model is (kinds.py), however it came in
+
+    def point_columns(self, point: Point) -> dict:
+        """Extra row columns of a point (QVRF: the float32 ``gain`` its bitstream carries)."""
+        return {}
+
+    def self_check(self, fingerprint: str) -> int | None:
+        """Checks this machine must pass before an engine batches the method (raise if one fails);
+        returns the most points per batch it allows (None: no limit of its own). Runs once per
+        method, untimed, so it is also the warm-up."""
+        return None
+
+    def bytes_per_point(self, analysis: Analysis, pixels: int) -> int:
+        """Memory one point adds to a batch (the engine's bound): by default ~8 float32 tensors of
+        the padded image's size; methods that know better (a latent) say so."""
+        return 8 * 3 * pixels * 4
+
+    def cross_decode_within(self, encoder: Any, decoder: Any, point: Point) -> bool:
+        """Whether what a second decoder rebuilt (numpy) is what the encoder coded: bit equality by
+        default; a latent method may accept any value in the encoder's quantization cells."""
+        import numpy as np
+
+        return bool(np.array_equal(encoder, decoder))
+
     # --- identity -------------------------------------------------------------------------------
 
     @property

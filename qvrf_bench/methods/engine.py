@@ -2,13 +2,29 @@
 it from its bytes alone, check what was rebuilt.
 
 :func:`encode_image` / :func:`decode_bytes` are the one-image codec; :class:`MethodEngine` measures
-one image at many points the way engine.py does for the suite's own models: ``serial`` codes one
-point at a time through the whole method; ``fast`` (methods with ``batched = True``) runs the
-analysis once per image, codes the points in batches, decodes the shared strings once. Before the
-fast path serves a method it codes a probe image both ways and requires identical bytes, images and
-checks (a method whose ``batched`` promise does not hold on this machine is refused, with the
-point where it broke). Timings: each point's ``enc_s`` and ``dec_s`` include its share of the
-shared work, as engine.py.
+one image at many points: the one engine of the sweep, for the suite's checkpoints (``-c``: QVRF
+writing the version-2 container) as for any method. ``serial`` codes one point at a time through
+the whole method; ``fast`` (methods with ``batched = True``) runs the analysis once per image
+(g_a, h_a, the z string, h_s for QVRF), codes the points in batches (the autoregressive models on
+the wavefront, models/autoregressive.py), decodes the shared strings once, and runs the synthesis
+per point (a batch of one: oneDNN's batched convolutions are not bitwise equal to batch one).
+Before the fast path serves a method it runs the method's self-check and codes a probe image both
+ways, and requires identical bytes, images and checks (a method whose ``batched`` promise does not
+hold on this machine is refused, with the point where it broke).
+
+Batch invariance: batching is only allowed where an item's numbers cannot depend on the batch
+(elementwise operations, and the autoregressive step on fixed tiles); batched convolutions and
+plain batched matrix products are not batch invariant on CPU, so they are never used across points.
+
+Decode check: each point is decoded from its bytes alone and what was rebuilt (the quantized latent
+for QVRF) must equal, bit for bit, what the encoder says it coded; equal latents through the same
+synthesis on the same device give the same image, so this is "decoded image equals the encoder's
+reconstruction" without running g_s twice.
+
+Timings (wall clock, CUDA synchronised): each point's ``enc_s`` is the shared analysis divided
+evenly among the image's points plus its share (1/batch size) of its batch's coding and packing;
+``dec_s`` the shared decoding divided evenly, plus its share of its batch's decoding, plus its own
+synthesis and 8-bit conversion. The sums over an image's points are the image's wall time.
 """
 
 from __future__ import annotations
@@ -76,29 +92,58 @@ def _same(a, b) -> bool:
 
 
 class MethodEngine:
-    """``serial``, or ``fast`` where the method is batched (module docstring)."""
+    """``serial``, or ``fast`` where the method is batched (module docstring).
 
-    def __init__(self, name: str = "fast", max_batch: int = 64, self_check: bool = True):
+    Before the first image of a method it runs, untimed, the method's own :meth:`Method.self_check`
+    (QVRF: tile invariance, z independent of the gain, batched coding equal to the model's own
+    compress) and, on the fast path, a probe coded in a batch and alone (any difference raises).
+    A batch is bounded by ``max_batch`` points and by ``max_batch_bytes`` of what the method says a
+    point costs (:meth:`Method.bytes_per_point`), which bounds the per-image peak memory.
+    """
+
+    def __init__(self, name: str = "fast", max_batch: int = 64, max_batch_bytes: int = 1 << 30,
+                 self_check: bool = True):  # fmt: skip
         if name not in ("serial", "fast"):
             raise ValueError(f"unknown engine {name!r}; choose serial or fast")
-        self.name, self.max_batch, self.self_check = name, int(max_batch), self_check
-        self._checked: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1 (got {max_batch})")
+        self.name, self.max_batch, self.max_batch_bytes = name, int(max_batch), int(max_batch_bytes)
+        self.self_check = self_check
+        # method -> most points per batch it allows, once warm and checked (weak: methods come and go)
+        self._limit: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def warm_up(self, method: Method, fingerprint: str) -> None:
+        if method in self._limit:
+            return
+        limit = self.max_batch if self.name == "fast" and method.batched else 1
+        if self.self_check:
+            own = method.self_check(fingerprint)
+            limit = min(limit, own) if own else limit
+            if limit > 1:
+                self._check(method, fingerprint, limit)
+        else:  # the warm-up alone: lazy set-up out of the first image's timings
+            run_points(method, images.probe_image(), method.rate_points()[:1], fingerprint, 1)
+        self._limit[method] = limit
 
     def batch(self, method: Method) -> int:
-        return self.max_batch if self.name == "fast" and method.batched else 1
+        return self._limit.get(method, self.max_batch if self.name == "fast" and method.batched else 1)
+
+    def batch_size(self, method: Method, analysis, pixels: int) -> int:
+        per_point = max(1, int(method.bytes_per_point(analysis, pixels)))
+        return max(1, min(self.batch(method), self.max_batch_bytes // per_point))
 
     def run_image(self, method: Method, rgb: np.ndarray, points: list[Point], fingerprint: str) -> list[MethodResult]:
-        if self.batch(method) > 1 and self.self_check and method not in self._checked:
-            self._check(method, fingerprint)
-            self._checked[method] = True
-        return self._run(method, rgb, points, fingerprint, self.batch(method))
+        self.warm_up(method, fingerprint)
+        h, w = rgb.shape[:2]
+        pixels = (h + (-h) % PAD_MULTIPLE) * (w + (-w) % PAD_MULTIPLE)
+        return run_points(method, rgb, points, fingerprint, lambda an: self.batch_size(method, an, pixels))
 
-    def _check(self, method: Method, fingerprint: str) -> None:
+    def _check(self, method: Method, fingerprint: str, limit: int) -> None:
         rgb = images.probe_image()
         points = method.rate_points()
         probe = [points[0], points[-1], *points[1:-1][:2]]
-        batched = self._run(method, rgb, probe, fingerprint, self.max_batch)
-        alone = self._run(method, rgb, probe, fingerprint, 1)
+        batched = run_points(method, rgb, probe, fingerprint, limit)
+        alone = run_points(method, rgb, probe, fingerprint, 1)
         for b, a in zip(batched, alone, strict=True):
             if b.data != a.data or not np.array_equal(b.rgb, a.rgb) or b.decode_ok != a.decode_ok:
                 raise RuntimeError(
@@ -106,8 +151,15 @@ class MethodEngine:
                     "machine (the method says batched = True); use --engine serial"
                 )
 
-    def _run(self, method: Method, rgb: np.ndarray, points: list[Point], fingerprint: str, size: int):
-        return run_points(method, rgb, points, fingerprint, size)
+
+ENGINES = {"serial": lambda: MethodEngine("serial"), "fast": lambda: MethodEngine("fast")}
+
+
+def get_engine(name: str) -> MethodEngine:
+    try:
+        return ENGINES[name]()
+    except KeyError:
+        raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}") from None
 
 
 @torch.no_grad()

@@ -6,7 +6,8 @@ fields the version-2 container carries. The coding is models/latent.py, the same
 model's compress runs, so a model measured through this method gives the same y and z strings as
 through codec.py (tested). ``container=3`` (the default, ``--method qvrf=CKPT``) wraps them in the
 method contract's container; ``container=2`` in codec.py's, byte for byte what ``codec.encode``
-writes: that is how the fast engine (engine.py) codes the suite's own checkpoints.
+writes: that is how ``-c CHECKPOINT`` (and ``--method qvrf-v2=CHECKPOINT``) code the suite's own
+checkpoints, so their zoo numbers and existing run folders stay byte for byte.
 """
 
 from __future__ import annotations
@@ -57,7 +58,73 @@ class QVRFMethod(Method):
         self.arch = model.config.arch
         # not the label alone: a run may measure the same file as a checkpoint (-c) too
         self.name = name or f"{model.config.label}-method"
-        self.kind = model.config.kind
+        self.kind = model.config.kind  # qvrf / fixed: what the checkpoint is, via -c or --method
+
+    def point_columns(self, point: Point) -> dict:
+        return {"gain": self.gain(point)}
+
+    def bytes_per_point(self, analysis: Analysis, pixels: int) -> int:
+        # ~8 latent-sized float32 tensors live per point in a batch (y*a, symbols, indexes, y_hat,
+        # the decoder's copies); the AR loop adds its padded buffers, of the same order.
+        return 8 * analysis.state.y[0].numel() * 4
+
+    def cross_decode_within(self, encoder, decoder, point: Point) -> bool:
+        """The second decoder recovered the encoder's quantization symbols: max |y_2 - y_1| * gain <
+        1/2, so its latent lies in the encoder's cells (the image differs by float noise at most)."""
+        import numpy as np
+
+        return bool(np.max(np.abs(decoder - encoder)) * self.gain(point) < 0.5)
+
+    @torch.no_grad()
+    def self_check(self, fingerprint: str) -> int | None:
+        """What batching QVRF relies on, checked on this machine on a probe image:
+
+        - the autoregressive step is tile invariant (else: one point per batch, with a warning);
+        - the z string does not depend on the gain (QVRF never scales z): the model's own
+          ``compress`` at two gains gives the shared string;
+        - points coded in a batch give the bytes, images and decode checks of the model's own
+          ``compress`` / ``decompress`` (codec.py, the CompressAI path), one point at a time.
+        """
+        import warnings
+
+        from qvrf_bench import codec, images
+        from qvrf_bench.methods.engine import run_points
+        from qvrf_bench.models.autoregressive import tile_invariance_ok
+
+        model, limit = self.model, None
+        if latent.family(model) == "autoregressive" and not tile_invariance_ok(model):
+            warnings.warn(f"{self.arch}: the autoregressive step is not batch invariant on this machine; "
+                          "the engine codes one rate point at a time for this model", RuntimeWarning, stacklevel=3)  # fmt: skip
+            limit = 1
+        rgb = images.probe_image(40, 72)
+        xp = images.pad(images.rgb8_to_tensor(rgb).to(self.device), images.centred_padding(40, 72))
+        z = latent.analyse(model, xp).z_string
+        top = float(model.level_gain(model.num_levels - 1))
+        for gain in (0.5, top):
+            if model.compress(xp, torch.tensor(gain, dtype=torch.float32, device=self.device))["strings"][1][0] != z:
+                raise RuntimeError(f"{self.arch}: the z string depends on the gain; batching needs it not to")
+        points = [self.rate_points()[0], self.continuous_point(0.37), self.continuous_point(top * 1.3)]
+        points += [self.continuous_point(0.5 + 0.7 * i) for i in range(latent.rows_per_point(model))]
+        got = run_points(self, rgb, points, fingerprint, limit or len(points))
+        x = images.rgb8_to_tensor(rgb)
+        padding = images.centred_padding(40, 72)
+        for pt, r in zip(points, got, strict=True):
+            # the reference is the model's own compress/decompress (any registered architecture);
+            # container 2 must moreover be byte for byte what codec.encode writes
+            g = torch.tensor(self.gain(pt), dtype=torch.float32, device=self.device)
+            ref = model.compress(xp, g)
+            dec = model.decompress(ref["strings"], ref["shape"], g)
+            u = self.unpack(r.data, "probe", fingerprint)
+            same = [*u.strings, *u.shared] == [s[0] for s in ref["strings"]]
+            if self.container == 2:
+                same = same and r.data == codec.encode_tensor(model, x, level=pt.level if pt.value is None else None,
+                                                              gain=pt.value, fingerprint=fingerprint).data  # fmt: skip
+            x_ref = images.crop(dec["x_hat"], padding)
+            if not (same and np.array_equal(r.rgb, images.tensor_to_rgb8(x_ref)) and r.decode_ok
+                    and torch.equal(dec["y_hat"], ref["y_hat"])):  # fmt: skip
+                raise RuntimeError(f"{self.arch}: coding {pt.label} in a batch differs from the model's own "
+                                   "compress on this machine; use --engine serial")  # fmt: skip
+        return limit
 
     def rate_points(self) -> list[Point]:
         lm = self.model.config.lmbdas
@@ -151,14 +218,20 @@ class QVRFMethod(Method):
         prepare_for_coding(self.model)
 
 
-def make(checkpoint: str | None = None, device: str = "cpu") -> QVRFMethod:
+def make(checkpoint: str | None = None, device: str = "cpu", container: int = 3) -> QVRFMethod:
     """``--method qvrf_bench.methods.qvrf:make=CHECKPOINT`` (or ``--method qvrf=CHECKPOINT``)."""
     from qvrf_bench.models.checkpoints import load_model
 
     if checkpoint is None:
         raise ValueError("the qvrf method needs a checkpoint (qvrf=PATH or qvrf=zoo:NAME)")
     model, _ = load_model(checkpoint, device=device)
-    return QVRFMethod(model)
+    return QVRFMethod(model, container=container)
+
+
+def make_v2(checkpoint: str | None = None, device: str = "cpu") -> QVRFMethod:
+    """``--method qvrf-v2=CHECKPOINT``: QVRF writing codec.py's version-2 container, as ``-c CHECKPOINT``
+    does (and the cross-decode worker's factory for ``-c`` rows)."""
+    return make(checkpoint, device, container=2)
 
 
 class QVRFTraining(QVRFMethod):

@@ -43,6 +43,7 @@ def _builtin() -> None:
         from qvrf_bench.methods import fixed, qvrf, vbr
 
         register("qvrf")(qvrf.make)
+        register("qvrf-v2")(qvrf.make_v2)
         register("compressai-fixed")(fixed.make)
         register("compressai-vbr")(vbr.make)
 

@@ -11,7 +11,6 @@ import torch
 from helpers import small_model
 
 from qvrf_bench import codec, container
-from qvrf_bench.engine import FastEngine, RatePoint
 from qvrf_bench.errors import BitstreamError
 from qvrf_bench.methods import engine as M
 from qvrf_bench.methods.fixed import CompressAIFixed
@@ -32,14 +31,18 @@ def test_qvrf_through_the_contract_gives_the_codecs_strings_and_images(arch):
     rgb = _rgb()
     fast = M.MethodEngine("fast").run_image(method, rgb, points, fp)
     serial = M.MethodEngine("serial").run_image(method, rgb, points, fp)
-    ref = FastEngine().run_image(model, rgb, [RatePoint(0, None), RatePoint(5, None), RatePoint(None, 2.345)],
-                                 codec.model_fingerprint(model))  # fmt: skip
+    x = codec.images.rgb8_to_tensor(rgb)
+    ref = [
+        codec.encode_tensor(model, x, level=0),
+        codec.encode_tensor(model, x, level=5),
+        codec.encode_tensor(model, x, gain=2.345),
+    ]  # fmt: skip  (the model's own compress)
     for f, s, r in zip(fast, serial, ref, strict=True):
         assert f.data == s.data and np.array_equal(f.rgb, s.rgb) and f.decode_ok and s.decode_ok
         _, ref_strings = codec.unpack(r.data)
         _, strings = container.unpack_method(f.data)
         assert strings == ref_strings  # y then z: the same entropy-coded bytes as codec.py writes
-        assert np.array_equal(f.rgb, r.rgb)
+        assert np.array_equal(f.rgb, codec.decode(model, r.data))
         assert f.payload_bytes == r.payload_bytes and len(f.data) == len(r.data) + 2  # the v3 header
     # the one-image codec decodes what the engine wrote, to the same point
     x_hat, _, point = M.decode_bytes(method, fast[2].data)
@@ -88,7 +91,7 @@ def test_a_plain_compressai_model_wraps_with_no_code():
 
 def test_sweep_measures_a_method_spec_with_rows_of_its_own(tmp_path):
     """``sweep --method qvrf=CKPT`` beside ``-c CKPT``: same payload bytes and PSNR per level; the
-    contract's rows say kind 'variable' and decode_check 'latent'; a rerun resumes with nothing to do."""
+    both say the kind the model is (qvrf) and decode_check 'latent'; a rerun resumes with nothing to do."""
     from helpers import run_cli
     from PIL import Image
 
@@ -105,10 +108,12 @@ def test_sweep_measures_a_method_spec_with_rows_of_its_own(tmp_path):
     r = run_cli(*args)
     assert r.returncode == 0, r.stderr
     df = ResultStore(tmp_path / "run").read()
-    own, contract = df[df["kind"] == "qvrf"], df[df["kind"] == "variable"]
+    assert set(df["kind"]) == {"qvrf"}  # what the model is, however it came in
+    contract = df[df["method"].str.endswith("-method")]
+    own = df[~df["method"].str.endswith("-method")]
     assert len(own) == 2 and len(contract) == 2
     assert set(contract["decode_check"]) == {"latent"} and set(own["decode_check"]) == {"latent"}
-    assert contract["decode_ok"].all() and (contract["engine"] == "method-fast").all()
+    assert contract["decode_ok"].all() and (df["engine"] == "fast").all()
     for lv in ("level=0", "level=3"):
         a, b = own[own["rate_point"] == lv].iloc[0], contract[contract["rate_point"] == lv].iloc[0]
         assert a["payload_bytes"] == b["payload_bytes"] and a["psnr_rgb"] == b["psnr_rgb"]
@@ -129,8 +134,15 @@ def test_sweep_measures_a_method_spec_with_rows_of_its_own(tmp_path):
     assert "no matched-rate rows for compressai-balle-plain" in r.stderr
     df = ResultStore(tmp_path / "run-t").read()
     rows = df[df["target_bpp"].notna()]
-    assert sorted(rows["kind"]) == ["qvrf", "variable"] and rows["decode_ok"].all(), rows[["kind", "error"]]
+    assert sorted(rows["kind"]) == ["qvrf", "qvrf"] and rows["decode_ok"].all(), rows[["kind", "error"]]
     assert (rows["bpp_real"] <= target + 1e-9).all() and (rows["target_encodes"] > 0).all()
+    # both searched the trained gains; the version-3 header is 2 bytes longer than version 2's, so
+    # the two searches may stop at different gains under the same target
+    from qvrf_bench.models.checkpoints import load_model
+    from qvrf_bench.models.qvrf import trained_gains
+
+    lo, hi = trained_gains(load_model(ckpt)[0])
+    assert rows["gain"].notna().all() and rows["gain"].between(lo * (1 - 1e-6), hi * (1 + 1e-6)).all()
 
 
 def test_encode_info_decode_with_a_method(tmp_path):
@@ -153,6 +165,17 @@ def test_encode_info_decode_with_a_method(tmp_path):
         assert label in r.stdout
     r = run_cli("decode", "-c", tmp_path / "m.pt", tmp_path / "a.qvrf", tmp_path / "x.png")
     assert r.returncode == 2 and "method container" in r.stderr
+    # a target through the method's knob: the same search as -c's, and the file meets it
+    r = run_cli("encode", "-c", tmp_path / "m.pt", "--level", 3, tmp_path / "a.png", tmp_path / "l3.qvrf")
+    assert r.returncode == 0, r.stderr
+    target = (tmp_path / "l3.qvrf").stat().st_size * 8 / (48 * 64) + 0.05
+    for how in (["--method", spec], ["-c", tmp_path / "m.pt"]):
+        r = run_cli("encode", *how, "--bpp", f"{target:.4f}", tmp_path / "a.png", tmp_path / "t.qvrf")
+        assert r.returncode == 0, r.stderr
+        # never above the target; 1 byte is 0.0026 bpp here, so the 1 % window may hold no point
+        assert 0.95 * target <= (tmp_path / "t.qvrf").stat().st_size * 8 / (48 * 64) <= target, r.stdout + r.stderr
+        r = run_cli("decode", *how, tmp_path / "t.qvrf", tmp_path / "t.png")
+        assert r.returncode == 0, r.stderr
     r = run_cli("encode", "--method", "no.such.module:make", tmp_path / "a.png", tmp_path / "b.qvrf")
     assert r.returncode == 2 and "cannot load it" in r.stderr
 
@@ -256,15 +279,17 @@ def test_cross_decode_of_a_method_in_a_second_process(tmp_path):
     (res,) = M.run_points(method, rgb, method.rate_points()[2:3], method.fingerprint(), 1)
     cross = CrossDecoder("cpu", threads=2)
     try:
-        good = cross.check_method(spec, res.data, res.rebuilt, "latent", res.rgb)
+        point = method.rate_points()[2]
+        good = cross.check(spec, method, point, res.data, res.rebuilt, res.rgb)
         assert (
             good["cross_decode_ok"] and good["cross_decode_exact"] and good["cross_decode_device"] == "cpu, 2 threads"
         )
-        wrong = cross.check_method(spec, res.data, res.rebuilt + 1, "latent", res.rgb)
+        wrong = cross.check(spec, method, point, res.data, res.rebuilt + 10, res.rgb)  # other cells
         assert not wrong["cross_decode_ok"] and not wrong["cross_decode_exact"]
-        cut = cross.check_method(spec, res.data[:20], res.rebuilt, "latent", res.rgb)
+        cut = cross.check(spec, method, point, res.data[:20], res.rebuilt, res.rgb)
         assert not cut["cross_decode_ok"] and "cross-decode failed" in cut["notice"]
-        anyway = cross.check_method(spec, res.data, None, "decodes", res.rgb)  # nothing to compare: it decoded
+        decodes = type("Decodes", (), {"decode_check": "decodes"})()
+        anyway = cross.check(spec, decodes, point, res.data, None, res.rgb)  # nothing to compare: it decoded
         assert anyway["cross_decode_ok"] and anyway["cross_decode_psnr_db"] == float("inf")
     finally:
         cross.close()

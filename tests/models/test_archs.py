@@ -83,7 +83,7 @@ def test_a_toy_architecture_registered_here_is_swept_by_both_engines(tmp_path):
     s, f = runs["serial"], runs["fast"]
     assert len(s) == 2 * 8 and s["decode_ok"].all() and (s["arch"] == "toy-hyperprior").all()
     assert list(s["payload_bytes"]) == list(f["payload_bytes"]) and list(s["psnr_rgb"]) == list(f["psnr_rgb"])
-    assert list(f["engine"].unique()) == ["method-fast"] and list(s["engine"].unique()) == ["method-serial"]
+    assert list(f["engine"].unique()) == ["fast"] and list(s["engine"].unique()) == ["serial"]
     from qvrf_bench.methods.engine import encode_image
 
     method = make_toy()
