@@ -13,6 +13,7 @@ sample (v >> 8, at most one level below round(v / 257)); that is reported too.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,19 +96,43 @@ def to_rgb8(img: Image.Image, sixteen: bool = False) -> tuple[np.ndarray, list[s
     return np.array(rgb, dtype=np.uint8), notices
 
 
-def load_image(path: str | os.PathLike) -> LoadedImage:
+# Read limits: an input is read only when it is a regular file of at most MAX_BYTES whose header
+# declares at most MAX_PIXELS pixels (the decoder's limit, container.MAX_PIXELS: 8192 x 8192), so a
+# device file, a FIFO or a small PNG that inflates to gigabytes is refused before any memory is spent
+# on it. Both are overridable (encode / sweep --max-pixels, --max-image-bytes).
+MAX_PIXELS = 1 << 26
+MAX_BYTES = 1 << 30
+
+
+def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_BYTES) -> LoadedImage:
     """Read an image file as 8-bit RGB. Raises :class:`ImageError` naming the file and the problem."""
+    import stat
+
     path = Path(path)
-    if not path.exists():
-        raise ImageError(path, "no such file")
-    if path.is_dir():
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ImageError(path, "no such file") from None
+    except OSError as exc:
+        raise ImageError(path, exc.strerror or str(exc)) from None
+    if stat.S_ISDIR(st.st_mode):
         raise ImageError(path, "is a directory, not an image")
-    data = path.read_bytes()
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageError(path, "not a regular file (a device, FIFO or socket); give an image file")
+    if st.st_size > max_bytes:
+        raise ImageError(path, f"{st.st_size:,} bytes exceeds the limit of {max_bytes:,} (--max-image-bytes)")
+    with open(path, "rb") as f:
+        data = f.read(max_bytes + 1)  # bounded even if the file grows after the check
+    if len(data) > max_bytes:
+        raise ImageError(path, f"more than {max_bytes:,} bytes (--max-image-bytes)")
     if len(data) == 0:
         raise ImageError(path, "empty file (0 bytes)")
     sha = hashlib.sha256(data).hexdigest()
     try:
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.width * img.height > max_pixels:  # the header's size, before anything is decoded
+                raise ImageError(path, f"{img.width}x{img.height} exceeds the limit of {max_pixels:,} pixels "
+                                 "(--max-pixels)")  # fmt: skip
             sixteen = sixteen_bit_colour(img)  # the tile says so only before load()
             img.load()  # decode now: a truncated file fails here, not later
             if img.width == 0 or img.height == 0:

@@ -62,7 +62,7 @@ from typing import Any
 
 import numpy as np
 
-from qvrf_bench import kinds
+from qvrf_bench import images, kinds
 from qvrf_bench.errors import QVRFError
 
 DEFAULT_FACTORS = "0.5:12:24"
@@ -707,6 +707,8 @@ class SweepConfig:
     decode_device: str | None = None
     decode_threads: int | None = None
     methods: Sequence[str] = ()
+    max_pixels: int = images.MAX_PIXELS  # read limits for every image (images.load_image); not config
+    max_image_bytes: int = images.MAX_BYTES
 
 
 @dataclass
@@ -773,6 +775,10 @@ def command_line(cfg: SweepConfig) -> list[str]:
         cmd += ["--decode-device", cfg.decode_device]
     if cfg.decode_threads:
         cmd += ["--decode-threads", str(int(cfg.decode_threads))]
+    if cfg.max_pixels != images.MAX_PIXELS:
+        cmd += ["--max-pixels", str(int(cfg.max_pixels))]
+    if cfg.max_image_bytes != images.MAX_BYTES:
+        cmd += ["--max-image-bytes", str(int(cfg.max_image_bytes))]
     targets = parse_target_bpp(cfg.target_bpp)
     if targets:
         cmd += ["--target-bpp", ",".join(f"{v:g}" for v in targets)]
@@ -787,7 +793,6 @@ def _resolve_device(name: str) -> str:
 
 def _list_dataset(folder: Path):
     """[(path, relative name, sha256 or '' when unreadable, read error)] in sorted order."""
-    from qvrf_bench import images
     from qvrf_bench.store import sha256_file
 
     files = images.list_images(folder)
@@ -900,7 +905,6 @@ def run_sweep(cfg: SweepConfig) -> SweepSummary:
 
 def _run_sweep(cfg: SweepConfig) -> SweepSummary:
     t_start = time.perf_counter()
-    from qvrf_bench import images
     from qvrf_bench.methods.engine import get_engine
     from qvrf_bench.store import ResultStore, device_string, parse_shard, shard_filter
 
@@ -981,7 +985,7 @@ def _run_sweep(cfg: SweepConfig) -> SweepSummary:
                     continue  # fully measured before: do not even read the image
                 if not err:
                     try:
-                        img = images.load_image(path)
+                        img = images.load_image(path, cfg.max_pixels, cfg.max_image_bytes)
                     except QVRFError as exc:
                         err = getattr(exc, "reason", None) or one_line(exc)
                 if err:

@@ -119,7 +119,30 @@ def test_a_size_the_payload_was_not_made_for_decodes_to_the_headers_size(arch):
 def test_max_pixels_defaults_agree():
     from qvrf_bench.cli import _common
 
-    assert _common.MAX_PIXELS == container.MAX_PIXELS == codec.MAX_PIXELS
+    assert _common.MAX_PIXELS == container.MAX_PIXELS == codec.MAX_PIXELS == images.MAX_PIXELS
+    assert _common.MAX_IMAGE_BYTES == images.MAX_BYTES
+
+
+def test_image_reads_are_bounded(tmp_path):
+    """Special files are refused before a byte is read; the size in the header is checked before
+    the pixels are decoded (a 4 KB PNG of 10000 x 8000 pixels); the byte limit too."""
+    with pytest.raises(QVRFError, match=r"/dev/zero: not a regular file"):
+        images.load_image("/dev/zero")
+    os.mkfifo(tmp_path / "fifo.png")
+    with pytest.raises(QVRFError, match=r"fifo.png: not a regular file"):
+        images.load_image(tmp_path / "fifo.png")  # would block forever if it were opened
+    Image.new("RGB", (10000, 8000)).save(tmp_path / "big.png")
+    assert (tmp_path / "big.png").stat().st_size < 400_000
+    with pytest.raises(QVRFError, match=r"big.png: 10000x8000 exceeds the limit of 67,108,864 pixels"):
+        images.load_image(tmp_path / "big.png")
+    Image.fromarray(photo()).save(tmp_path / "p.png")
+    assert images.load_image(tmp_path / "p.png", max_pixels=40 * 72).rgb.shape == (40, 72, 3)
+    with pytest.raises(QVRFError, match=r"p.png: 72x40 exceeds the limit of 2,879 pixels \(--max-pixels\)"):
+        images.load_image(tmp_path / "p.png", max_pixels=40 * 72 - 1)
+    size = (tmp_path / "p.png").stat().st_size
+    with pytest.raises(QVRFError, match=r"exceeds the limit of 100 \(--max-image-bytes\)"):
+        images.load_image(tmp_path / "p.png", max_bytes=100)
+    assert images.load_image(tmp_path / "p.png", max_bytes=size).sha256 == files.file_sha256(tmp_path / "p.png")
 
 
 def test_the_formats_arch_ids_are_the_registrys():

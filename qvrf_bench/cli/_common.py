@@ -47,6 +47,15 @@ def add_max_pixels(p: argparse.ArgumentParser) -> None:
 
 
 MAX_PIXELS = 1 << 26
+MAX_IMAGE_BYTES = 1 << 30  # = images.MAX_BYTES (a test checks)
+
+
+def add_image_limits(p: argparse.ArgumentParser) -> None:
+    """Read limits for input images (images.load_image): larger inputs are refused before decoding."""
+    p.add_argument("--max-pixels", type=positive_int, default=MAX_PIXELS, metavar="N",
+                   help=f"refuse input images larger than N pixels (default {MAX_PIXELS:,} = 8192 x 8192)")  # fmt: skip
+    p.add_argument("--max-image-bytes", type=positive_int, default=MAX_IMAGE_BYTES, metavar="N",
+                   help=f"refuse input image files larger than N bytes (default {MAX_IMAGE_BYTES:,})")  # fmt: skip
 
 
 def positive_int(text: str) -> int:

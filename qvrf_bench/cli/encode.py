@@ -17,7 +17,7 @@ CODECS = ("jpeg", "webp", "avif")
 
 
 def register(sub) -> None:
-    from qvrf_bench.cli._common import add_device, positive_float, positive_int
+    from qvrf_bench.cli._common import add_device, add_image_limits, positive_float, positive_int
 
     p = sub.add_parser("encode", help="encode an image to a bitstream file (a level, a gain, or a target bpp/bytes/PSNR)",
                        description="Encode an image with a checkpoint at a discrete level, any continuous gain (1/bin "
@@ -54,6 +54,7 @@ def register(sub) -> None:
     p.add_argument("output", help="bitstream file to write, or a folder (then NAME.qvrf, or NAME.jpg/.webp/.avif with "
                    "--codec, inside it; a path ending in / is created)")  # fmt: skip
     add_device(p)
+    add_image_limits(p)
     p.set_defaults(func=run)
 
 
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from qvrf_bench import codec, images, ratecontrol
     from qvrf_bench.models.checkpoints import load_model
 
-    img = images.load_image(args.input)
+    img = images.load_image(args.input, args.max_pixels, args.max_image_bytes)
     for note in img.notices:
         print(f"notice: {args.input}: {note}", file=sys.stderr)
     model, _ = load_model(args.checkpoint, device=resolve_device(args.device))
@@ -159,7 +160,7 @@ def _run_method(args) -> int:
     from qvrf_bench.methods import make
     from qvrf_bench.methods.engine import encode_image
 
-    img = images.load_image(args.input)
+    img = images.load_image(args.input, args.max_pixels, args.max_image_bytes)
     for note in img.notices:
         print(f"notice: {args.input}: {note}", file=sys.stderr)
     method = make(args.method, device=str(resolve_device(args.device)))
@@ -216,7 +217,7 @@ def _run_codec(args, target, out) -> int:
     from qvrf_bench import files, images, ratecontrol
     from qvrf_bench.peers import get_peer
 
-    img = images.load_image(args.input)
+    img = images.load_image(args.input, args.max_pixels, args.max_image_bytes)
     for note in img.notices:
         print(f"notice: {args.input}: {note}", file=sys.stderr)
     peer = get_peer(args.codec)

@@ -12,7 +12,7 @@ DEFAULT_FACTORS = "0.5:12:24"
 
 
 def register(sub) -> None:
-    from qvrf_bench.cli._common import add_device
+    from qvrf_bench.cli._common import add_device, add_image_limits
 
     p = sub.add_parser(
         "sweep",
@@ -70,6 +70,7 @@ def register(sub) -> None:
     p.add_argument("--strict", action="store_true", help="exit 1 when any row failed or any image was skipped")
     p.add_argument("--retry-failed", action="store_true", help="redo rows that failed in an earlier run")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    add_image_limits(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -120,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
         crops=args.crops,
         decode_device=args.decode_device,
         decode_threads=args.decode_threads,
+        max_pixels=args.max_pixels,
+        max_image_bytes=args.max_image_bytes,
     )
     summary = run_sweep(cfg)
     print(summary.text())

@@ -208,3 +208,27 @@ def test_update_into_a_new_folder(setup, tmp_path):  # row 18
     out = Path(run("update", setup / "ck.pt", "-o", f"{tmp_path}/exported/").stdout.strip())
     assert out.parent == tmp_path / "exported" and out.name.startswith("ck-")
     assert sorted(x.name for x in tmp_path.iterdir()) == ["exported"]
+
+
+def test_unbounded_inputs_are_refused_before_work(setup, tmp_path):
+    """A device file, a FIFO and an image over the limits: one line, exit 2, for encode (every
+    codec and a rate target) and sweep (a skipped image, the rest measured)."""
+    import os
+
+    os.mkfifo(tmp_path / "fifo.png")
+    for args in (["-c", setup / "ck.pt"], ["--codec", "jpeg", "--bpp", "0.5"]):
+        one_line_error(run("encode", *args, "/dev/zero", tmp_path / "o", ok=False), "/dev/zero: not a regular file")
+        one_line_error(run("encode", *args, tmp_path / "fifo.png", tmp_path / "o", ok=False), "not a regular file")
+        p = run("encode", *args, "--max-pixels", "14999", setup / "photo.png", tmp_path / "o", ok=False)
+        one_line_error(p, "photo.png: 150x100 exceeds the limit of 14,999 pixels (--max-pixels)")
+    assert not (tmp_path / "o").exists()
+    data = tmp_path / "imgs"
+    data.mkdir()
+    Image.open(setup / "photo.png").save(data / "a.png")
+    Image.open(setup / "photo.png").crop((0, 0, 64, 64)).save(data / "b.png")
+    p = run("sweep", "-c", setup / "ck.pt", "--levels", "0", "--factors", "none", "--dataset", data,
+            "--max-pixels", "10000", "--out", tmp_path / "run", "--no-progress")  # fmt: skip
+    assert "a.png" in p.stdout + p.stderr and "exceeds the limit of 10,000 pixels" in p.stdout + p.stderr
+    from qvrf_bench.store import ResultStore
+
+    assert list(ResultStore(tmp_path / "run").read()["image"]) == ["b.png"]
