@@ -67,7 +67,7 @@ import struct
 from dataclasses import dataclass
 
 from qvrf_bench.errors import BitstreamError
-from qvrf_bench.gains import gain_problem
+from qvrf_bench.gains import MAX_LEVELS, gain_problem
 
 # The format's architecture ids (a byte in the header): append only, never reorder.
 ARCH_IDS = ("balle", "minnen-mean", "minnen", "cheng2020")
@@ -199,6 +199,8 @@ def unpack(data: bytes, name: str = "bitstream", max_pixels: int = MAX_PIXELS) -
     problem = gain_problem(gain)
     if problem:
         raise bad("gain", problem)
+    if level != NO_LEVEL and level >= MAX_LEVELS:
+        raise bad("level", f"{level} is above the format's limit ({MAX_LEVELS} levels; {NO_LEVEL} = a continuous gain)")
     strings = _split(data, off, lengths)
     header = Header(ARCH_IDS[arch_i], None if level == NO_LEVEL else level, gain, fp, h, w,
                     (pl, pr, pt, pb), (zh, zw), tuple(lengths), version)  # fmt: skip

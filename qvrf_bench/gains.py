@@ -46,6 +46,10 @@ SCALES_MIN, SCALES_MAX = 0.11, 256.0
 # Both as float32 values, since headers store the gain as float32 (0.11/256 itself is not one).
 GAIN_MIN = struct.unpack(">f", struct.pack(">f", SCALES_MIN / SCALES_MAX))[0]  # 0.00042968749767...
 GAIN_MAX = 64.0
+# The most discrete levels (gains) a model may have: the official sets have 8 and 11, a user's lambda
+# set may have more. A bound the format can check without the checkpoint: a header's level byte
+# (255 = a continuous gain) above it is refused by `info` and `decode` before torch loads.
+MAX_LEVELS = 64
 # CompressAI's rANS: an escape value needs fewer than 2^28 (7 chunks of 4 bits) to terminate.
 ESCAPE_LIMIT = 1 << 27
 

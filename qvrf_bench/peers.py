@@ -391,9 +391,10 @@ def load_state_dict_file(path: str | Path) -> dict:
         raise CheckpointError(f"{path}: no such file")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: cannot load with torch.load(weights_only=True) ({msg[:300]})") from None
+    except Exception as exc:  # the checkpoint loader's words: torch's own advise turning the safety off
+        from qvrf_bench.models.checkpoints import load_failure
+
+        raise CheckpointError(f"{path}: {load_failure(path, exc)}") from None
     if isinstance(obj, Mapping):
         for key in ("network", "state_dict", "model_state_dict"):
             if isinstance(obj.get(key), Mapping):

@@ -81,9 +81,14 @@ def test_every_header_field_is_checked_before_decoding(balle, fields, message):
 
 def test_levels_and_lengths_are_checked_against_the_checkpoint(balle):
     model, data = balle
-    for level in (8, 200):
+    for level in (8, 63):
         with pytest.raises(BitstreamError, match=f"level {level} is not one of the checkpoint's levels 0..7"):
             codec.decode(model, with_fields(data, level=level), "f.qvrf")
+    for level in (64, 200, 254):  # above any model's levels: refused by the header alone, no checkpoint needed
+        with pytest.raises(BitstreamError, match=f"f.qvrf: corrupt header: level {level} is above the format's limit"):
+            container.unpack(with_fields(data, level=level), "f.qvrf")
+    with pytest.raises(ValueError, match="65 levels; a model has at most 64"):
+        small_model("balle", lmbdas=[0.001 * (i + 1) for i in range(65)])
     with pytest.raises(BitstreamError, match="gain 2 is not level 3's gain"):
         codec.decode(model, with_fields(data, gain=2.0), "f.qvrf")
     ly, lz = struct.unpack_from(">II", data, HEAD.size)

@@ -190,12 +190,21 @@ class Method(ABC):
             )
         if len(strings) < self.n_shared + 1:
             raise BitstreamError(f"{name}: corrupt header: {len(strings)} strings, the method writes more")
+        problem = self.strings_problem(strings)
+        if problem:
+            raise BitstreamError(f"{name}: corrupt header: {problem}")
         try:
             point = self.point_from_side_info(header.side_info)
         except BitstreamError as exc:
             raise BitstreamError(f"{name}: {exc}") from None
         k = len(strings) - self.n_shared
         return Unpacked(point, strings[:k], strings[k:], header.height, header.width, header.padding)
+
+    def strings_problem(self, strings: list[bytes]) -> str | None:
+        """What is wrong with a container's strings before any of them is decoded (their count, their
+        lengths), or None. A method that knows its coder's framing says so here, so that the
+        version-3 container refuses what its own format would (QVRF: format 2's checks)."""
+        return None
 
     # --- what an engine asks before it batches, and what a row says --------------------------------
 

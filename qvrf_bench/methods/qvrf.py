@@ -168,6 +168,18 @@ class QVRFMethod(Method):
             raise BitstreamError(f"corrupt header: gain {gain:.7g} is not level {level}'s")
         return point
 
+    def strings_problem(self, strings: list[bytes]) -> str | None:
+        # the checks format 2 makes (container.unpack): y and z, each whole 32-bit rANS words with
+        # at least the coder's two-word flush
+        from qvrf_bench.container import MIN_STRING, N_STRINGS, WORD
+
+        if len(strings) != N_STRINGS:
+            return f"string count is {len(strings)}, not {N_STRINGS} (y and z)"
+        for label, s in zip("yz", strings, strict=True):
+            if len(s) < MIN_STRING or len(s) % WORD:
+                return f"{label} string length {len(s)} is not a whole number of 32-bit words >= {MIN_STRING} bytes"
+        return None
+
     def pack(self, point: Point, strings: list[bytes], height: int, width: int, padding, fingerprint: str) -> bytes:
         if self.container == 3:
             return super().pack(point, strings, height, width, padding, fingerprint)

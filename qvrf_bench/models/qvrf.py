@@ -38,6 +38,7 @@ from qvrf_bench.gains import (  # noqa: F401  (re-exported: the gain range belon
     ESCAPE_LIMIT,
     GAIN_MAX,
     GAIN_MIN,
+    MAX_LEVELS,
     SCALES_MAX,
     SCALES_MIN,
     check_gain,
@@ -241,6 +242,8 @@ class GainMixin(CodingMixin):
             gains = initial_gains(lmbdas)
         if len(gains) != len(lmbdas):
             raise ValueError(f"{len(gains)} gains for {len(lmbdas)} lambdas")
+        if len(lmbdas) > MAX_LEVELS:  # what the bitstream's level byte can name (gains.py)
+            raise ValueError(f"{len(lmbdas)} levels; a model has at most {MAX_LEVELS}")
         self.lmbdas = tuple(float(v) for v in lmbdas)
         self.learn_gains = bool(learn_gains)
         self.gain = nn.Parameter(torch.tensor(list(gains), dtype=torch.float32), requires_grad=learn_gains)

@@ -59,7 +59,7 @@ def setup(tmp_path_factory):
         (dict(gain=1e30), "gain is 1e+30, outside the supported range [0.0004296875, 64]"),
         (dict(gain=1e-30), "gain is 1e-30, outside the supported range"),
         (dict(level=8), "level 8 is not one of the checkpoint's levels 0..7"),
-        (dict(level=200), "level 200 is not one of the checkpoint's levels 0..7"),
+        (dict(level=200), "level 200 is above the format's limit (64 levels; 255 = a continuous gain)"),
     ],
 )
 def test_hostile_headers_are_one_line_and_write_nothing(setup, tmp_path, fields, message):

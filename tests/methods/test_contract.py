@@ -3,6 +3,7 @@ version-3 container round-trips and refuses what it did not write; a plain Compr
 
 from __future__ import annotations
 
+import re
 import struct
 
 import numpy as np
@@ -301,3 +302,25 @@ def test_cross_decode_of_a_method_in_a_second_process(tmp_path):
                           device="cpu", threads=1, decode_threads=2, progress=False))  # fmt: skip
     df = ResultStore(tmp_path / "run").read()
     assert len(df) == 2 and df["cross_decode_ok"].all() and df["cross_decode_exact"].all(), df["notices"]
+
+
+def test_format_3_refuses_what_format_2_refuses():
+    """QVRF in the method container checks its strings as format 2 does: their count and their rANS
+    framing, before any is decoded (before: a garbage image and exit 0)."""
+    model = small_model("balle")
+    method = QVRFMethod(model)
+    fp = method.fingerprint()
+    ((data, _),) = M.encode_image(method, _rgb(), method.rate_points()[2:3])
+    header, (y, z) = container.unpack_method(data)
+    assert method.unpack(data, "ok.qvrf", fp).strings == [y]
+    for strings, message in (
+        ([y, z, z], "string count is 3, not 2 (y and z)"),
+        ([b"", z], "y string length 0 is not a whole number of 32-bit words >= 8 bytes"),
+        ([y, z[:3]], "z string length 3 is not a whole number"),
+        ([y[:-2], z], f"y string length {len(y) - 2} is not a whole number"),
+    ):
+        bad = container.pack_method(header, strings)
+        with pytest.raises(BitstreamError, match=re.escape(f"bad.qvrf: corrupt header: {message}")):
+            method.unpack(bad, "bad.qvrf", fp)
+        with pytest.raises(BitstreamError, match="corrupt header"):
+            M.decode_bytes(method, bad)
