@@ -22,9 +22,13 @@ Conventions (the README's "BD-rate conventions" section says the same):
   lower or equal rate. Points with a higher rate but no higher quality than some other point are
   dropped and reported. This is not a convex hull: a convex hull would also drop points that are
   legitimately achievable in concave stretches and change the BD value.
-* **Overlap** = length of the intersection of the two curves' quality ranges / length of their union,
-  in percent (the same definition ``bjontegaard`` uses). Below ``min_overlap_pct`` (default 50 %) a
-  :class:`RDWarning` is issued; no overlap at all raises :class:`~qvrf_bench.errors.QVRFError`.
+* **Overlap** = length of the intersection of the two curves' quality ranges / length of the
+  narrower range, in percent: the share of the shorter curve that the integral covers (``bjontegaard``
+  divides by the union instead, which marks a dense curve reaching past its anchor as low overlap
+  although the integral over the shared range is sound). Below ``min_overlap_pct`` (default 50 %) a
+  :class:`RDWarning` is issued, and also when the shared range is under ``MIN_OVERLAP_DB`` (1 dB); the
+  integration range is reported (``quality_range``; the tables' ``quality_lo_db`` / ``quality_hi_db``);
+  no overlap at all raises :class:`~qvrf_bench.errors.QVRFError`.
 
 Why not call ``bjontegaard`` bare: it has no default method; ``require_matching_points=True``
 (the default) raises for 15 vs 8 points; it only reverses input whose last point is below its first
@@ -58,6 +62,10 @@ SENSITIVITY_MODES = ("test", "anchor", "paired", "both", "none")
 DEFAULT_INTERP = "akima"
 DEFAULT_MIN_OVERLAP_PCT = 50.0
 DEFAULT_SUBSET_SIZE = 4  # the QVRF paper's Table 1 used 4 RD points
+# A BD-rate integrated over less than this many dB of shared quality is flagged (a note and an
+# RDWarning) even when the relative overlap is fine: two narrow curves can share all of a tiny range.
+MIN_OVERLAP_DB = 1.0
+
 # A subset pair whose quality ranges overlap on less than this share of the narrower one is not
 # counted (NaN, "skipped"): a BD average over a sliver says nothing and can read -100 %.
 MIN_SUBSET_OVERLAP = 0.25
@@ -345,14 +353,17 @@ def prepare_curve(curve: Curve, hull: bool = True) -> tuple[Curve, tuple[Dropped
 
 
 def range_overlap_pct(a, b) -> float:
-    """Intersection / union of the ranges [min a, max a] and [min b, max b], in percent (0 if disjoint)."""
+    """Intersection of the ranges [min a, max a] and [min b, max b] / the narrower of the two, in
+    percent (0 if disjoint): how much of the shorter curve the BD integral covers. Not intersection /
+    union: a dense curve that extends past its anchor (QVRF's 27 factors) would read "insufficient"
+    although the integral over the shared range is sound (README "BD-rate conventions")."""
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
-    union = max(a.max(), b.max()) - min(a.min(), b.min())
+    narrower = min(a.max() - a.min(), b.max() - b.min())
     inter = min(a.max(), b.max()) - max(a.min(), b.min())
-    if union <= 0:  # two single identical values
-        return 100.0 if inter == 0 and a.min() == b.min() else 0.0
-    return max(inter, 0.0) / union * 100.0
+    if narrower <= 0:  # a single value: covered or not
+        return 100.0 if inter >= 0 else 0.0
+    return max(inter, 0.0) / narrower * 100.0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -513,6 +524,12 @@ def compare(
             f"{t.name} vs {a.name}: quality overlap {q_overlap:.0f}% is below {min_overlap_pct:.0f}%; "
             "BD-rate covers only the shared range"
         )
+        notes.append(msg)
+        warnings.warn(msg, RDWarning, stacklevel=2)
+    span = min(a.quality.max(), t.quality.max()) - max(a.quality.min(), t.quality.min())
+    if q_overlap >= min_overlap_pct and span < MIN_OVERLAP_DB:
+        msg = (f"{t.name} vs {a.name}: BD-rate over a shared quality range of only {span:.2f} dB "
+               f"(< {MIN_OVERLAP_DB:g} dB): an average over a sliver")  # fmt: skip
         notes.append(msg)
         warnings.warn(msg, RDWarning, stacklevel=2)
     if r_overlap <= 0:
@@ -801,6 +818,8 @@ TABLE_COLUMNS = [
     "bd_rate_pct",
     "bd_quality_db",
     "overlap_pct",
+    "quality_lo_db",
+    "quality_hi_db",
     "sens_min_pct",
     "sens_median_pct",
     "sens_max_pct",
@@ -832,6 +851,8 @@ def results_table(results: Iterable[BDResult]) -> pd.DataFrame:
                 "bd_rate_pct": r.bd_rate,
                 "bd_quality_db": r.bd_quality,
                 "overlap_pct": r.overlap_pct,
+                "quality_lo_db": r.quality_range[0],
+                "quality_hi_db": r.quality_range[1],
                 "sens_min_pct": s.min if s else math.nan,
                 "sens_median_pct": s.median if s else math.nan,
                 "sens_max_pct": s.max if s else math.nan,

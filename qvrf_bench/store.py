@@ -474,25 +474,43 @@ def rows_to_table(rows: Sequence[Mapping[str, Any]], defaults: Mapping[str, Any]
     return pa.Table.from_pydict(data, schema=SCHEMA)
 
 
-def _conform(table: pa.Table, where: str) -> pa.Table:
-    """Bring a table read from disk to :data:`SCHEMA` (older parts may lack newer nullable columns)."""
+def _conform(table: pa.Table, where: str, partial: bool = False) -> pa.Table:
+    """Bring a table read from disk to :data:`SCHEMA` (older parts may lack newer nullable columns):
+    the one check every reader of result files makes (resume, merge, report through
+    :meth:`ResultStore.read_table`; compare through :func:`read_part` with ``partial``, where
+    columns may be missing but those present must be the schema's, of its types)."""
     unknown = sorted(set(table.column_names) - set(COLUMN_NAMES))
     if unknown:
         raise StoreError(f"{where}: unknown column(s) {', '.join(unknown)}: not a qvrf-bench result part")
-    arrays = []
+    arrays, names = [], []
     for col in COLUMNS:
         if col.name in table.column_names:
             arrays.append(table.column(col.name))
+        elif partial:
+            continue
         elif col.nullable or (col.default is not _NO_DEFAULT and col.type == _STR):
             # a column added to the schema after the part was written
             fill = None if col.nullable else (col.default if col.default is not _FROM_STORE else "")
             arrays.append(pa.array([fill] * table.num_rows, type=col.type))
         else:
             raise StoreError(f"{where}: required column {col.name!r} missing")
+        names.append(col.name)
+    schema = pa.schema([SCHEMA.field(n) for n in names], metadata=SCHEMA.metadata)
     try:
-        return pa.Table.from_arrays(arrays, names=list(COLUMN_NAMES)).cast(SCHEMA)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        return pa.Table.from_arrays(arrays, names=names).cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
         raise StoreError(f"{where}: columns do not match the result schema ({exc})") from None
+
+
+def read_part(path: str | os.PathLike, partial: bool = False) -> pa.Table:
+    """One parquet file of results, checked against :data:`SCHEMA` (see :func:`_conform`)."""
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise StoreError(
+            f"{path}: corrupt result part ({exc}); move it away and resume the run to redo its rows"
+        ) from None
+    return _conform(table, str(path), partial)
 
 
 def table_to_frame(table: pa.Table):
@@ -824,13 +842,7 @@ class ResultStore:
         """All complete parts as one Arrow table (not deduplicated), in part order."""
         tables = []
         for part in self.parts():
-            try:
-                t = pq.read_table(part)
-            except (OSError, pa.ArrowException) as exc:
-                raise StoreError(
-                    f"{part}: corrupt result part ({exc}); move it away and resume the run to redo its rows"
-                ) from None
-            tables.append(_conform(t, str(part)))
+            tables.append(read_part(part))
         if not tables:
             return SCHEMA.empty_table()
         return pa.concat_tables(tables)

@@ -36,9 +36,48 @@ def read_manifest(folder: str | Path | None = None) -> dict:
     if not path.is_file():
         return {"format": 1, "models": {}}
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise QVRFError(f"{path}: broken zoo manifest ({exc})") from None
+    problem = manifest_problem(manifest)
+    if problem:
+        raise QVRFError(f"{path}: broken zoo manifest ({problem})")
+    return manifest
+
+
+_NUM = (int, float)
+# What every reader of an entry uses (resolve, zoo list / show / verify), with its type.
+ENTRY_FIELDS = {"file": str, "sha256": str, "arch": str, "kind": str, "levels": int, "N": int, "M": int,
+                "bytes": int, "provenance": dict, "check": dict}  # fmt: skip
+PROVENANCE_FIELDS = {"total_steps": int, "total_wall_s": _NUM}
+CHECK_FIELDS = {"level": int, "bytes": int, "bpp_real": _NUM, "psnr_rgb": _NUM, "sha256_bitstream": str}
+
+
+def manifest_problem(manifest) -> str | None:
+    """What makes a parsed zoo.json unusable, or None: its shape, and per entry the fields every
+    command reads (a file name inside the zoo folder, a sha256, the check's numbers)."""
+
+    def wrong(where: dict, fields: dict, what: str) -> str | None:
+        for key, typ in fields.items():
+            v = where.get(key)
+            if v is None or isinstance(v, bool) or not isinstance(v, typ):
+                return f"{what} has no {key!r}" if v is None else f"{what}: {key!r} is {v!r:.60}"
+        return None
+
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("models"), dict):
+        return 'expected {"models": {NAME: ENTRY, ...}}'
+    for name, e in manifest["models"].items():
+        if not isinstance(e, dict):
+            return f"entry {name!r} is not an object"
+        problem = (wrong(e, ENTRY_FIELDS, f"entry {name!r}") or wrong(e["provenance"], PROVENANCE_FIELDS,
+                   f"entry {name!r} provenance") or wrong(e["check"], CHECK_FIELDS, f"entry {name!r} check"))  # fmt: skip
+        if problem:
+            return problem
+        if Path(e["file"]).name != e["file"] or e["file"] in ("", ".", ".."):
+            return f"entry {name!r}: file {e['file']!r} is not a file name inside the zoo folder"
+        if len(e["sha256"]) != 64 or any(c not in "0123456789abcdef" for c in e["sha256"]):
+            return f"entry {name!r}: sha256 {e['sha256']!r:.70} is not 64 hex digits"
+    return None
 
 
 def names(folder: str | Path | None = None) -> list[str]:

@@ -107,11 +107,11 @@ def test_zero_overlap_is_a_clear_error():
 
 
 def test_partial_overlap_percentage_and_warning():
-    q = np.array([36.0, 39.0, 42.0, 45.0, 48.0, 51.0])  # anchor 27..42, test 36..51: 6 of 24 dB
+    q = np.array([36.0, 39.0, 42.0, 45.0, 48.0, 51.0])  # anchor 27..42, test 36..51: 6 of the narrower 15 dB
     t = rd.Curve("t", rate_at(q, 0.9), q)
-    with pytest.warns(rd.RDWarning, match="overlap 25%"):
+    with pytest.warns(rd.RDWarning, match="overlap 40%"):
         res = rd.compare(test=t, anchor=anchor_curve())
-    assert res.overlap_pct == pytest.approx(25.0)
+    assert res.overlap_pct == pytest.approx(40.0)
     assert res.low_overlap and res.notes
     assert res.quality_range == (36.0, 42.0)
     assert res.bd_rate == pytest.approx(-10.0, abs=1e-6)
@@ -121,7 +121,7 @@ def test_partial_overlap_percentage_and_warning():
 
 
 def test_tables_do_not_present_a_low_overlap_bd_rate_as_a_result():
-    q = np.array([36.0, 39.0, 42.0, 45.0, 48.0, 51.0])  # 25 % overlap with the anchor
+    q = np.array([36.0, 39.0, 42.0, 45.0, 48.0, 51.0])  # 40 % overlap with the anchor
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", rd.RDWarning)
         low = rd.compare(test=rd.Curve("low", rate_at(q, 0.9), q), anchor=anchor_curve())
@@ -130,9 +130,9 @@ def test_tables_do_not_present_a_low_overlap_bd_rate_as_a_result():
     md = rd.format_markdown(table)
     low_line = next(line for line in md.splitlines() if line.startswith("| low "))
     good_line = next(line for line in md.splitlines() if line.startswith("| good "))
-    assert "insufficient overlap (25 %)" in low_line and "-10.00" not in low_line
+    assert "insufficient overlap (40 %)" in low_line and "-10.00" not in low_line
     assert "-10.00" in good_line and "insufficient" not in good_line
-    assert "insufficient overlap (25 \\%)" in rd.format_latex(table)
+    assert "insufficient overlap (40 \\%)" in rd.format_latex(table)
     # the machine-readable CSV keeps the number
     csv_low = next(line for line in rd.format_csv(table).splitlines() if line.startswith("low,"))
     assert float(csv_low.split(",")[4]) == pytest.approx(-10.0, abs=1e-6)
@@ -346,3 +346,23 @@ def test_table_and_formatters():
     assert "\N{MINUS SIGN}" not in tex
     with_ci = rd.results_table([r1.with_ci(rd.BootstrapCI(-11, -9, -10, 0.95, 10, 10, 6, 0, True))])
     assert "[-11.00, -9.00]" in rd.format_markdown(with_ci)
+
+
+def test_overlap_is_the_share_of_the_narrower_curve():
+    """A dense curve reaching far past its anchor on both sides covers the whole anchor: 100 %, no
+    warning (intersection / union would say 50 % here); a shared range under 1 dB is flagged."""
+    q = np.linspace(19.5, 49.5, 31)  # 30 dB around the anchor's 27..42
+    wide = rd.Curve("wide", rate_at(q, 0.9), q)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = rd.compare(test=wide, anchor=anchor_curve())
+    assert res.overlap_pct == pytest.approx(100.0) and res.quality_range == (27.0, 42.0)
+    assert res.bd_rate == pytest.approx(-10.0, abs=1e-6)
+    assert rd.range_overlap_pct([0, 10], [5, 30]) == pytest.approx(50.0)  # 5 of the narrower 10
+    assert rd.range_overlap_pct([0, 10], [20, 30]) == 0.0
+    qa, qt = np.array([30.0, 30.2, 30.4, 30.6]), np.array([30.1, 30.3, 30.5, 30.7])
+    with pytest.warns(rd.RDWarning, match="shared quality range of only 0.50 dB"):
+        res = rd.compare(test=rd.Curve("t", rate_at(qt), qt), anchor=rd.Curve("a", rate_at(qa), qa))
+    assert res.overlap_pct == pytest.approx(500 / 6)
+    table = rd.results_table([res])
+    assert table.loc[0, "quality_lo_db"] == pytest.approx(30.1) and table.loc[0, "quality_hi_db"] == pytest.approx(30.6)

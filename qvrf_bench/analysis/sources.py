@@ -46,12 +46,11 @@ def read_rows(path: Path) -> tuple[pd.DataFrame, int]:
     files = parquet_files(path) if path.is_dir() else [path]
     if not files:
         raise QVRFError(f"{path}: no .parquet files found")
-    frames = []
-    for f in files:
-        try:
-            frames.append(pd.read_parquet(f))
-        except Exception as exc:  # pyarrow raises many types; the user needs the file name
-            raise QVRFError(f"{f}: cannot read parquet ({exc})") from None
+    from qvrf_bench.store import read_part
+
+    # the store's one schema check: columns may be missing here (a table a user assembled), but
+    # those present must be the result schema's, of its types (report and resume read the same way)
+    frames = [read_part(f, partial=True).to_pandas() for f in files]
     rows = pd.concat(frames, ignore_index=True)
     if {"created_utc", "checkpoint_sha256", "image_sha256"} <= set(rows.columns):
         n = len(rows)

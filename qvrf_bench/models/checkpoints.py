@@ -215,14 +215,26 @@ def load_model(
         if obj.get("format_version", 0) > FORMAT_VERSION:
             raise CheckpointError(f"{path}: checkpoint format {obj['format_version']} is newer than this qvrf-bench")
         try:
-            config = ModelConfig.from_dict(obj["config"])
+            config = ModelConfig.from_dict(obj.get("config"))
             model = build_model(config)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"{path}: broken checkpoint config ({exc})") from None
-        sd = dict(obj["state_dict"])
-        for key, value in model.state_dict().items():  # constants a file may leave out (the zoo does)
+        sd = obj.get("state_dict")
+        if not isinstance(sd, dict) or not sd:
+            what = "none" if sd is None else f"a {type(sd).__name__}"
+            raise CheckpointError(f"{path}: broken checkpoint: its state_dict is {what}, not a dict of tensors")
+        bad = [k for k, v in sd.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+        if bad:
+            raise CheckpointError(f"{path}: broken checkpoint: state_dict entry {bad[0]!r} is not a named tensor")
+        sd = dict(sd)
+        fresh = model.state_dict()
+        for key, value in fresh.items():  # constants a file may leave out (the zoo does)
             if key.endswith(DERIVED_BUFFERS):
                 sd.setdefault(key, value)
+        for module in CODER_MODULES:  # coder tables left out (all or some): none, so they are built
+            keys = [k for k in fresh if k.startswith(module + ".") and k.endswith(CODER_BUFFERS)]
+            if any(k not in sd for k in keys):
+                sd.update({k: fresh[k] for k in keys})
         _load_strict(model, sd, path)
     else:
         model = _load_foreign(obj, path, arch, kind, lmbda, levels)
@@ -287,6 +299,10 @@ def _load_foreign(obj, path, arch, kind, lmbda, levels) -> nn.Module:
 CODER_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
 # Buffers that are constants of the architecture (the masked convolutions' masks): a file may omit them.
 DERIVED_BUFFERS = (".mask",)
+# The entropy coder's tables: a file without them (all or part) loads as one that never had them, and
+# load_model builds them from the parameters, as for every foreign file without tables.
+CODER_MODULES = ("entropy_bottleneck", "gaussian_conditional")
+CODER_BUFFERS = ("._quantized_cdf", "._offset", "._cdf_length", ".scale_table")
 
 
 def lambda_of_quality(quality: int) -> float:

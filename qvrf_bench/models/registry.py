@@ -49,6 +49,25 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
+        """A config from a checkpoint's dict; ValueError naming the first field that cannot be one
+        (a damaged file must be one line, not a tensor with a negative size deep in a constructor)."""
+        if not isinstance(d, dict):
+            raise ValueError(f"config is a {type(d).__name__}, not a dict")
+        missing = [k for k in ("arch", "kind", "N", "M", "lmbdas", "gains_init") if k not in d]
+        if missing:
+            raise ValueError(f"config has no {', '.join(missing)}")
+        if d["arch"] not in ARCH_SPECS:
+            raise ValueError(f"arch {d['arch']!r} is not one of {', '.join(ARCH_SPECS)}")
+        if d["kind"] not in KINDS:
+            raise ValueError(f"kind {d['kind']!r} is not one of {', '.join(KINDS)}")
+        for k in ("N", "M"):
+            if isinstance(d[k], bool) or not isinstance(d[k], int) or not 1 <= d[k] <= 4096:
+                raise ValueError(f"{k} = {d[k]!r} is not a width (an integer in 1..4096)")
+        for k in ("lmbdas", "gains_init"):
+            v = d[k]
+            if not isinstance(v, list | tuple) or not v or not all(
+                    isinstance(x, int | float) and not isinstance(x, bool) and x > 0 for x in v):  # fmt: skip
+                raise ValueError(f"{k} = {str(v)[:80]} is not a non-empty list of positive numbers")
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         return cls(**known)
 

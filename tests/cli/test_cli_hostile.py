@@ -232,3 +232,70 @@ def test_unbounded_inputs_are_refused_before_work(setup, tmp_path):
     from qvrf_bench.store import ResultStore
 
     assert list(ResultStore(tmp_path / "run").read()["image"]) == ["b.png"]
+
+
+def test_damaged_own_files_are_one_line(setup, tmp_path, monkeypatch):
+    """Checkpoints, zoo manifests and result parts of our own formats, damaged: one line each (info,
+    encode, zoo, compare and report alike); a checkpoint without its coder tables codes as with them."""
+    import json
+    import shutil
+
+    import pandas as pd
+
+    from qvrf_bench import zoo
+
+    ck = torch.load(setup / "ck.pt", weights_only=True)
+    sd = ck["state_dict"]
+    cases = {
+        "nosd": ({k: v for k, v in ck.items() if k != "state_dict"}, "its state_dict is none, not a dict of tensors"),
+        "strsd": ({**ck, "state_dict": "x"}, "its state_dict is a str"),
+        "negN": ({**ck, "config": {**ck["config"], "N": -5}}, "N = -5 is not a width"),
+        "noarch": ({**ck, "config": {**ck["config"], "arch": "nope"}}, "arch 'nope' is not one of"),
+        "lmbdas": ({**ck, "config": {**ck["config"], "lmbdas": "abc"}}, "lmbdas = abc is not a non-empty list"),
+    }
+    for name, (obj, message) in cases.items():
+        torch.save(obj, tmp_path / f"{name}.pt")
+        one_line_error(run("info", tmp_path / f"{name}.pt", ok=False), f"{name}.pt: broken checkpoint", message)
+        p = run("encode", "-c", tmp_path / f"{name}.pt", setup / "photo.png", tmp_path / "o.qvrf", ok=False)
+        one_line_error(p, message)
+    nocdf = {k: v for k, v in sd.items() if not k.endswith(("_quantized_cdf", "_offset", "_cdf_length"))}
+    assert len(nocdf) < len(sd)
+    torch.save({**ck, "state_dict": nocdf}, tmp_path / "nocdf.pt")
+    run("encode", "-c", tmp_path / "nocdf.pt", setup / "photo.png", tmp_path / "n.qvrf")
+    assert (tmp_path / "n.qvrf").read_bytes() == (setup / "a.qvrf").read_bytes()
+
+    zoo_dir = tmp_path / "zoo"
+    zoo_dir.mkdir()
+    shutil.copy(setup / "ck.pt", zoo_dir / "ck.pt")
+    for manifest, message in (
+        ([1, 2], 'expected {"models": {NAME: ENTRY, ...}}'),
+        ({"models": {"x": 5}}, "entry 'x' is not an object"),
+        ({"models": {"x": {"file": "ck.pt"}}}, "entry 'x' has no 'sha256'"),
+    ):
+        (zoo_dir / "zoo.json").write_text(json.dumps(manifest))
+        monkeypatch.setattr(zoo, "ZOO_DIR", zoo_dir)
+        for args in (
+            ["zoo", "list"],
+            ["zoo", "verify"],
+            ["encode", "-c", "zoo:x", setup / "photo.png", tmp_path / "z"],
+        ):
+            one_line_error(run_cli(*args), "broken zoo manifest", message)
+    monkeypatch.undo()
+    (tmp_path / "imgs").mkdir()
+    shutil.copy(setup / "photo.png", tmp_path / "imgs" / "a.png")
+    run("sweep", "-c", setup / "ck.pt", "--levels", "0,7", "--factors", "none", "--dataset", tmp_path / "imgs",
+        "--out", tmp_path / "run", "--no-progress")  # fmt: skip
+    for change, message in (
+        (lambda df: df.assign(zzz=1), "unknown column(s) zzz"),
+        (
+            lambda df: df.assign(bytes=["9573x"] + [str(b) for b in df["bytes"][1:]]),
+            "'9573x' as a scalar of type int64",
+        ),
+    ):
+        bad = tmp_path / "bad"
+        shutil.rmtree(bad, ignore_errors=True)
+        shutil.copytree(tmp_path / "run", bad)
+        part = sorted((bad / "results").glob("*.parquet"))[0]
+        change(pd.read_parquet(part)).to_parquet(part)
+        for args in (["compare", bad, "-o", tmp_path / "bd"], ["report", bad, "-o", tmp_path / "r.html"]):
+            one_line_error(run(*args, ok=False), part.name, message)
