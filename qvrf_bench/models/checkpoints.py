@@ -227,14 +227,10 @@ def load_model(
         if bad:
             raise CheckpointError(f"{path}: broken checkpoint: state_dict entry {bad[0]!r} is not a named tensor")
         sd = dict(sd)
-        fresh = model.state_dict()
-        for key, value in fresh.items():  # constants a file may leave out (the zoo does)
+        for key, value in model.state_dict().items():  # constants a file may leave out (the zoo does)
             if key.endswith(DERIVED_BUFFERS):
                 sd.setdefault(key, value)
-        for module in CODER_MODULES:  # coder tables left out (all or some): none, so they are built
-            keys = [k for k in fresh if k.startswith(module + ".") and k.endswith(CODER_BUFFERS)]
-            if any(k not in sd for k in keys):
-                sd.update({k: fresh[k] for k in keys})
+        _fill_coder_tables(model, sd)
         _load_strict(model, sd, path)
     else:
         model = _load_foreign(obj, path, arch, kind, lmbda, levels)
@@ -272,7 +268,9 @@ def _load_foreign(obj, path, arch, kind, lmbda, levels) -> nn.Module:
             raise CheckpointError(f"{path}: Gain has {n} entries; only 8- or 11-level QVRF models are known") from None
         config = make_config(found_arch, "qvrf", N=N, M=M, lmbdas=list(lmbdas), gains=initial_gains(lmbdas))
         sd["gain"] = gain.float()
+        official = True
     else:  # CompressAI zoo layout
+        official = False
         kind = kind or "fixed"
         if kind == "fixed":
             if lmbda is None:
@@ -286,23 +284,29 @@ def _load_foreign(obj, path, arch, kind, lmbda, levels) -> nn.Module:
             config = make_config(found_arch, "qvrf", N=N, M=M, lmbdas=list(lmbdas), ref_lmbda=lmbda)
         sd["gain"] = torch.tensor(config.gains_init, dtype=torch.float32)
     model = build_model(config)
-    # The CDF tables are derived from the parameters (update): a file without them loads (empty
-    # tables, as a fresh model's), and load_model builds them for coding.
-    for key, value in model.state_dict().items():
-        if key.rsplit(".", 1)[-1] in CODER_BUFFERS:
-            sd.setdefault(key, value)
+    # An official file codes with the official scale table whether it stored CDF tables or not
+    # (registry.prepare_for_coding): one model, one bitstream.
+    model.official_layout = official
+    _fill_coder_tables(model, sd)
     _load_strict(model, sd, path)
     return model
+
+
+def _fill_coder_tables(model: nn.Module, sd: dict) -> None:
+    """The CDF tables are derived from the parameters (update): a file without them, or with only
+    some of an entropy model's, loads as one that never had them (empty, as a fresh model's), and
+    load_model builds them for coding."""
+    fresh = model.state_dict()
+    for module in ("entropy_bottleneck", "gaussian_conditional"):
+        keys = [k for k in fresh if k.startswith(module + ".") and k.rsplit(".", 1)[-1] in CODER_BUFFERS]
+        if any(k not in sd for k in keys):
+            sd.update({k: fresh[k] for k in keys})
 
 
 # Entropy-coder buffers (derived from the parameters by update(); a foreign file may lack them).
 CODER_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
 # Buffers that are constants of the architecture (the masked convolutions' masks): a file may omit them.
 DERIVED_BUFFERS = (".mask",)
-# The entropy coder's tables: a file without them (all or part) loads as one that never had them, and
-# load_model builds them from the parameters, as for every foreign file without tables.
-CODER_MODULES = ("entropy_bottleneck", "gaussian_conditional")
-CODER_BUFFERS = ("._quantized_cdf", "._offset", "._cdf_length", ".scale_table")
 
 
 def lambda_of_quality(quality: int) -> float:

@@ -163,7 +163,15 @@ def from_state_dict(arch: str, state_dict: dict, lmbdas: Sequence[float] | None 
 
 
 def prepare_for_coding(model: nn.Module, force: bool = True) -> nn.Module:
-    """Build the entropy coder tables (CDFs) from the current parameters; eval mode."""
-    table = scale_table(max(float(model.gain.detach().abs().max()), max(model.config.gains_init)))
+    """Build the entropy coder tables (CDFs) from the current parameters; eval mode.
+
+    The scale table: the suite's rule (models/qvrf.py ``scale_table``: CompressAI's 64 entries,
+    extended past a = 12), except for a model loaded from an official QVRF file
+    (``model.official_layout``, set by checkpoints.load_model), which always gets the official code's
+    table, CompressAI's 64 entries, whatever its gains: so the same official weights code the same
+    bitstream whether their file carried CDF tables (update.py's layout) or not (train.py's)."""
+    top = 1.0 if getattr(model, "official_layout", False) else max(float(model.gain.detach().abs().max()),
+                                                                    max(model.config.gains_init))  # fmt: skip
+    table = scale_table(top)
     model.update(scale_table=table, force=force)
     return model.eval()
