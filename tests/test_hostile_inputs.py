@@ -274,7 +274,7 @@ def test_one_official_model_codes_one_bitstream_whichever_layout(tmp_path, level
     from compressai.models.base import get_scale_table
 
     from qvrf_bench.models import create
-    from qvrf_bench.models.qvrf import LAMBDAS_11, LAMBDAS_8
+    from qvrf_bench.models.qvrf import LAMBDAS_8, LAMBDAS_11
 
     torch.manual_seed(0)
     lm = LAMBDAS_11 if levels == 11 else LAMBDAS_8
@@ -289,7 +289,10 @@ def test_one_official_model_codes_one_bitstream_whichever_layout(tmp_path, level
     a, b = load_model(tmp_path / "update.pt")[0], load_model(tmp_path / "train.pt")[0]
     assert torch.equal(b.gaussian_conditional.scale_table, get_scale_table().float())
     for level in (0, levels // 2, levels - 1):
-        assert codec.unpack(codec.encode(a, photo(), level=level))[1] == codec.unpack(codec.encode(b, photo(), level=level))[1]
+        assert (
+            codec.unpack(codec.encode(a, photo(), level=level))[1]
+            == codec.unpack(codec.encode(b, photo(), level=level))[1]
+        )
 
 
 def test_unsafe_pickles_are_refused_by_name_and_never_run(tmp_path):
