@@ -102,7 +102,7 @@ def test_the_zoo_ships_balle():
 
 
 def test_shipped_zoo_fits_the_size_budget():
-    assert sum(e["bytes"] for e in SHIPPED.values()) <= 60 * 2**20
+    assert sum(e["bytes"] for e in SHIPPED.values()) <= 100 * 2**20  # the zoo's budget in the repository
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
