@@ -510,7 +510,9 @@ def read_part(path: str | os.PathLike, partial: bool = False) -> pa.Table:
         raise StoreError(
             f"{path}: corrupt result part ({exc}); move it away and resume the run to redo its rows"
         ) from None
-    return _conform(table, str(path), partial)
+    # pandas' to_parquet stores a non-default index as columns: not results
+    index = [n for n in table.column_names if n.startswith("__index_level_") and n.endswith("__")]
+    return _conform(table.drop_columns(index) if index else table, str(path), partial)
 
 
 def table_to_frame(table: pa.Table):
