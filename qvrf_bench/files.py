@@ -192,9 +192,11 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.filename is None:  # a failed write (a full disk) names no file
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
         raise
 
 

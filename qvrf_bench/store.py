@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from qvrf_bench.errors import QVRFError
-from qvrf_bench.files import file_sha256
+from qvrf_bench.files import atomic_output, file_sha256
 from qvrf_bench.kinds import KINDS  # the rows' kinds (kinds.py)
 
 SCHEMA_VERSION = 1
@@ -560,22 +560,12 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Write ``path`` via ``write(fileobj)`` to a hidden temp file in the same folder, fsync, rename.
-
-    A crash leaves at most a ``.<name>.tmp-<pid>`` file, which no reader lists and the next
-    ``start`` of the run removes (:func:`clean_dead_temps`); any other failure removes it at once.
-    """
+    """Write ``path`` via ``write(fileobj)`` through files.atomic_output (a hidden temp file in the
+    same folder, fsync, rename; removed on any failure, a killed writer's by the next start), then
+    fsync the folder so the rename survives a power cut."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        write(f)
     _fsync_dir(path.parent)
 
 

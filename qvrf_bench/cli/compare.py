@@ -135,6 +135,17 @@ def run(args: argparse.Namespace) -> int:
         raise QVRFError("--per-image needs -o PREFIX")
     if args.subset_size < 2:
         raise QVRFError("--subset-size must be at least 2")
+    outputs = []
+    if args.output:  # checked before any work: a bad -o is one line, not a traceback after the tables
+        from qvrf_bench import files
+
+        prefix = Path(args.output)
+        files.check_folder(prefix.parent, "BD tables")
+        outputs = [prefix.with_name(prefix.name + ext) for ext in (".csv", ".md", ".tex", ".per_image.csv")]
+        for out in outputs:
+            if out.is_dir():
+                raise QVRFError(f"{out}: is a folder; give another -o PREFIX")
+            files.refuse_overwriting_inputs(out, [args.test, *(args.anchor or [])], "BD table")
     source = analysis.read_source(Path(args.test), args.name)
     if args.metric == "ms-ssim" and source.points["ms_ssim_db_rgb"].isna().all():
         raise QVRFError(f"{args.test}: no MS-SSIM values (use --metric psnr)")
@@ -178,19 +189,16 @@ def run(args: argparse.Namespace) -> int:
     for note in dict.fromkeys(notes):
         print(f"note: {note}", file=sys.stderr)
     if args.output:
-        prefix = Path(args.output)
-        prefix.parent.mkdir(parents=True, exist_ok=True)
+        from qvrf_bench import files
+
+        files.make_folder(prefix.parent, "BD tables")
         written = []
-        for ext, text in (
-            (".csv", rd.format_csv(table)),
-            (".md", caption + "\n\n" + md),
-            (".tex", f"% {caption}\n" + rd.format_latex(table)),
-        ):
-            out = prefix.with_name(prefix.name + ext)
-            out.write_text(text, encoding="utf-8")
+        for out, text in zip(outputs, (rd.format_csv(table), caption + "\n\n" + md,
+                                       f"% {caption}\n" + rd.format_latex(table)), strict=False):  # fmt: skip
+            files.write_bytes(out, text.encode("utf-8"))
             written.append(str(out))
         if per_image:
-            out = prefix.with_name(prefix.name + ".per_image.csv")
+            out = outputs[3]
             cols = [
                 "test",
                 "anchor",
@@ -202,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
                 "n_anchor",
                 "note",
             ]
-            pd.concat(per_image, ignore_index=True)[cols].to_csv(out, index=False)
+            files.write_bytes(out, pd.concat(per_image, ignore_index=True)[cols].to_csv(index=False).encode("utf-8"))
             written.append(str(out))
         print("wrote " + ", ".join(written), file=sys.stderr)
     if args.fail_above is not None:

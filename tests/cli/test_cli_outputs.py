@@ -78,7 +78,7 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_behind(photo, tmp_path, monk
     out = tmp_path / "out" / "k.qvrf"
     r = run_cli("encode", "-c", "zoo:balle-qvrf8", "--level", "1", photo, out)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
-    assert "No space left on device" in r.stderr
+    assert f"{out}: No space left on device" in r.stderr  # the file it could not write, named
     assert list((tmp_path / "out").iterdir()) == []  # neither the output nor its temporary
     monkeypatch.setenv("QVRF_BENCH_DEBUG", "1")
     with pytest.raises(OSError):
@@ -102,6 +102,8 @@ def test_report_into_a_folder_or_under_a_file(tmp_path):
     (tmp_path / "afile").write_text("x")
     r = run_cli("report", run, "-o", tmp_path / "afile" / "x.html")
     assert r.returncode == 2 and "is a file, not a folder" in r.stderr and r.stderr.count("\n") == 1
+    r = run_cli("compare", run, "-o", tmp_path / "afile" / "bd")  # refused before any table is computed
+    assert r.returncode == 2 and "afile: is a file, not a folder" in r.stderr and r.stdout == ""
 
 
 def test_info_takes_zoo_names_as_every_command_does():
