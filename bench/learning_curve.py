@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from qvrf_bench import codec, images, metrics
-from qvrf_bench.models.checkpoints import load_model
+from qvrf_bench.models.checkpoints import load_model, read_file
 from qvrf_bench.peers import JpegCodec
 
 COLUMNS = ("run", "step", "N", "M", "lmbda", "images", "bpp", "psnr_rgb", "jpeg_psnr_rgb_same_bpp", "gap_db",
@@ -89,9 +89,13 @@ def main(argv=None) -> int:
         if new:
             w.writeheader()
         for run in args.runs:
-            snaps = sorted((run / "snapshots").glob("step-*.pt"))
-            for snap in snaps:
-                step = int(re.search(r"step-(\d+)", snap.name).group(1))
+            snaps = [(int(re.search(r"step-(\d+)", p.name).group(1)), p)
+                     for p in sorted((run / "snapshots").glob("step-*.pt"))]  # fmt: skip
+            if (run / "final.pt").is_file():  # a run without snapshots (a fine-tune) still has its end
+                final_step = int((read_file(run / "final.pt").get("training") or {}).get("step", 0))
+                if final_step not in {s for s, _ in snaps}:
+                    snaps.append((final_step, run / "final.pt"))
+            for step, snap in snaps:
                 if (run.name, step) in done:
                     continue
                 t0 = time.perf_counter()
