@@ -1,7 +1,7 @@
 """Run folders written by earlier releases still resume, and today's sweep measures them the same way.
 
-The fixture (tests/fixtures/run-0.2.0, its README says how it was made) is a real sweep of three zoo
-checkpoints through ``-c`` written by qvrf-bench 0.2.0: its row keys and config are what today's
+The fixture (tests/fixtures/run-0.2.0, its README says how it was made) is a real sweep of three
+checkpoints (shipped beside it) through ``-c`` written by qvrf-bench 0.2.0: its row keys and config are what today's
 code must reproduce so that such folders resume without re-measuring anything.
 """
 
@@ -17,8 +17,9 @@ from qvrf_bench.store import ResultStore
 from qvrf_bench.train.zoo import compare_check
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run-0.2.0"
-ARGS = ["-c", "zoo:balle-qvrf8", "zoo:balle-fixed-l0.0483", "zoo:minnen-qvrf8", "--dataset", "images",
-        "--levels", "0,7", "--factors", "1.5,4", "--target-bpp", "0.85", "--threads", "1", "--no-progress"]  # fmt: skip
+ARGS = ["-c", "checkpoints/balle-qvrf8.pt", "checkpoints/balle-fixed-l0.0483.pt", "checkpoints/minnen-qvrf8.pt",
+        "--dataset", "images", "--levels", "0,7", "--factors", "1.5,4", "--target-bpp", "0.3", "--threads", "1",
+        "--no-progress"]  # fmt: skip
 SAME = ["method", "arch", "kind", "checkpoint_sha256", "level", "gain", "lmbda", "rate_point", "image",
         "image_sha256", "width", "height", "decode_check", "decode_ok", "error", "target_bpp",
         "target_encodes"]  # fmt: skip
