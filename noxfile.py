@@ -35,7 +35,7 @@ def reproduce_figures(session: nox.Session) -> None:
     """The QVRF README figures, the BD tables and the HTML report, measured for real.
 
     With no arguments: the whole pipeline at smoke scale on sample photos shipped in installed
-    packages (CPU, ~15 min). Pass options through, e.g.
+    packages (CPU, ~8 min). Pass options through, e.g.
     ``nox -s reproduce_figures -- --dataset /data/train --test-set /data/kodak --preset paper``.
     """
     session.run(PY, "-m", "qvrf_bench.pipeline", *session.posargs)
