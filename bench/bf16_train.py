@@ -26,6 +26,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the four transforms (g_a, g_s, h_a, h_s)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from qvrf_bench.models.registry import create
@@ -44,6 +45,9 @@ def main() -> None:
             if args.channels_last:
                 model = model.to(memory_format=torch.channels_last)
                 x = x.contiguous(memory_format=torch.channels_last)
+            if args.compile:  # the transforms only: the entropy models' custom ops stay eager
+                for name in ("g_a", "g_s", "h_a", "h_s"):
+                    setattr(model, name, torch.compile(getattr(model, name)))
             times = []
             for i in range(args.warmup + args.steps):
                 t = time.perf_counter()
