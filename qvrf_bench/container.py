@@ -154,6 +154,15 @@ def _split(data: bytes, off: int, lengths) -> list[bytes]:
     return strings
 
 
+def string_lengths_problem(lengths) -> str | None:
+    """What is wrong with the lengths of a y and a z string of the rANS coder (whole 32-bit words,
+    at least its two-word flush), or None: format 2's check, which QVRF makes in format 3 too."""
+    for label, ln in zip("yz", lengths, strict=True):
+        if ln < MIN_STRING or ln % WORD:
+            return f"{label} string length {ln} is not a whole number of 32-bit words >= {MIN_STRING} bytes"
+    return None
+
+
 def unpack(data: bytes, name: str = "bitstream", max_pixels: int = MAX_PIXELS) -> tuple[Header, list[bytes]]:
     """Container bytes -> (header, strings); every field checked (module docstring), so anything
     that is not a whole, sane qvrf-bench bitstream is one BitstreamError line naming the problem."""
@@ -187,9 +196,9 @@ def unpack(data: bytes, name: str = "bitstream", max_pixels: int = MAX_PIXELS) -
         raise BitstreamError(f"{name}: truncated bitstream ({n_bytes} bytes; the header alone is {off})")
     lengths = struct.unpack_from(f">{n}I", data, HEADER_SIZE)
     _check_total(n_bytes, off, lengths, name)
-    for label, ln in zip("yz", lengths, strict=True):
-        if ln < MIN_STRING or ln % WORD:
-            raise bad(f"{label} string length", f"{ln} is not a whole number of 32-bit words >= {MIN_STRING} bytes")
+    problem = string_lengths_problem(lengths)
+    if problem:
+        raise BitstreamError(f"{name}: corrupt header: {problem}")
     _check_size(h, w, (pl, pr, pt, pb), max_pixels, bad)
     _, z_shape = latent_shapes(h, w)
     if (zh, zw) != z_shape:

@@ -636,7 +636,7 @@ class _LearnedMethod(_Method):
         }
 
 
-def _method_points(spec: str, method, levels) -> list:
+def _method_points(method, levels) -> list:
     """A ``--method``'s points: its levels (or ``levels`` of them), then its own continuous points."""
     points = method.rate_points()
     if levels != "all" and method.kind != kinds.FIXED:  # as for checkpoints: a fixed-rate model has its one point
@@ -671,8 +671,9 @@ class SweepConfig:
     levels: "all" or level numbers (QVRF checkpoints only). factors: see :func:`parse_factors`.
     peers: classical codecs ("jpeg,webp" or a list). vbr: "ARCH=STATEDICT" entries or (arch, path).
     peer_qualities: peer name -> its rate values (quality, JPEG 2000 ratio, VBR quantization step).
-    device: auto | cpu | cuda[:i]. engine: methods/engine.py's ``serial`` or ``fast`` (None: fast). shard: "i/N" or (i, N). retry_failed: redo rows that failed before (else they count as
-    done). threads: torch CPU threads (None: torch's default). progress: a tqdm bar on stderr.
+    device: auto | cpu | cuda[:i]. engine: methods/engine.py's ``serial`` or ``fast`` (None: fast).
+    shard: "i/N" or (i, N). retry_failed: redo rows that failed before (else they count as done).
+    threads: torch CPU threads (None: torch's default). progress: a tqdm bar on stderr.
     command: the command line recorded in the manifest (default: rebuilt from this config).
     target_bpp: matched-rate targets ("0.25,0.5,1"): one more row per image and target for each QVRF
     checkpoint, classical codec and VBR peer, at the knob that meets it (ratecontrol.py); fixed-rate
@@ -735,10 +736,6 @@ class SweepSummary:
 
     def text(self) -> str:
         return format_summary(self)
-
-
-def default_engine() -> str:
-    return "fast"
 
 
 def command_line(cfg: SweepConfig) -> list[str]:
@@ -857,10 +854,10 @@ def _build_methods(cfg: SweepConfig, device: str, engine) -> list[_Method]:
                                       checkpoint_config=True))  # fmt: skip
     for spec in cfg.methods:
         method = make_method(str(spec), device=device)
-        file = _spec_file(split_spec(str(spec))[1])
+        arg = split_spec(str(spec))[1]
+        file = _spec_file(arg)
         sha = sha256_file(file) if file is not None and file.is_file() else method.fingerprint()
-        m = _LearnedMethod(method, engine, str(spec), split_spec(str(spec))[1] or "", sha,
-                           _method_points(str(spec), method, levels), targets)  # fmt: skip
+        m = _LearnedMethod(method, engine, str(spec), arg or "", sha, _method_points(method, levels), targets)
         methods.append(m)
         if targets and not m.searchable:  # said, not silently dropped
             print(f"notice: --target-bpp: no matched-rate rows for {m.name} (it declares no continuous_range)",
@@ -909,7 +906,7 @@ def _run_sweep(cfg: SweepConfig) -> SweepSummary:
     from qvrf_bench.store import ResultStore, device_string, parse_shard, shard_filter
 
     shard = parse_shard(cfg.shard) if isinstance(cfg.shard, str) else (tuple(cfg.shard) if cfg.shard else None)
-    engine_name = cfg.engine or default_engine()
+    engine_name = cfg.engine or "fast"
     try:
         engine = get_engine(engine_name)
     except ValueError as exc:

@@ -97,7 +97,9 @@ class QVRFMethod(Method):
                           "the engine codes one rate point at a time for this model", RuntimeWarning, stacklevel=3)  # fmt: skip
             limit = 1
         rgb = images.probe_image(40, 72)
-        xp = images.pad(images.rgb8_to_tensor(rgb).to(self.device), images.centred_padding(40, 72))
+        x = images.rgb8_to_tensor(rgb)
+        padding = images.centred_padding(*rgb.shape[:2])
+        xp = images.pad(x.to(self.device), padding)
         z = latent.analyse(model, xp).z_string
         top = float(model.level_gain(model.num_levels - 1))
         for gain in (0.5, top):
@@ -106,8 +108,6 @@ class QVRFMethod(Method):
         points = [self.rate_points()[0], self.continuous_point(0.37), self.continuous_point(top * 1.3)]
         points += [self.continuous_point(0.5 + 0.7 * i) for i in range(latent.rows_per_point(model))]
         got = run_points(self, rgb, points, fingerprint, limit or len(points))
-        x = images.rgb8_to_tensor(rgb)
-        padding = images.centred_padding(40, 72)
         for pt, r in zip(points, got, strict=True):
             # the reference is the model's own compress/decompress (any registered architecture);
             # container 2 must moreover be byte for byte what codec.encode writes
@@ -169,16 +169,12 @@ class QVRFMethod(Method):
         return point
 
     def strings_problem(self, strings: list[bytes]) -> str | None:
-        # the checks format 2 makes (container.unpack): y and z, each whole 32-bit rANS words with
-        # at least the coder's two-word flush
-        from qvrf_bench.container import MIN_STRING, N_STRINGS, WORD
+        # the checks format 2 makes (container.unpack): y and z, in whole rANS words
+        from qvrf_bench.container import N_STRINGS, string_lengths_problem
 
         if len(strings) != N_STRINGS:
             return f"string count is {len(strings)}, not {N_STRINGS} (y and z)"
-        for label, s in zip("yz", strings, strict=True):
-            if len(s) < MIN_STRING or len(s) % WORD:
-                return f"{label} string length {len(s)} is not a whole number of 32-bit words >= {MIN_STRING} bytes"
-        return None
+        return string_lengths_problem([len(s) for s in strings])
 
     def pack(self, point: Point, strings: list[bytes], height: int, width: int, padding, fingerprint: str) -> bytes:
         if self.container == 3:
