@@ -189,12 +189,10 @@ def run(args: argparse.Namespace) -> int:
     for note in dict.fromkeys(notes):
         print(f"note: {note}", file=sys.stderr)
     if args.output:
-        from qvrf_bench import files
-
         files.make_folder(prefix.parent, "BD tables")
         written = []
-        for out, text in zip(outputs, (rd.format_csv(table), caption + "\n\n" + md,
-                                       f"% {caption}\n" + rd.format_latex(table)), strict=False):  # fmt: skip
+        texts = (rd.format_csv(table), caption + "\n\n" + md, f"% {caption}\n" + rd.format_latex(table))
+        for out, text in zip(outputs[:3], texts, strict=True):
             files.write_bytes(out, text.encode("utf-8"))
             written.append(str(out))
         if per_image:
