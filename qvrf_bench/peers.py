@@ -402,7 +402,9 @@ def load_state_dict_file(path: str | Path) -> dict:
                 break
     if not isinstance(obj, Mapping) or not obj:
         raise CheckpointError(f"{path}: no state dict inside (expected a dict of tensors)")
-    bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    from qvrf_bench.models.checkpoints import not_named_tensors
+
+    bad = not_named_tensors(obj)
     if bad:
         raise CheckpointError(f"{path}: not a state dict ({len(bad)} entries are not named tensors, e.g. {bad[0]!r})")
     return load_state_dict(dict(obj))

@@ -105,6 +105,11 @@ ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since 1.6
 PICKLE_PROTOCOL = 0x80  # torch's legacy format: a pickle stream
 
 
+def not_named_tensors(sd: dict) -> list:
+    """The keys of ``sd`` whose entry is not a tensor under a string name (a state dict has none)."""
+    return [k for k, v in sd.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+
+
 def load_failure(path, exc: BaseException) -> str:
     """Why torch.load(weights_only=True) failed, in the user's terms: another kind of file, a cut or
     damaged checkpoint, or a pickle that asks for code (refused: loading never runs it). torch's own
@@ -223,7 +228,7 @@ def load_model(
         if not isinstance(sd, dict) or not sd:
             what = "none" if sd is None else f"a {type(sd).__name__}"
             raise CheckpointError(f"{path}: broken checkpoint: its state_dict is {what}, not a dict of tensors")
-        bad = [k for k, v in sd.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+        bad = not_named_tensors(sd)
         if bad:
             raise CheckpointError(f"{path}: broken checkpoint: state_dict entry {bad[0]!r} is not a named tensor")
         sd = dict(sd)
