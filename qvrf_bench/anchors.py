@@ -41,6 +41,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from qvrf_bench.errors import QVRFError
+from qvrf_bench.metrics.table import get_metric
 
 SCHEMA = "qvrf-bench/anchor/1"
 KINDS = ("fixed-rate-set", "variable-rate", "classical")
@@ -193,18 +194,18 @@ class Anchor:
         return (min(v), max(v)) if v else None
 
     def has_metric(self, metric: str) -> bool:
-        attr = "psnr_rgb" if metric == "psnr" else "ms_ssim_db_rgb"
-        return bool(self._values(attr))
+        attr = get_metric(metric).quality_column
+        return attr in _POINT_FIELDS and bool(self._values(attr))
 
     def curve(self, metric: str = "psnr"):
         """The :class:`qvrf_bench.rd.Curve` of this anchor (points lacking the metric are skipped)."""
         from qvrf_bench import rd
 
-        rd.check_metric(metric)
-        attr = "psnr_rgb" if metric == "psnr" else "ms_ssim_db_rgb"
-        pts = [p for p in self.points if getattr(p, attr) is not None]
+        spec = get_metric(metric)
+        attr = spec.quality_column  # an anchor file carries PSNR-RGB and MS-SSIM-RGB (its schema)
+        pts = [p for p in self.points if getattr(p, attr, None) is not None]
         if not pts:
-            raise QVRFError(f"anchor {self.name!r} has no {rd.METRIC_LABELS[metric]} values")
+            raise QVRFError(f"anchor {self.name!r} has no {spec.label} values")
         return rd.Curve(
             self.name, [p.bpp for p in pts], [getattr(p, attr) for p in pts], tuple(p.label for p in pts), metric
         )

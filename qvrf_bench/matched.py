@@ -29,7 +29,6 @@ import pandas as pd
 
 from qvrf_bench.rd import error_mask
 
-QUALITY_LABELS = {"psnr_rgb": "PSNR-RGB (dB)", "ms_ssim_db_rgb": "MS-SSIM-RGB (dB)"}
 DEFAULT_CONFIDENCE = 0.95
 
 

@@ -59,6 +59,12 @@ class Peer(abc.ABC):
     kind: str = ""  # "classical" | "vbr"
     engine: str = ""  # the store's ``engine``
     checkpoint: str = ""  # the store's ``checkpoint``: '' for codecs without weights
+    # The knob, declared (rate control, `encode --codec` and the sweep read these, never the name):
+    knob: str = "quality"  # what the rate argument is, in words
+    knob_range: tuple[float, float] = (0, 100)  # the useful range rate control searches
+    knob_integer: bool = True  # an integer knob is bisected on integers; a continuous one like a gain
+    rate_falls_with_knob: bool = False  # True: a larger knob gives fewer bits (a step, a ratio)
+    suffix: str = ""  # the file name suffix of its bitstreams, e.g. ".jpg"
 
     @abc.abstractmethod
     def rate_points(self) -> list[float]:
@@ -207,9 +213,25 @@ class PillowCodec(Peer):
         return {}
 
 
+CLASSICAL: dict[str, type[Peer]] = {}  # the classical codecs, by name: filled by @register_codec
+
+
+def register_codec(cls: type[Peer]) -> type[Peer]:
+    """Class decorator: a classical codec becomes a peer by name (``sweep --peers``, ``encode --codec``,
+    rate control). Its class attributes say everything the suite needs (Peer's knob fields)."""
+    if not cls.name or cls.name in CLASSICAL and CLASSICAL[cls.name] is not cls:
+        raise ValueError(f"codec {cls.name!r}: no name, or the name is taken")
+    cls.kind = "classical"
+    CLASSICAL[cls.name] = cls
+    return cls
+
+
+@register_codec
 class JpegCodec(PillowCodec):
     name = arch = "jpeg"
     pil_format = "JPEG"
+    suffix = ".jpg"
+    knob_range = (1, 95)  # libjpeg's own advice: above 95 the file grows with no gain
     feature, library = "jpg", "libjpeg-turbo"
     # ~0.22-2.2 bpp on Kodak; quality < 5 saturates at ~0.17 bpp
     default_sweep = (5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90)
@@ -227,9 +249,11 @@ class JpegCodec(PillowCodec):
         return {"subsampling": self.subsampling, "optimize": self.optimize}
 
 
+@register_codec
 class WebpCodec(PillowCodec):
     name = arch = "webp"
     pil_format = "WEBP"
+    suffix = ".webp"
     feature, library = "webp", "libwebp"
     default_sweep = (0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90)  # ~0.11-1.8 bpp on Kodak
 
@@ -246,9 +270,11 @@ class WebpCodec(PillowCodec):
         return {"method": self.method, "lossless": False}
 
 
+@register_codec
 class AvifCodec(PillowCodec):
     name = arch = "avif"
     pil_format = "AVIF"
+    suffix = ".avif"
     feature, library = "avif", "libavif"
     default_sweep = (8, 15, 25, 35, 45, 55, 65, 75, 85)  # ~0.1-1.9 bpp on Kodak
 
@@ -285,11 +311,15 @@ class AvifCodec(PillowCodec):
         return f"Pillow {pil_version}, libavif {_pil_feature_version('avif')} ({codecs})"
 
 
+@register_codec
 class Jpeg2000Codec(PillowCodec):
     """The rate parameter is OpenJPEG's compression ratio (raw 24 bpp / ratio = target bpp)."""
 
     name = arch = "jpeg2000"
     pil_format = "JPEG2000"
+    suffix = ".j2k"
+    knob, knob_integer, rate_falls_with_knob = "compression ratio", False, True
+    knob_range = (1, 2400)  # ratio 1 = raw 24 bpp; 2400 = 0.01 bpp
     feature, library = "jpg_2000", "OpenJPEG"
     label_prefix = "ratio"
     default_sweep = (240, 160, 120, 96, 64, 48, 32, 24, 16, 12)  # 0.1-2 bpp: 24 / ratio
@@ -320,10 +350,6 @@ class Jpeg2000Codec(PillowCodec):
 
     def options(self):
         return {"irreversible": self.irreversible, "mct": self.mct, "quality_mode": "rates", "container": "j2k"}
-
-
-CLASSICAL: dict[str, type[PillowCodec]] = {c.name: c for c in (JpegCodec, WebpCodec, AvifCodec, Jpeg2000Codec)}
-DEFAULT_SWEEPS: dict[str, tuple[float, ...]] = {name: cls.default_sweep for name, cls in CLASSICAL.items()}
 
 
 # --- CompressAI VBR models ----------------------------------------------------------------------
@@ -478,6 +504,7 @@ class CompressAIVbr(Peer):
 
     kind = "vbr"
     engine = "compressai"
+    knob, knob_integer, rate_falls_with_knob, suffix = "quantization step", False, True, ".cvbr"
 
     def __init__(
         self,
@@ -596,8 +623,6 @@ class CompressAIVbr(Peer):
 
 # --- registry -----------------------------------------------------------------------------------
 
-PEER_NAMES: tuple[str, ...] = tuple(CLASSICAL) + VBR_ARCHS
-
 
 def get_peer(name: str, **options: Any) -> Peer:
     """A peer by registry name. Classical: ``sweep=[...]`` and codec options (e.g. ``speed`` for
@@ -614,11 +639,19 @@ def get_peer(name: str, **options: Any) -> Peer:
             return CompressAIVbr(name, **options)
         except TypeError as exc:
             raise QVRFError(f"{name}: bad option ({exc})") from None
-    raise QVRFError(f"unknown peer {name!r}: choose from {', '.join(PEER_NAMES)}")
+    raise QVRFError(f"unknown peer {name!r}: choose from {', '.join(list_peers())}")
 
 
 def list_peers() -> list[str]:
-    return list(PEER_NAMES)
+    return [*CLASSICAL, *VBR_ARCHS]
+
+
+def __getattr__(name: str):  # views of the codec registry, for scripts that read the old constants
+    if name == "PEER_NAMES":
+        return tuple(list_peers())
+    if name == "DEFAULT_SWEEPS":
+        return {n: tuple(getattr(c, "default_sweep", ())) for n, c in CLASSICAL.items()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def roundtrip(peer: Peer, rgb8: np.ndarray, rate: float, clock: Callable[[], float] | None = None):

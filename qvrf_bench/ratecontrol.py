@@ -390,12 +390,24 @@ def step_to_target(peer, rgb8: np.ndarray, target: Target) -> tuple[SearchResult
     JPEG 2000's compression ratio), at the knob that meets ``target``: the same search as a QVRF
     model's, on gain = 1 / knob, between the peer's sweep's largest and smallest knob."""
     measure = _peer_measure(peer, rgb8, target.kind, lambda g: 1.0 / g)
-    steps = peer.rate_points()
+    steps = peer.rate_points() or list(peer.knob_range)
     res = search_gain(measure, target, (1.0 / max(steps), 1.0 / min(steps)), what=peer.name)
     return res, res.best.payload
 
 
 def peer_quality_range(peer) -> tuple[int, int]:
-    """The quality knob's useful range: JPEG 1..95 (libjpeg's own advice: above 95 the file grows
-    with no gain), WebP and AVIF 0..100."""
-    return (1, 95) if peer.name == "jpeg" else (0, 100)
+    """An integer knob's useful range, as the codec declares it (``Peer.knob_range``)."""
+    lo, hi = peer.knob_range
+    return (int(lo), int(hi))
+
+
+def codec_to_target(peer, rgb8: np.ndarray, target: Target) -> tuple[SearchResult, bytes, float]:
+    """Any peer at the knob that meets ``target``, by what it declares (``Peer.knob_integer``,
+    ``rate_falls_with_knob``): (search result, file, the knob value to pass to ``peer.encode``)."""
+    if peer.knob_integer and not peer.rate_falls_with_knob:
+        res, data = peer_to_target(peer, rgb8, target)
+        return res, data, float(res.knob)
+    if peer.rate_falls_with_knob:
+        res, data = step_to_target(peer, rgb8, target)
+        return res, data, 1.0 / res.knob
+    raise QVRFError(f"{peer.name}: a continuous knob that rises with the rate is not searchable yet")

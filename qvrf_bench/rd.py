@@ -7,7 +7,8 @@ Conventions (the README's "BD-rate conventions" section says the same):
 * **Rate** is bits per pixel from real bitstreams: ``bpp_real`` (the whole file, container header
   included; default) or ``payload_bpp_real`` (entropy-coded strings only, which is what CompressAI and
   QVRF publish), chosen by the ``rate`` argument. **Quality** is PSNR-RGB in dB
-  (``metric="psnr"``, default) or MS-SSIM-RGB in dB, ``-10*log10(1 - MS-SSIM)`` (``metric="ms-ssim"``).
+  (``metric="psnr"``, default), MS-SSIM-RGB in dB, ``-10*log10(1 - MS-SSIM)`` (``metric="ms-ssim"``), or
+  any other metric of the table (metrics/table.py: its axis, rising with quality).
   An RD point averages images: mean PSNR over images (not PSNR of the mean MSE, as CompressAI does);
   for MS-SSIM the mean MS-SSIM over images is converted to dB (as CompressAI's plots do).
 * **Sign.** BD-rate < 0: the test needs fewer bits than the anchor at equal quality.
@@ -52,11 +53,8 @@ import numpy as np
 import pandas as pd
 
 from qvrf_bench.errors import QVRFError
+from qvrf_bench.metrics.table import Metric, all_metrics, default_metrics, get_metric
 
-METRICS = ("psnr", "ms-ssim")
-#: The column of an aggregated-points frame that holds the quality for each metric.
-QUALITY_COLUMNS = {"psnr": "psnr_rgb", "ms-ssim": "ms_ssim_db_rgb"}
-METRIC_LABELS = {"psnr": "PSNR-RGB [dB]", "ms-ssim": "MS-SSIM-RGB [dB]"}
 INTERPOLATIONS = ("akima", "pchip", "cubic")
 SENSITIVITY_MODES = ("test", "anchor", "paired", "both", "none")
 DEFAULT_INTERP = "akima"
@@ -78,7 +76,18 @@ _MIN_POINTS = {"akima": 2, "pchip": 2, "cubic": 4}
 _GROUP_KEYS = ("method", "rate_point")
 # Descriptive columns that are constant within a (method, rate_point) group; carried into the points.
 _CARRY_COLUMNS = ("arch", "kind", "level", "gain", "lmbda", "quality", "device", "run_id")
-_MEAN_COLUMNS = ("bpp_real", "payload_bpp_real", "psnr_rgb", "ms_ssim_rgb", "enc_s", "dec_s")
+_MEAN_COLUMNS = ("bpp_real", "payload_bpp_real", "enc_s", "dec_s")  # + every metric's column (metrics.table)
+
+
+def __getattr__(name: str):  # METRICS, QUALITY_COLUMNS, METRIC_LABELS: views of the metric table
+    views = {
+        "METRICS": lambda: tuple(m.name for m in all_metrics()),
+        "QUALITY_COLUMNS": lambda: {m.name: m.quality_column for m in all_metrics()},
+        "METRIC_LABELS": lambda: {m.name: m.label for m in all_metrics()},
+    }
+    if name in views:
+        return views[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class RDWarning(UserWarning):
@@ -90,10 +99,9 @@ class RDWarning(UserWarning):
 # ----------------------------------------------------------------------------------------------
 
 
-def check_metric(metric: str) -> str:
-    if metric not in METRICS:
-        raise QVRFError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
-    return metric
+def check_metric(metric: str | Metric) -> str:
+    """The name of a metric of the table (metrics.table); QVRFError otherwise."""
+    return get_metric(metric).name
 
 
 def check_rate(rate: str) -> str:
@@ -170,18 +178,23 @@ def aggregate(rows: pd.DataFrame) -> Aggregated:
     n_bad = int(bad.sum())
     by_method = {str(k): int(v) for k, v in rows.loc[bad, "method"].value_counts().items()} if n_bad else {}
     good = rows.loc[~bad].copy()
-    if "ms_ssim_rgb" not in good.columns:
-        good["ms_ssim_rgb"] = np.nan
+    for m in default_metrics():  # the default set is always there (NaN where a source lacks it)
+        if m.column not in good.columns:
+            good[m.column] = np.nan
+    measured = [m for m in all_metrics() if m.column in good.columns]
     good["method"] = good["method"].astype(str)
     good["rate_point"] = good["rate_point"].astype(str)
     grouped = good.groupby(list(_GROUP_KEYS), sort=True, dropna=False)
-    means = grouped[[c for c in _MEAN_COLUMNS if c in good.columns]].mean()  # mean() skips NaN
+    mean_cols = [c for c in _MEAN_COLUMNS if c in good.columns] + [m.column for m in measured]
+    means = grouped[mean_cols].mean()  # mean() skips NaN
     means["n_images"] = grouped["image"].nunique()
     means["n_ms_ssim"] = grouped["ms_ssim_rgb"].count()
     carry = [c for c in _CARRY_COLUMNS if c in good.columns]
     if carry:
         means = means.join(grouped[carry].first())
-    means["ms_ssim_db_rgb"] = ms_ssim_to_db(means["ms_ssim_rgb"].to_numpy())
+    for m in measured:  # the curve axis of a point: to_axis(mean over images), one rule for all
+        if m.quality_column != m.column:
+            means[m.quality_column] = m.axis(means[m.column].to_numpy(dtype=float))
     points = means.reset_index()
     points = points.sort_values(["method", "bpp_real"], kind="mergesort").reset_index(drop=True)
     return Aggregated(points=points, per_image=good, n_error_rows=n_bad, error_rows_by_method=by_method)
@@ -264,14 +277,13 @@ def curve_from_points(
     sel = points if method is None else points.loc[points["method"].astype(str) == method]
     if sel.empty:
         raise QVRFError(f"no RD points for method {method!r}")
-    col = QUALITY_COLUMNS[metric]
-    if col not in sel.columns:
-        if metric == "ms-ssim" and "ms_ssim_rgb" in sel.columns:
-            quality = ms_ssim_to_db(sel["ms_ssim_rgb"].to_numpy())
-        else:
-            raise QVRFError(f"no {METRIC_LABELS[metric]} values for {method or name!r}")
+    spec = get_metric(metric)
+    if spec.quality_column != spec.column and spec.quality_column in sel.columns:
+        quality = sel[spec.quality_column].to_numpy(dtype=float)
+    elif spec.column in sel.columns:
+        quality = spec.axis(sel[spec.column].to_numpy(dtype=float))
     else:
-        quality = sel[col].to_numpy(dtype=float)
+        raise QVRFError(f"no {spec.label} values for {method or name!r}")
     if rate not in sel.columns:
         raise QVRFError(f"no {rate} values for {method or name!r}")
     labels = sel["rate_point"].astype(str) if "rate_point" in sel.columns else ()
@@ -657,9 +669,10 @@ def subset_stats(
 
 
 def _image_quality(rows: pd.DataFrame, metric: str) -> np.ndarray:
-    if metric == "psnr":
-        return rows["psnr_rgb"].to_numpy(dtype=float)
-    return ms_ssim_to_db(rows["ms_ssim_rgb"].to_numpy(dtype=float))
+    spec = get_metric(metric)
+    if spec.column not in rows.columns:
+        raise QVRFError(f"per-image rows lack {spec.column}")
+    return spec.axis(rows[spec.column].to_numpy(dtype=float))
 
 
 def per_image_bd(
@@ -716,7 +729,7 @@ def per_image_bd(
 def _image_matrices(rows: pd.DataFrame, metric: str, rate: str) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
     """(images, rate_points, rate[img, pt], quality-input[img, pt]) for complete images only."""
     rows = rows.loc[~error_mask(rows)]
-    qcol = "psnr_rgb" if metric == "psnr" else "ms_ssim_rgb"
+    qcol = get_metric(metric).column
     if qcol not in rows.columns:
         raise QVRFError(f"per-image rows lack {qcol}")
     keys = [rows["image"].astype(str), rows["rate_point"].astype(str)]
@@ -728,7 +741,7 @@ def _image_matrices(rows: pd.DataFrame, metric: str, rate: str) -> tuple[list[st
 
 
 def _quality_from_means(mean_q: np.ndarray, metric: str) -> np.ndarray:
-    return mean_q if metric == "psnr" else ms_ssim_to_db(mean_q)
+    return get_metric(metric).axis(mean_q)
 
 
 def _hull_sorted(rate: np.ndarray, quality: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -892,7 +905,11 @@ def insufficient_overlap(overlap_pct: float, min_overlap_pct: float = DEFAULT_MI
 def _display_rows(table: pd.DataFrame, minus: str = "-") -> tuple[list[str], list[str], list[list[str]]]:
     """Headers, alignment (l/r) and cell strings shared by the Markdown and LaTeX formatters."""
     metrics = set(table["metric"]) if len(table) else {"psnr"}
-    q_head = "BD-PSNR [dB]" if metrics == {"psnr"} else ("BD-MS-SSIM [dB]" if metrics == {"ms-ssim"} else "BD-Q [dB]")
+    if len(metrics) == 1:
+        spec = get_metric(next(iter(metrics)))
+        q_head = f"BD-{spec.head} [{spec.unit}]"
+    else:
+        q_head = "BD-Q [axis units]"
     k = int(table["sens_k"].max()) if len(table) and table["sens_k"].max() > 0 else DEFAULT_SUBSET_SIZE
     has_sens = bool(len(table)) and bool(table["sens_n"].gt(0).any())
     has_ci = bool(len(table)) and bool(table["ci_low_pct"].notna().any())

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import json
 import math
 import numbers
@@ -44,6 +45,7 @@ import pyarrow.parquet as pq
 from qvrf_bench.errors import QVRFError
 from qvrf_bench.files import atomic_output, file_sha256
 from qvrf_bench.kinds import KINDS  # the rows' kinds (kinds.py)
+from qvrf_bench.metrics.table import metric_columns
 
 SCHEMA_VERSION = 1
 RESULTS_DIR = "results"
@@ -79,7 +81,7 @@ _STR, _I32, _I64, _F64, _BOOL = pa.string(), pa.int32(), pa.int64(), pa.float64(
 _TS = pa.timestamp("us", tz="UTC")
 _FROM_STORE = object()  # default: filled by the store from the run's manifest / provenance
 
-COLUMNS: tuple[Column, ...] = (
+_BASE_COLUMNS: tuple[Column, ...] = (
     Column(
         "run_id",
         _STR,
@@ -232,21 +234,7 @@ COLUMNS: tuple[Column, ...] = (
         True,
         "8 * payload_bytes / (width * height): comparable with CompressAI's and QVRF's published bpp.",
     ),
-    Column(
-        "psnr_rgb",
-        _F64,
-        True,
-        "PSNR (dB) over R, G, B of the 8-bit-rounded reconstruction (one MSE over "
-        "all channels, peak 255). +inf for a lossless result; null when decoding failed.",
-    ),
-    Column(
-        "ms_ssim_rgb",
-        _F64,
-        True,
-        "MS-SSIM (pytorch_msssim, 5 scales, data_range 255) of the 8-bit "
-        "reconstruction; NaN when the image's shorter side is <= 160 px.",
-    ),
-    Column("ms_ssim_db_rgb", _F64, True, "-10 log10(1 - ms_ssim_rgb); +inf at 1."),
+    # the metric columns (psnr_rgb, ms_ssim_rgb, ...) go here: metrics.table declares them
     Column("enc_s", _F64, True, "Encode wall time in seconds (model/codec plus container; no image I/O)."),
     Column("dec_s", _F64, True, "Decode wall time in seconds."),
     Column(
@@ -315,14 +303,57 @@ COLUMNS: tuple[Column, ...] = (
     ),
 )
 
-COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
-_BY_NAME = {c.name: c for c in COLUMNS}
-COLUMN_DESCRIPTIONS: dict[str, str] = {c.name: c.description for c in COLUMNS}
+_METRICS_AFTER = "payload_bpp_real"  # metric columns sit after the rates, before the timings
 
-SCHEMA = pa.schema(
-    [pa.field(c.name, c.type, nullable=c.nullable, metadata={"description": c.description}) for c in COLUMNS],
-    metadata={"qvrf_bench.schema_version": str(SCHEMA_VERSION)},
-)
+
+@dataclass(frozen=True)
+class Layout:
+    """The result schema as it stands: the fixed columns plus every registered metric's columns
+    (metrics.table), which are nullable float64 columns marked as metrics in the parquet metadata."""
+
+    columns: tuple[Column, ...]
+    names: tuple[str, ...]
+    by_name: dict
+    descriptions: dict
+    schema: pa.Schema
+
+
+@functools.lru_cache(maxsize=8)
+def _layout(metric_cols: tuple[tuple[str, str], ...]) -> Layout:
+    cut = [c.name for c in _BASE_COLUMNS].index(_METRICS_AFTER) + 1
+    mcols = tuple(Column(n, _F64, True, d) for n, d in metric_cols)
+    cols = (*_BASE_COLUMNS[:cut], *mcols, *_BASE_COLUMNS[cut:])
+    metric_names = {n for n, _ in metric_cols}
+    fields = [
+        pa.field(c.name, c.type, nullable=c.nullable,
+                 metadata={"description": c.description, **({_METRIC_KEY: "1"} if c.name in metric_names else {})})
+        for c in cols
+    ]  # fmt: skip
+    return Layout(
+        cols,
+        tuple(c.name for c in cols),
+        {c.name: c for c in cols},
+        {c.name: c.description for c in cols},
+        pa.schema(fields, metadata={"qvrf_bench.schema_version": str(SCHEMA_VERSION)}),
+    )
+
+
+_METRIC_KEY = "qvrf_bench.metric"
+
+
+def layout() -> Layout:
+    """The schema with the metrics registered now (a metric registered later adds its columns)."""
+    return _layout(tuple(metric_columns().items()))
+
+
+def __getattr__(name: str):  # COLUMNS, COLUMN_NAMES, COLUMN_DESCRIPTIONS, SCHEMA follow the metric table
+    lay = layout()
+    attrs = {"COLUMNS": lay.columns, "COLUMN_NAMES": lay.names, "COLUMN_DESCRIPTIONS": lay.descriptions,
+             "SCHEMA": lay.schema}  # fmt: skip
+    if name in attrs:
+        return attrs[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: The row key: one measurement per (method instance, rate point, image). The image part is
 #: ``image_sha256`` or, when that is '', ``image``.
@@ -349,7 +380,7 @@ def schema_markdown() -> str:
         "| column | type | null | description |",
         "| --- | --- | --- | --- |",
     ]
-    for c in COLUMNS:
+    for c in layout().columns:
         desc = c.description.replace("|", "\\|")
         lines.append(f"| `{c.name}` | {c.type} | {'yes' if c.nullable else 'no'} | {desc} |")
     return "\n".join(lines) + "\n"
@@ -437,18 +468,19 @@ def rows_to_table(rows: Sequence[Mapping[str, Any]], defaults: Mapping[str, Any]
     Raises :class:`StoreError` naming ``where`` (the run folder), the row number and the column.
     """
     prefix = f"{where}: " if where else ""
-    data: dict[str, list] = {name: [] for name in COLUMN_NAMES}
+    lay = layout()
+    data: dict[str, list] = {name: [] for name in lay.names}
     for i, raw in enumerate(rows):
         if not isinstance(raw, Mapping):
             raise StoreError(f"{prefix}row {i}: expected a dict, got {type(raw).__name__}")
-        unknown = sorted(set(raw) - set(COLUMN_NAMES))
+        unknown = sorted(set(raw) - set(lay.names))
         if unknown:
             raise StoreError(
                 f"{prefix}row {i}: unknown column(s) {', '.join(map(repr, unknown))} "
-                f"(the schema is defined in qvrf_bench/store.py)"
+                f"(the schema is defined in qvrf_bench/store.py, metric columns in qvrf_bench/metrics/table.py)"
             )
         row: dict[str, Any] = {}
-        for col in COLUMNS:
+        for col in lay.columns:
             if col.name in raw:
                 value = raw[col.name]
             elif col.default is _FROM_STORE:
@@ -471,7 +503,7 @@ def rows_to_table(rows: Sequence[Mapping[str, Any]], defaults: Mapping[str, Any]
             raise StoreError(f"{prefix}row {i}: {exc}") from None
         for name, value in row.items():
             data[name].append(value)
-    return pa.Table.from_pydict(data, schema=SCHEMA)
+    return pa.Table.from_pydict(data, schema=lay.schema)
 
 
 def _conform(table: pa.Table, where: str, partial: bool = False) -> pa.Table:
@@ -479,11 +511,16 @@ def _conform(table: pa.Table, where: str, partial: bool = False) -> pa.Table:
     the one check every reader of result files makes (resume, merge, report through
     :meth:`ResultStore.read_table`; compare through :func:`read_part` with ``partial``, where
     columns may be missing but those present must be the schema's, of its types)."""
-    unknown = sorted(set(table.column_names) - set(COLUMN_NAMES))
+    lay = layout()
+    unknown = sorted(set(table.column_names) - set(lay.names))
+    metric_cols = [n for n in unknown if (table.schema.field(n).metadata or {}).get(_METRIC_KEY.encode())]
+    if metric_cols:
+        raise StoreError(f"{where}: column(s) {', '.join(metric_cols)} of a metric not registered here: "
+                         "register it (qvrf_bench.metrics.register_metric) before reading this run")  # fmt: skip
     if unknown:
         raise StoreError(f"{where}: unknown column(s) {', '.join(unknown)}: not a qvrf-bench result part")
     arrays, names = [], []
-    for col in COLUMNS:
+    for col in lay.columns:
         if col.name in table.column_names:
             arrays.append(table.column(col.name))
         elif partial:
@@ -495,7 +532,7 @@ def _conform(table: pa.Table, where: str, partial: bool = False) -> pa.Table:
         else:
             raise StoreError(f"{where}: required column {col.name!r} missing")
         names.append(col.name)
-    schema = pa.schema([SCHEMA.field(n) for n in names], metadata=SCHEMA.metadata)
+    schema = pa.schema([lay.schema.field(n) for n in names], metadata=lay.schema.metadata)
     try:
         return pa.Table.from_arrays(arrays, names=names).cast(schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
@@ -823,6 +860,10 @@ class ResultStore:
         table = rows_to_table(rows, self._row_defaults(), where=str(self.run_dir))
         return self._write_table(table)
 
+    def buffered(self, max_rows: int = 2000, max_seconds: float = 30.0) -> RowBuffer:
+        """A :class:`RowBuffer` writing to this store: rows validated now, written a few parts at a time."""
+        return RowBuffer(self, max_rows, max_seconds)
+
     def _write_table(self, table: pa.Table) -> Path:
         self.results_dir.mkdir(parents=True, exist_ok=True)
         stamp = _now_utc().strftime("%Y%m%dT%H%M%S%fZ")
@@ -836,7 +877,7 @@ class ResultStore:
         for part in self.parts():
             tables.append(read_part(part))
         if not tables:
-            return SCHEMA.empty_table()
+            return layout().schema.empty_table()
         return pa.concat_tables(tables)
 
     def read(self, dedupe: bool = True):
@@ -869,6 +910,46 @@ class ResultStore:
 
 
 # --- config comparison, shards, merge -----------------------------------------------------------
+
+
+class RowBuffer:
+    """Rows validated as they come (a bad row fails at once, naming it) and written as one part when
+    ``max_rows`` are waiting or ``max_seconds`` have passed since the last write, and on
+    :meth:`flush`. A kill (SIGKILL, power) loses at most the rows of the last ``max_seconds``
+    (default 30 s) or ``max_rows``, which a rerun measures again; nothing written is ever lost or
+    duplicated (parts are atomic, the row key dedupes). One part per flush instead of one per
+    (image, method): a sweep leaves a few parts, and a finished one compacts them into one."""
+
+    def __init__(self, store: ResultStore, max_rows: int = 2000, max_seconds: float = 30.0, clock=None):
+        import time
+
+        self.store, self.max_rows, self.max_seconds = store, int(max_rows), float(max_seconds)
+        self.clock = clock or time.monotonic
+        self._tables: list[pa.Table] = []
+        self._n = 0
+        self._since = self.clock()
+        self.parts_written = 0
+
+    @property
+    def pending(self) -> int:
+        return self._n
+
+    def add(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        rows = list(rows)
+        if rows:
+            self._tables.append(rows_to_table(rows, self.store._row_defaults(), where=str(self.store.run_dir)))
+            self._n += len(rows)
+        if self._n >= self.max_rows or (self._n and self.clock() - self._since >= self.max_seconds):
+            self.flush()
+
+    def flush(self) -> Path | None:
+        path = None
+        if self._tables:
+            path = self.store._write_table(pa.concat_tables(self._tables))
+            self._tables, self._n = [], 0
+            self.parts_written += 1
+        self._since = self.clock()
+        return path
 
 
 def config_diff(a: Mapping[str, Any], b: Mapping[str, Any], limit: int = 4) -> str:
@@ -1070,7 +1151,8 @@ def merge(
 
     table = dedupe_table(pa.concat_tables([s.read_table() for s in stores]))
     run_ids_col = pa.array([run_id] * table.num_rows, pa.string())
-    table = table.set_column(COLUMN_NAMES.index("run_id"), SCHEMA.field("run_id"), run_ids_col)
+    lay = layout()
+    table = table.set_column(lay.names.index("run_id"), lay.schema.field("run_id"), run_ids_col)
     if table.num_rows:  # rows first: the manifest, written last, marks a finished merge
         out._write_table(table)
     _merge_crops(stores, out.run_dir)

@@ -13,7 +13,7 @@ Methods measured in one run:
   anchors of one arch share ``arch`` and ``kind="fixed"`` so analysis can join them into one curve.
   Two different checkpoints with the same label get ``@<first 8 hex of the file sha256>`` appended.
 - classical codecs (``peers``: jpeg, webp, avif, jpeg2000) with their default quality sweeps
-  (peers.DEFAULT_SWEEPS) unless ``peer_qualities`` overrides them;
+  (each codec's ``default_sweep``) unless ``peer_qualities`` overrides them;
 - CompressAI's VBR models from local state dicts (``vbr``: ``ARCH=STATEDICT``), at eval_model's
   default quantization steps unless ``peer_qualities[ARCH]`` gives steps.
 
@@ -64,6 +64,7 @@ import numpy as np
 
 from qvrf_bench import images, kinds
 from qvrf_bench.errors import QVRFError
+from qvrf_bench.metrics import Metric, default_metrics, parse_metrics
 
 DEFAULT_FACTORS = "0.5:12:24"
 FACTOR_DECIMALS = 4
@@ -329,14 +330,20 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def build_row(fields: Mapping[str, Any], image: ImageInfo, original: np.ndarray, m: Measurement) -> dict[str, Any]:
+def build_row(
+    fields: Mapping[str, Any],
+    image: ImageInfo,
+    original: np.ndarray,
+    m: Measurement,
+    measure: Sequence[Metric] | None = None,
+) -> dict[str, Any]:
     """The store row of one (method, rate point, image): identity ``fields`` + the measurement.
 
-    Metrics compare the decoded 8-bit image with the original 8-bit image; bpp counts the bytes over
-    the original (unpadded) size. A metric that fails turns the row into an error row.
+    Metrics (``measure``, default: the metric table's default set) compare the decoded 8-bit image
+    with the original 8-bit image; bpp counts the bytes over the original (unpadded) size. A metric
+    that fails turns the row into an error row.
     """
-    from qvrf_bench import metrics
-
+    measure = default_metrics() if measure is None else measure
     row = dict(fields)
     pixels = image.width * image.height
     notices = list(image.notices)
@@ -349,14 +356,12 @@ def build_row(fields: Mapping[str, Any], image: ImageInfo, original: np.ndarray,
         payload_bytes=m.payload_bytes,
         bpp_real=None if m.bytes is None else 8.0 * m.bytes / pixels,
         payload_bpp_real=None if m.payload_bytes is None else 8.0 * m.payload_bytes / pixels,
-        psnr_rgb=None,
-        ms_ssim_rgb=None,
-        ms_ssim_db_rgb=None,
         enc_s=m.enc_s,
         dec_s=m.dec_s,
         decode_ok=False,
         error=m.error,
     )
+    row.update({c: None for metric in measure for c, _ in metric.columns()})  # null until measured
     if m.gain is not None:
         row["gain"] = float(m.gain)
     row.update(m.extra)
@@ -369,12 +374,11 @@ def build_row(fields: Mapping[str, Any], image: ImageInfo, original: np.ndarray,
                 raise QVRFError(
                     f"decoded image is {m.rgb.shape[1]}x{m.rgb.shape[0]}, expected {image.width}x{image.height}"
                 )
-            ms = metrics.ms_ssim_rgb(original, m.rgb)
-            row.update(
-                psnr_rgb=metrics.psnr_rgb(original, m.rgb), ms_ssim_rgb=ms, ms_ssim_db_rgb=metrics.ms_ssim_db(ms)
-            )
-            if math.isnan(ms):
-                notices.append(f"MS-SSIM undefined: shorter side < {metrics.MS_SSIM_MIN_SIDE} px")
+            for metric in measure:
+                values = metric.measure(original, m.rgb)
+                row.update(values)
+                if metric.undefined_notice and math.isnan(values[metric.column]):
+                    notices.append(metric.undefined_notice)
             if m.decode_ok:
                 row["decode_ok"] = True
             else:
@@ -506,13 +510,10 @@ class _PeerMethod(_Method):
         from qvrf_bench import ratecontrol
 
         extra = {"target_bpp": float(tp.bpp)}
-        vbr = self.kind == kinds.VBR or self.name == "jpeg2000"  # knob = 1 / gain (step, ratio)
         try:
-            search = ratecontrol.step_to_target if vbr else ratecontrol.peer_to_target
-            res, _ = search(self.peer, rgb, ratecontrol.Target("bpp", tp.bpp))
+            res, _, rate = ratecontrol.codec_to_target(self.peer, rgb, ratecontrol.Target("bpp", tp.bpp))
         except Exception as exc:
             return Measurement(None, None, None, False, None, None, f"target: {one_line(exc)}", extra=extra)
-        rate = 1.0 / res.knob if vbr else float(res.knob)
         extra.update({"target_encodes": len(res.tries), **self.peer.rate_columns(rate)})
         (m,) = self._measure_points(rgb, [rate])
         m.extra, m.notices = extra, (() if res.met else (res.note(),))
@@ -685,6 +686,8 @@ class SweepConfig:
     process on that device / with that many threads (crossdecode.py); rows get cross_decode_ok.
     methods: method specs ``WHAT[=CHECKPOINT]`` (methods/registry.py): each method's levels (``levels``
     applies) and its own continuous points, in the version-3 container, kind 'variable'.
+    metrics: what each row measures besides rate: names from the metric table ("psnr-y,psnr-yuv"),
+    "default" or "all" (metrics.parse_metrics); the default set is always measured.
     """
 
     dataset: str | os.PathLike
@@ -710,6 +713,8 @@ class SweepConfig:
     methods: Sequence[str] = ()
     max_pixels: int = images.MAX_PIXELS  # read limits for every image (images.load_image); not config
     max_image_bytes: int = images.MAX_BYTES
+    metrics: str | Sequence[str] | None = None  # metric names (metrics.table); None: the default set
+    flush_rows: int = 2000  # write results every this many rows or 30 s (store.RowBuffer); not config
 
 
 @dataclass
@@ -758,6 +763,8 @@ def command_line(cfg: SweepConfig) -> list[str]:
         arch, path = parse_vbr(spec)
         cmd += ["--vbr", f"{arch}={path}"]
     cmd += ["--device", cfg.device]
+    if _metric_names(cfg) != [m.name for m in default_metrics()]:
+        cmd += ["--metrics", ",".join(_metric_names(cfg))]
     if cfg.engine:
         cmd += ["--engine", cfg.engine]
     if cfg.shard is not None:
@@ -880,6 +887,11 @@ def _build_methods(cfg: SweepConfig, device: str, engine) -> list[_Method]:
     return methods
 
 
+def _metric_names(cfg: SweepConfig) -> list[str]:
+    spec = cfg.metrics if cfg.metrics is None or isinstance(cfg.metrics, str) else ",".join(cfg.metrics)
+    return [m.name for m in parse_metrics(spec)]
+
+
 def run_sweep(cfg: SweepConfig) -> SweepSummary:
     """Measure every (method, rate point, image) of ``cfg`` that the run folder does not hold yet.
 
@@ -930,6 +942,9 @@ def _run_sweep(cfg: SweepConfig) -> SweepSummary:
         "dataset": _dataset_identity(dataset, listing),
         "methods": [m.config() for m in methods],
     }
+    measure = parse_metrics(",".join(_metric_names(cfg)))
+    if [m.name for m in measure] != [m.name for m in default_metrics()]:
+        run_config["metrics"] = [m.name for m in measure]  # absent for the default set: older runs resume
     store = ResultStore(cfg.out)
     # one writer per run folder, taken before the config check (store.writer_lock): two sweeps
     # started together on one --out would otherwise both pass it and mix their rows
@@ -975,6 +990,8 @@ def _run_sweep(cfg: SweepConfig) -> SweepSummary:
         skipped: list[tuple[str, str]] = []
         written = 0
         bar = _progress_bar(n_todo, cfg.progress)
+        buffer = store.buffered(max_rows=max(1, int(cfg.flush_rows)))  # a kill loses at most the last 30 s of rows
+        finished = False
         try:
             for (path, name, sha, err), per_method in plan:
                 n_here = sum(len(pts) for _, pts in per_method)
@@ -998,7 +1015,7 @@ def _run_sweep(cfg: SweepConfig) -> SweepSummary:
                     measured = method.measure(img.rgb, points)
                     rows = []
                     for pt, m in zip(points, measured, strict=True):
-                        row = build_row(method.fields(pt), info, img.rgb, m)
+                        row = build_row(method.fields(pt), info, img.rgb, m, measure)
                         if method.device:
                             row["device"] = method.device
                         rows.append(row)
@@ -1011,13 +1028,17 @@ def _run_sweep(cfg: SweepConfig) -> SweepSummary:
                         ):
                             writer.save(name, info.sha256, img.rgb, m.rgb, row["method"], row["checkpoint_sha256"],
                                         row["rate_point"])  # fmt: skip
-                    store.append(rows)  # one part per (image, method): a kill loses at most this batch
+                    buffer.add(rows)
                     written += len(rows)
                     bar.update(len(points))
+            finished = True
         finally:
             bar.close()
+            buffer.flush()  # also on Ctrl-C or an error: what was measured is kept
             if cross is not None:
                 cross.close()
+        if finished:
+            store.compact()  # the finished run as one part (resumes and shards add parts; this folds them)
 
         df = store.read()
         points, per_method = summarize(df)

@@ -279,3 +279,55 @@ def test_row_fields_fit_the_store_schema(tmp_path):
     assert rows[-1]["checkpoint_sha256"] == store.sha256_file(tmp_path / "m.pth")
     assert rows[-1]["rate_point"] == "qstep=10.0000" and rows[-1]["gain"] == pytest.approx(0.1)
     assert rows[0]["rate_point"] == "q=5" and rows[0]["quality"] == 5.0 and rows[0]["checkpoint"] == ""
+
+
+# --- a codec registered from this file (no package file touched) --------------------------------
+
+
+def test_a_toy_codec_reaches_sweep_and_encode(tmp_path):
+    """A classical codec is one class: its knob declared on it (range, direction, suffix); sweep --peers,
+    encode --codec X --bpp and rate control find it by name."""
+    import io as _io
+
+    from helpers import run_cli
+    from PIL import Image
+
+    from qvrf_bench.peers import CLASSICAL, PillowCodec, register_codec
+    from qvrf_bench.store import ResultStore
+
+    @register_codec
+    class Posterize(PillowCodec):
+        """PNG of the image quantized to ``2 ** bits`` levels per channel: more bits, more bytes."""
+
+        name = arch = "toy-posterize"
+        pil_format, suffix, knob, knob_range = "PNG", ".toy.png", "bits", (1, 8)
+        default_sweep = (2, 4, 6)
+
+        def encode(self, rgb8, rate):
+            step = 2 ** (8 - self._check_rate(rate))
+            q = (rgb8 // step) * step + step // 2
+            buf = _io.BytesIO()
+            Image.fromarray(q.astype(np.uint8)).save(buf, format="PNG")
+            return buf.getvalue()
+
+    try:
+        rng = np.random.default_rng(1)
+        data = tmp_path / "imgs"
+        data.mkdir()
+        y, x = np.mgrid[0:48, 0:64]
+        img = (np.stack([x * 4, y * 5, (x + y) * 2], -1) + rng.normal(0, 3, (48, 64, 3))).clip(0, 255).astype(np.uint8)
+        Image.fromarray(img).save(data / "a.png")
+        p = run_cli("sweep", "--dataset", data, "--out", tmp_path / "run", "--peers", "toy-posterize", "--no-progress")
+        assert p.returncode == 0, p.stderr
+        df = ResultStore(tmp_path / "run").read().sort_values("quality")
+        assert list(df["rate_point"]) == ["q=2", "q=4", "q=6"] and df["decode_ok"].all()
+        assert df["kind"].eq("classical").all() and df["bytes"].is_monotonic_increasing
+        assert df["psnr_rgb"].is_monotonic_increasing
+        target = float(df["bpp_real"].iloc[1]) * 1.02  # between 4 and 5 bits
+        e = run_cli("encode", "--codec", "toy-posterize", "--bpp", target, data / "a.png", f"{tmp_path}/out/")
+        assert e.returncode == 0, e.stderr
+        (out,) = (tmp_path / "out").iterdir()
+        assert out.name == "a.toy.png" and "toy-posterize bits 4," in e.stdout
+        assert 8 * out.stat().st_size / (48 * 64) <= target
+    finally:
+        CLASSICAL.pop("toy-posterize", None)

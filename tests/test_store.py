@@ -8,6 +8,7 @@ import sys
 import textwrap
 import time
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -516,3 +517,43 @@ def test_shard_auto_from_the_scheduler_environment():
     with pytest.raises(QVRFError, match="need N >= 1"):
         store.parse_shard("auto", {"RANK": "4", "WORLD_SIZE": "4"})
     assert store.parse_shard("1/3") == (1, 3)
+
+
+# --- buffered writes ----------------------------------------------------------------------------
+
+
+def test_row_buffer_writes_a_part_per_flush_and_validates_at_once(tmp_path):
+    s = new_store(tmp_path / "run")
+    now = [0.0]
+    buf = store.RowBuffer(s, max_rows=5, max_seconds=30.0, clock=lambda: now[0])
+    buf.add([make_row(f"i{k}.png") for k in range(3)])
+    assert s.parts() == [] and buf.pending == 3  # below both limits: nothing written yet
+    buf.add([make_row(f"i{k}.png") for k in range(3, 6)])  # 6 >= 5 rows: one part
+    assert len(s.parts()) == 1 and buf.pending == 0
+    buf.add([make_row("late.png")])
+    now[0] = 31.0
+    buf.add([])  # 30 s since the last write: the waiting row goes out
+    assert len(s.parts()) == 2 and len(s.read()) == 7
+    with pytest.raises(store.StoreError, match="row 0: unknown column"):
+        buf.add([dict(make_row(), bogus=1)])  # refused when added, not at the next flush
+    buf.add([make_row("x.png")])
+    buf.flush()
+    assert len(s.parts()) == 3 and buf.parts_written == 3
+    s.compact()
+    assert len(s.parts()) == 1 and len(s.read()) == 8
+
+
+def test_a_finished_sweep_leaves_one_part(tmp_path):
+    from helpers import run_cli
+    from PIL import Image
+
+    data = tmp_path / "imgs"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    p = run_cli("sweep", "--dataset", data, "--out", tmp_path / "run", "--peers", "jpeg,webp",
+                "--peer-qualities", "jpeg=20,80", "--peer-qualities", "webp=50", "--no-progress")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    s = ResultStore(tmp_path / "run")
+    assert len(s.parts()) == 1 and len(s.read()) == 9  # 3 images x (2 jpeg + 1 webp), one file

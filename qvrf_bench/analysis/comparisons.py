@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from qvrf_bench import rd
 from qvrf_bench.analysis.pairs import Pair
 from qvrf_bench.errors import QVRFError
+from qvrf_bench.metrics.table import get_metric
 
 # Point-selection sensitivity needs C(n, k) BD computations; a dense sweep of 50 points would need
 # 230,300 (12 points: 495). Above this many subsets "auto" leaves the column empty (a note says why).
@@ -62,8 +63,8 @@ def run_pairs(pairs: Sequence[Pair], s: Settings) -> BDOutput:
             tc, ac = curves[(t.name, mt)], a.curves.get(mt)
             if tc is None or ac is None:
                 if s.strict:
-                    raise QVRFError(f"{t.name} vs {a.name}: no {rd.METRIC_LABELS[mt]} values on one side")
-                out.notes.append(f"{t.name} vs {a.name}: no {rd.METRIC_LABELS[mt]} values on one side; skipped")
+                    raise QVRFError(f"{t.name} vs {a.name}: no {get_metric(mt).label} values on one side")
+                out.notes.append(f"{t.name} vs {a.name}: no {get_metric(mt).label} values on one side; skipped")
                 continue
             sens = _sensitivity(s, len(tc))
             if sens == "none" and s.sensitivity == "auto" and mt == s.metrics[0]:

@@ -23,9 +23,9 @@ import pandas as pd
 from qvrf_bench import kinds, rd
 from qvrf_bench.analysis.curves import LEVELS_SUFFIX, CurveSpec, family
 from qvrf_bench.errors import QVRFError
+from qvrf_bench.metrics.table import all_metrics, metric_names
 
 RUN_KINDS = kinds.KINDS
-METRICS = ("psnr", "ms-ssim")
 
 
 @dataclass
@@ -46,7 +46,7 @@ class Pair:
 
 def anchor_of_curve(spec: CurveSpec, rate: str) -> AnchorSpec:
     """A run curve used as an anchor (its per-image rows come along for paired statistics)."""
-    curves = {mt: spec.curve(mt, rate) for mt in METRICS}
+    curves = {mt.name: spec.curve(mt.name, rate) for mt in all_metrics()}
     fam = None if spec.kind == kinds.CLASSICAL else spec.fam
     return AnchorSpec(spec.name, fam, curves, spec.rows, None, tuple(spec.members))
 
@@ -54,7 +54,7 @@ def anchor_of_curve(spec: CurveSpec, rate: str) -> AnchorSpec:
 def anchor_of_published(anchor, name: str | None = None) -> AnchorSpec:
     """A published or file curve used as an anchor."""
     curves = {}
-    for mt in METRICS:
+    for mt in metric_names():
         try:
             c = anchor.curve(mt)
             curves[mt] = c if name is None else rd.Curve(name, c.rate, c.quality, c.labels, c.metric)

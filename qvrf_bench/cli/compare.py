@@ -58,7 +58,9 @@ def register(subparsers) -> None:
     p.add_argument("test", metavar="TEST", help="run folder, .parquet, .csv or .json (see below)")
     p.add_argument("-a", "--anchor", action="append", metavar="ANCHOR",
                    help="see below (default: the run's own comparisons, the same as the report's)")  # fmt: skip
-    p.add_argument("--metric", choices=("psnr", "ms-ssim"), default="psnr", help="quality axis (default: psnr)")
+    p.add_argument("--metric", default="psnr", metavar="NAME",
+                   help="quality axis: a metric of the table, e.g. psnr (default), ms-ssim, psnr-y, psnr-yuv "
+                   "(README 'Metrics')")  # fmt: skip
     p.add_argument("--interp", choices=INTERPOLATIONS, default="akima", help="interpolation (default: akima)")
     p.add_argument(
         "--rate",
@@ -109,7 +111,9 @@ def register(subparsers) -> None:
 
 
 def _caption(args, from_run: bool) -> str:
-    metric = {"psnr": "PSNR-RGB", "ms-ssim": "MS-SSIM-RGB in dB"}[args.metric]
+    from qvrf_bench.metrics import get_metric
+
+    metric = get_metric(args.metric).label
     sens = (
         "no subset sensitivity"
         if args.sensitivity == "none"
@@ -146,9 +150,13 @@ def run(args: argparse.Namespace) -> int:
             if out.is_dir():
                 raise QVRFError(f"{out}: is a folder; give another -o PREFIX")
             files.refuse_overwriting_inputs(out, [args.test, *(args.anchor or [])], "BD table")
+    from qvrf_bench.metrics import get_metric
+
+    spec = get_metric(args.metric)
     source = analysis.read_source(Path(args.test), args.name)
-    if args.metric == "ms-ssim" and source.points["ms_ssim_db_rgb"].isna().all():
-        raise QVRFError(f"{args.test}: no MS-SSIM values (use --metric psnr)")
+    if spec.quality_column not in source.points or source.points[spec.quality_column].isna().all():
+        raise QVRFError(f"{args.test}: no {spec.label} values (measure them with sweep --metrics {spec.name}, "
+                        "or use --metric psnr)")  # fmt: skip
     tests, fixed = analysis.test_curves(source.points, source.rows)
     if args.method:
         tests = [c for c in tests if any(fnmatchcase(x, p) for p in args.method for x in (c.name, *c.members))]

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 
-CODECS = ("jpeg", "webp", "avif")
-
 
 def register(sub) -> None:
     from qvrf_bench.cli._common import add_device, add_image_limits, positive_float, positive_int
@@ -24,16 +22,16 @@ def register(sub) -> None:
                        "size; the official 'factor'), or a target: --bpp/--bytes find the gain whose file is not above "
                        "the target and at most --tolerance below it (relative, default 1 %%); --psnr the gain whose "
                        "PSNR-RGB is not below the target and at most --tolerance dB above it (default 0.05). The "
-                       "header records the gain used, so decoding is unchanged. --codec jpeg|webp|avif does the same "
-                       "with a classical codec's quality knob. Non-RGB images are converted to 8-bit RGB with a "
+                       "header records the gain used, so decoding is unchanged. --codec jpeg|webp|avif|jpeg2000 does "
+                       "the same with a classical codec's knob. Non-RGB images are converted to 8-bit RGB with a "
                        "notice.")  # fmt: skip
     p.add_argument("-c", "--checkpoint", help="checkpoint path or zoo:NAME (not with --codec)")
     p.add_argument("--method", metavar="WHAT[=CKPT]",
                    help="a method of the method contract (as sweep --method), at --level, --value or a target "
                    "(--bpp/--bytes/--psnr: its continuous knob, searched as a gain); format 3")  # fmt: skip
-    p.add_argument(
-        "--codec", choices=CODECS, help="encode with Pillow's codec instead of a checkpoint (needs a target)"
-    )
+    p.add_argument("--codec", metavar="NAME",
+                   help="a classical codec (jpeg, webp, avif, jpeg2000 or a registered one) instead of a checkpoint "
+                   "(needs a target)")  # fmt: skip
     g = p.add_mutually_exclusive_group()
     g.add_argument("--level", type=int, help="discrete rate level 0..L-1 (default 0)")
     g.add_argument("--gain", type=float,
@@ -82,7 +80,14 @@ def run(args: argparse.Namespace) -> int:
     if args.value is not None:
         raise QVRFError("--value is a --method's continuous point; a checkpoint takes --gain")
     if (args.codec is None) == (args.checkpoint is None):
-        raise QVRFError("give a checkpoint (-c CKPT) or a classical codec (--codec jpeg|webp|avif), not both")
+        raise QVRFError("give a checkpoint (-c CKPT) or a classical codec (--codec jpeg|webp|avif|jpeg2000), not both")
+    codec = None
+    if args.codec:
+        from qvrf_bench.peers import CLASSICAL
+
+        if args.codec not in CLASSICAL:
+            raise QVRFError(f"--codec {args.codec!r}: unknown codec; choose from {', '.join(CLASSICAL)}")
+        codec = CLASSICAL[args.codec]
     target = _target(args)
     if args.codec and target is None:
         raise QVRFError(f"--codec {args.codec} needs a target (--bpp, --bytes or --psnr)")
@@ -92,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         raise QVRFError("--tolerance and --extrapolate apply to a target (--bpp, --bytes or --psnr)")
     if args.gain is not None:
         check_gain(args.gain, "--gain")
-    suffix = {"jpeg": ".jpg", "webp": ".webp", "avif": ".avif"}.get(args.codec, ".qvrf")
+    suffix = (codec.suffix or f".{codec.name}") if codec else ".qvrf"
     out = files.output_path(args.output, Path(args.input).stem + suffix, "bitstream",
                             inputs=(args.input, args.checkpoint, method_file(args.method)))  # fmt: skip
 
@@ -222,12 +227,12 @@ def _run_codec(args, target, out) -> int:
         print(f"notice: {args.input}: {note}", file=sys.stderr)
     peer = get_peer(args.codec)
     t0 = time.perf_counter()
-    res, data = ratecontrol.peer_to_target(peer, img.rgb, target)
+    res, data, knob = ratecontrol.codec_to_target(peer, img.rgb, target)
     dt = time.perf_counter() - t0
     files.write_bytes(out, data)
     pixels = img.height * img.width
-    print(f"{args.input} -> {out}: {len(data)} bytes, {8 * len(data) / pixels:.4f} bpp, {args.codec} quality "
-          f"{int(res.knob)}, {dt:.2f} s{_target_text(res)}")  # fmt: skip
+    print(f"{args.input} -> {out}: {len(data)} bytes, {8 * len(data) / pixels:.4f} bpp, {args.codec} {peer.knob} "
+          f"{int(knob) if peer.knob_integer else f'{knob:.4g}'}, {dt:.2f} s{_target_text(res)}")  # fmt: skip
     if not res.met:
         print(f"notice: {args.input}: {res.note()}", file=sys.stderr)
     return 0

@@ -54,6 +54,9 @@ def register(sub) -> None:
     p.add_argument("--crops", type=int, default=0, metavar="N",
                    help="keep a window of the original and of the matched-rate and fixed-rate decoded images of the "
                    "first N images in OUT/crops, for the report's side-by-side view (default 0)")  # fmt: skip
+    p.add_argument("--metrics", default=None, metavar="LIST",
+                   help="what each row measures besides rate: metric names (psnr-y,psnr-yuv,...: README 'Metrics'), "
+                   "'all' (every metric available offline) or 'default' (PSNR-RGB and MS-SSIM-RGB, always measured)")  # fmt: skip
     p.add_argument("--peers", default="", help="classical codecs: jpeg,webp,avif,jpeg2000 (default sweeps)")
     p.add_argument("--peer-qualities", action="append", default=[], metavar="NAME=Q1,Q2,...",
                    help="override a peer's sweep: quality (jpeg/webp/avif), ratio (jpeg2000) or "
@@ -67,6 +70,9 @@ def register(sub) -> None:
     p.add_argument("--shard", metavar="i/N|auto",
                    help="measure shard i (0-based) of N; auto: the scheduler's (Slurm array task, torchrun rank); "
                    "'{shard}' in --out becomes e.g. 2of8; join with qvrf-bench merge")  # fmt: skip
+    p.add_argument("--flush-rows", type=int, default=2000, metavar="N",
+                   help="write results every N rows or 30 s, whichever comes first (default 2000): a kill loses "
+                   "at most those, which a rerun measures again")  # fmt: skip
     p.add_argument("--strict", action="store_true", help="exit 1 when any row failed or any image was skipped")
     p.add_argument("--retry-failed", action="store_true", help="redo rows that failed in an earlier run")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -123,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
         decode_threads=args.decode_threads,
         max_pixels=args.max_pixels,
         max_image_bytes=args.max_image_bytes,
+        metrics=args.metrics,
+        flush_rows=args.flush_rows,
     )
     summary = run_sweep(cfg)
     print(summary.text())

@@ -24,6 +24,7 @@ import pandas as pd
 from qvrf_bench import kinds, rd
 from qvrf_bench.analysis.curves import FAMILIES, family, fixed_name  # noqa: F401 (FAMILIES: re-exported)
 from qvrf_bench.errors import QVRFError
+from qvrf_bench.metrics.table import get_metric, quality_axes
 from qvrf_bench.report import plots
 
 FAMILY_TITLES = {
@@ -145,7 +146,7 @@ def method_series(m: Measured, method: str, *, label: str | None = None, only_le
     return plots.Series(
         label=label or f"{method} (measured)",
         bpp=pts["bpp"].to_numpy(float),
-        quality={"psnr": pts["psnr_rgb"].to_numpy(float), "ms-ssim": pts["ms_ssim_db_rgb"].to_numpy(float)},
+        quality=quality_axes(pts),
         role=kinds.plot_role(kind),
         discrete=disc,
         notes=notes if kinds.is_tested(kind) else (),
@@ -162,7 +163,7 @@ def fixed_series(m: Measured, fam: str) -> plots.Series | None:
     return plots.Series(
         label=f"{len(methods)} fixed-rate models, {arch} (measured)",
         bpp=merged["bpp"].to_numpy(float),
-        quality={"psnr": merged["psnr_rgb"].to_numpy(float), "ms-ssim": merged["ms_ssim_db_rgb"].to_numpy(float)},
+        quality=quality_axes(merged),
         role="fixed",
     )
 
@@ -193,7 +194,7 @@ def anchor_series(anchor) -> plots.Series:
     return plots.Series(
         label=f"{anchor.name.rsplit('/', 1)[-1]} (published: {anchor_source(anchor)})",
         bpp=[p.bpp for p in pts],
-        quality={"psnr": col("psnr_rgb"), "ms-ssim": col("ms_ssim_db_rgb")},
+        quality=quality_axes({c: col(c) for c in ("psnr_rgb", "ms_ssim_db_rgb")}),  # an anchor file's two
         role=anchor_role(anchor),
         published=True,
     )
@@ -273,7 +274,7 @@ def variable_rate(
         sweep = plots.Series(
             label=f"{name}: continuous gains (measured)",
             bpp=cont["bpp"].to_numpy(float),
-            quality={"psnr": cont["psnr_rgb"].to_numpy(float), "ms-ssim": cont["ms_ssim_db_rgb"].to_numpy(float)},
+            quality=quality_axes(cont),
             role="variable",
             discrete=np.zeros(len(cont), bool),
         )
@@ -289,7 +290,7 @@ def variable_rate(
     for s in extra:
         plots.draw_series(ax, s, metric)
     ax.set_xlabel(plots.text(rate_axis_label(rate)))
-    ax.set_ylabel(plots.METRIC_LABELS[metric])
+    ax.set_ylabel(get_metric(metric).label)
     plots.finish(
         fig,
         title=f"Discrete and continuous variable rate: {name}",

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from qvrf_bench.errors import QVRFError
+from qvrf_bench.metrics.table import get_metric
 
-METRIC_LABELS = {"psnr": "PSNR-RGB [dB]", "ms-ssim": "MS-SSIM-RGB [dB]"}
 ROLES = ("variable", "fixed", "vbr", "classical", "other")  # kinds.plot_role
 
 # One palette per role, so a measured variable-rate curve and a published one (QVRF's) share a hue and
@@ -263,7 +263,7 @@ def rd_figure(
         for s in series:
             draw_series(ax, s, metric, annotate=annotate)
         ax.set_xlabel(text(rate_label))
-        ax.set_ylabel(METRIC_LABELS[metric])
+        ax.set_ylabel(get_metric(metric).label)
     finish(fig, title=title, subtitle=subtitle, caption=caption, legend_axes=axes[:1], ncol=min(len(metrics), 2))
     return fig
 
@@ -297,7 +297,7 @@ def levels_figure(panels: Sequence[SweepPanel], metric: str = "psnr", *, title: 
             draw_series(ax, s, metric)
         ax.set_title(text(p.name), fontsize=9)
         ax.set_xlabel("bpp (real bitstreams)")
-        ax.set_ylabel(METRIC_LABELS[metric])
+        ax.set_ylabel(get_metric(metric).label)
         ax.legend(loc="lower right", frameon=False, fontsize=7)
     for ax in axes[len(panels) :]:
         ax.set_visible(False)

@@ -28,11 +28,25 @@ from qvrf_bench import analysis, kinds, rd
 from qvrf_bench.analysis import BDOutput, CurveSpec
 from qvrf_bench.analysis.pairs import same_dataset
 from qvrf_bench.errors import QVRFError
+from qvrf_bench.metrics.table import all_metrics, default_metrics, quality_axes
 from qvrf_bench.report import figures as F
 from qvrf_bench.report import plots
 
 TEMPLATE = "report.html.j2"
-METRICS = ("psnr", "ms-ssim")
+
+
+def run_metrics(points: pd.DataFrame) -> tuple[str, ...]:
+    """The metrics the report shows: the default set, and every other metric of the table the run
+    measured (sweep --metrics), in the table's order."""
+    default = {m.name for m in default_metrics()}
+    out = []
+    for mt in all_metrics():
+        axis = mt.axis_of(points)
+        if mt.name in default or (axis is not None and np.isfinite(axis).any()):
+            out.append(mt.name)
+    return tuple(out)
+
+
 MAX_ERROR_ROWS = 200  # listed one by one; the summary by reason counts them all
 MAX_PER_IMAGE_COLUMNS = 16
 
@@ -156,7 +170,7 @@ def compute_bd(
     pairs, notes = analysis.default_pairs(
         tests, fixed, anchors, rate=m.rate, dataset=m.dataset, cross_dataset=cross_dataset
     )
-    settings = analysis.Settings(metrics=METRICS, rate=m.rate, interp=interp, n_boot=n_boot, seed=seed,
+    settings = analysis.Settings(metrics=run_metrics(m.points), rate=m.rate, interp=interp, n_boot=n_boot, seed=seed,
                                  per_image=("psnr",))  # fmt: skip
     out = analysis.run_pairs(pairs, settings)
     out.notes = list(dict.fromkeys(notes + out.notes))
@@ -220,7 +234,7 @@ def build_figures(m: F.Measured, anchors: Sequence, bd: BDOutput, caption: str) 
         series += [F.anchor_series(a) for a in pubs]
         if not series:
             continue
-        fig = plots.rd_figure(series, METRICS, rate_label=F.rate_axis_label(m.rate))
+        fig = plots.rd_figure(series, run_metrics(m.points), rate_label=F.rate_axis_label(m.rate))
         title = f"RD curves: {F.FAMILY_TITLES.get(fam, fam)}"
         pub_text = f" Published curves: {', '.join(a.name for a in pubs)}." if pubs else " No published curve chosen."
         figs.append(FigureOut(f"fig-rd-{len(figs)}", title, _inline_svg(fig, f"rd{len(figs)}"), caption + pub_text))
@@ -239,7 +253,7 @@ def build_figures(m: F.Measured, anchors: Sequence, bd: BDOutput, caption: str) 
             sweep = plots.Series(
                 label=f"{method}: continuous points",
                 bpp=c["bpp"],
-                quality={"psnr": c["psnr_rgb"], "ms-ssim": c["ms_ssim_db_rgb"]},
+                quality=quality_axes(c),
                 role="variable",
                 discrete=np.zeros(len(c), bool),
             )
@@ -897,6 +911,6 @@ def save_figures(rows: pd.DataFrame, folder: str | Path, *, anchors: Sequence = 
     paths = []
     for fam in sorted({F.family(a) for a in m.points.loc[m.points["kind"] != kinds.CLASSICAL, "arch"]}):
         pubs = [a for a in anchors if a.kind == "classical" or F.family(a.arch) == fam]
-        fig = F.qvrf_vs_anchors(fam, rows, published=pubs, metrics=METRICS, dataset=dataset, rate=rate)
+        fig = F.qvrf_vs_anchors(fam, rows, published=pubs, metrics=run_metrics(m.points), dataset=dataset, rate=rate)
         paths += plots.save(fig, Path(folder) / f"rd-{fam}", salt=fam)
     return paths

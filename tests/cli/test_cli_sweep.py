@@ -94,7 +94,9 @@ def test_kill_9_then_resume_equals_uninterrupted(ckpt, tmp_path):
     ds.mkdir()
     for i in range(6):
         Image.fromarray(noise(40, 48, seed=i)).save(ds / f"im{i}.png")
-    args = ["sweep", "-c", ckpt, "--dataset", ds, "--factors", "1.5,3", "--device", "cpu", "--threads", "1"]
+    # one part per image (10 rows): the default buffer (2,000 rows or 30 s) would write none before the kill
+    args = ["sweep", "-c", ckpt, "--dataset", ds, "--factors", "1.5,3", "--device", "cpu", "--threads", "1",
+            "--flush-rows", "10"]  # fmt: skip
     out = tmp_path / "killed"
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     proc = subprocess.Popen([sys.executable, "-m", "qvrf_bench", *map(str, args), "--out", str(out)],
