@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from qvrf_bench.anchors import Anchor, dumps_anchor, from_compressai, parse_lenient_json, slug  # noqa: E402
+from qvrf_bench.analysis.anchors import Anchor, dumps_anchor, from_compressai, parse_lenient_json, slug  # noqa: E402
 
 README = REPO / "anchors" / "README.md"
 DEFAULT_OUT = REPO / "qvrf_bench" / "data" / "anchors"

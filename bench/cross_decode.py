@@ -33,8 +33,8 @@ import torch
 from qvrf_bench import zoo
 from qvrf_bench.models import create, prepare_for_coding
 from qvrf_bench.models.checkpoints import save_checkpoint
-from qvrf_bench.store import ResultStore
-from qvrf_bench.sweep import SweepConfig, run_sweep
+from qvrf_bench.results.store import ResultStore
+from qvrf_bench.sweep.run import SweepConfig, run_sweep
 
 ARCHS = ("balle", "minnen-mean", "minnen", "cheng2020")
 

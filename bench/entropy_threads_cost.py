@@ -16,8 +16,9 @@ import time
 
 import torch
 
-from qvrf_bench import codec, zoo
+from qvrf_bench import zoo
 from qvrf_bench.images import load_image
+from qvrf_bench.methods import codec
 from qvrf_bench.models import determinism
 from qvrf_bench.models.checkpoints import load_model
 

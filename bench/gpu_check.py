@@ -69,8 +69,8 @@ def part_train(device: str, kodak: Path, tmp: Path) -> dict:
 def _sweep(arch: str, device: str, ds: Path, out: Path, engine: str, narrow: bool = False, **kw):
     """(seconds, rows) of one sweep of a random-weight QVRF model: default widths and the paper
     factors, or (``narrow``: the CPU stand-in) N,M = 32,48 at its 8 levels."""
-    from qvrf_bench.store import ResultStore
-    from qvrf_bench.sweep import SweepConfig, run_sweep
+    from qvrf_bench.results.store import ResultStore
+    from qvrf_bench.sweep.run import SweepConfig, run_sweep
 
     ck = out.parent / f"{arch}{'-narrow' if narrow else ''}.pt"
     if not ck.exists():
@@ -119,7 +119,8 @@ def main(argv=None) -> int:
     ap.add_argument("--parts", default="tests,train,sweep,cross_decode")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    from qvrf_bench import store, zoo
+    from qvrf_bench import zoo
+    from qvrf_bench.results import store
 
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"

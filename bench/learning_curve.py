@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from qvrf_bench import codec, images, metrics
+from qvrf_bench import images, metrics
+from qvrf_bench.methods import codec
 from qvrf_bench.models.checkpoints import load_model, read_file
 from qvrf_bench.peers import JpegCodec
 

@@ -23,10 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from qvrf_bench import codec, images, ratecontrol
+from qvrf_bench import images
 from qvrf_bench.errors import QVRFError
+from qvrf_bench.methods import codec
 from qvrf_bench.methods.qvrf import QVRFMethod
 from qvrf_bench.models.checkpoints import load_model
+from qvrf_bench.sweep import ratecontrol
 
 COLUMNS = ("checkpoint", "image", "target_bpp", "method", "reached", "met", "bpp", "gain", "encodes", "seconds",
            "reason")  # fmt: skip

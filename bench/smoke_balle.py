@@ -16,7 +16,7 @@ compared starts from it:
 4. Codes the first ``--images`` Kodak images with real bitstreams (codec.encode_tensor /
    decode_tensor) at the 8 levels and with the 8 anchors: bpp from the container's bytes (header
    included), PSNR on the 8-bit-rounded RGB decoder output, both averaged over the images.
-5. BD-rate of QVRF against the anchors (qvrf_bench.rd, Akima, monotone hull).
+5. BD-rate of QVRF against the anchors (qvrf_bench.analysis.rd, Akima, monotone hull).
 
 Measured (2026-11, 1 torch thread on a shared 2-core CPU, load ~5): 989 s in all (base 242, anchors
 667, QVRF 69, coding 11). Every model ends near 22-23 dB on Kodak -- smoke-sized transforms limit the
@@ -41,7 +41,8 @@ from pathlib import Path
 
 
 def measure(checkpoint: Path, levels: list[int], kodak: list[Path]) -> list[dict]:
-    from qvrf_bench import codec, images, metrics
+    from qvrf_bench import images, metrics
+    from qvrf_bench.methods import codec
     from qvrf_bench.models.checkpoints import load_model
 
     model, _ = load_model(checkpoint)  # builds the CDF tables, eval mode
@@ -63,7 +64,7 @@ def bd_rate(test: list[dict], anchor: list[dict]) -> dict:
     import numpy as np
 
     try:
-        from qvrf_bench import rd
+        from qvrf_bench.analysis import rd
 
         t = rd.Curve("qvrf", np.array([p["bpp"] for p in test]), np.array([p["psnr"] for p in test]))
         a = rd.Curve("anchors", np.array([p["bpp"] for p in anchor]), np.array([p["psnr"] for p in anchor]))
@@ -72,7 +73,7 @@ def bd_rate(test: list[dict], anchor: list[dict]) -> dict:
             r = rd.compare(test=t, anchor=a, interp="akima", sensitivity="none")
         return {"bd_rate_pct": r.bd_rate, "bd_psnr_db": r.bd_quality, "overlap_pct": r.overlap_pct,
                 "psnr_range": list(r.quality_range), "dropped": [str(d) for d in r.dropped_test + r.dropped_anchor],
-                "via": "qvrf_bench.rd (akima, monotone hull)"}  # fmt: skip
+                "via": "qvrf_bench.analysis.rd (akima, monotone hull)"}  # fmt: skip
     except ImportError:
         import bjontegaard
 

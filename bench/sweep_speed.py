@@ -39,7 +39,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from qvrf_bench import codec, images  # noqa: E402
+from qvrf_bench import images  # noqa: E402
+from qvrf_bench.methods import codec  # noqa: E402
 from qvrf_bench.methods.engine import MethodEngine  # noqa: E402
 from qvrf_bench.methods.qvrf import QVRFMethod  # noqa: E402
 from qvrf_bench.models import ARCHS, LAMBDAS_8, PAPER_FACTORS, create, prepare_for_coding  # noqa: E402

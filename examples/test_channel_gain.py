@@ -11,7 +11,7 @@ import torch
 from helpers import run_cli, small_model
 from PIL import Image
 
-from qvrf_bench import container
+from qvrf_bench.bitstream import container
 from qvrf_bench.methods import make
 from qvrf_bench.methods.engine import MethodEngine
 from qvrf_bench.models.checkpoints import save_checkpoint
@@ -42,7 +42,7 @@ def test_it_starts_at_qvrf_and_codes_in_batches_as_alone(tmp_path):
     rates = [r.payload_bytes for r in fast[:8]]
     assert rates == sorted(rates) and rates[0] < rates[-1]
     # the rate search finds the interpolation position t that meets a rate between two levels
-    from qvrf_bench.ratecontrol import Target, method_to_target
+    from qvrf_bench.sweep.ratecontrol import Target, method_to_target
 
     bpp = 8 * (len(fast[5].data) + len(fast[6].data)) / 2 / (rgb.shape[0] * rgb.shape[1])
     res, data, point = method_to_target(cg, rgb, Target("bpp", bpp))
@@ -77,7 +77,7 @@ def test_train_resume_sweep_and_compare(tmp_path):
                 "-c", tmp_path / "q.pt", tmp_path / "f0.0018.pt", tmp_path / "f0.18.pt", "--factors", "none",
                 "--no-progress")  # fmt: skip
     assert r.returncode == 0, r.stderr
-    from qvrf_bench.store import ResultStore
+    from qvrf_bench.results.store import ResultStore
 
     df = ResultStore(tmp_path / "sw").read()
     mine = df[df["kind"] == "variable"]

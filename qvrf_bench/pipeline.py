@@ -228,9 +228,10 @@ def run(args) -> int:
     quiet_warnings()
     import torch
 
-    from qvrf_bench import store, zoo
+    from qvrf_bench import zoo
     from qvrf_bench.report import figures as F
     from qvrf_bench.report import plots, render_report
+    from qvrf_bench.results import store
 
     t_start = time.perf_counter()
     out, reports = Path(args.out), Path(args.reports)

@@ -1,4 +1,4 @@
-"""The decode fuzz test's worker process (tests/test_fuzz_decode.py starts it).
+"""The decode fuzz test's worker process (tests/bitstream/test_fuzz_decode.py starts it).
 
 Reads one JSON case per line on stdin: {"id", "arch", "data" (base64)}; writes the bytes to a
 file, runs ``qvrf-bench decode`` and ``qvrf-bench info`` on it through the CLI's own entry point,
@@ -48,7 +48,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from qvrf_bench import codec  # noqa: F401  (import once, before the first case is timed)
+    from qvrf_bench.methods import codec  # noqa: F401  (import once, before the first case is timed)
 
     print(json.dumps({"ready": True}), file=proto)
     for line in sys.stdin:

@@ -69,3 +69,18 @@ def run_cli(*args):
         except SystemExit as exc:  # argparse usage errors
             code = exc.code
     return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
+def narrow_vbr(arch, vr_z, seed=0, updated=True):
+    """A randomly initialised narrow VBR model whose latents are big enough to cost bits."""
+    from compressai.zoo.image_vbr import model_architectures
+
+    torch.manual_seed(seed)
+    cls = model_architectures[arch]
+    model = cls(8, 12, vr_entbttlnck=True) if vr_z else cls(8, 12)
+    with torch.no_grad():
+        model.g_a[6].weight.mul_(30.0)
+    model.eval()
+    if updated:
+        model.update(force=True, scale=model.Gain[-1].detach()) if vr_z else model.update(force=True)
+    return model

@@ -10,7 +10,8 @@ import pytest
 import torch
 from helpers import small_model
 
-from qvrf_bench import codec, images
+from qvrf_bench import images
+from qvrf_bench.methods import codec
 from qvrf_bench.methods.engine import MethodEngine
 from qvrf_bench.methods.qvrf import QVRFMethod
 

@@ -1,6 +1,6 @@
 """Hostile numbers and broken files, library level: header checks, the supported gain range, the
 coder's symbol guard, checkpoint gains and messages, output paths and temporary files, 16-bit PNGs.
-(The CLI's side is tests/cli/test_cli_hostile.py; random damage is tests/test_fuzz_decode.py.)"""
+(The CLI's side is tests/cli/test_cli_hostile.py; random damage is tests/bitstream/test_fuzz_decode.py.)"""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ import torch
 from helpers import HEAD, png16, small_model, with_fields
 from PIL import Image
 
-from qvrf_bench import codec, container, files, gains, images
+from qvrf_bench import files, images
+from qvrf_bench.bitstream import container, gains
 from qvrf_bench.errors import BitstreamError, CheckpointError, CoderRangeError, GainError, QVRFError
+from qvrf_bench.methods import codec
 from qvrf_bench.models import ARCHS
 from qvrf_bench.models.checkpoints import load_model, save_checkpoint, update_checkpoint
 from qvrf_bench.models.qvrf import check_coder_input, scale_table

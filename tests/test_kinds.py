@@ -16,7 +16,7 @@ PKG = Path(kinds.__file__).parent
 # Every file that must talk to the method contract only (methods/base.py): the engines, the sweep,
 # the one training loop, rate control, the analysis and the report.
 CONTRACT_ONLY = [
-    "methods/engine.py", "train/method.py", "train/loop.py", "sweep.py", "ratecontrol.py",
+    "methods/engine.py", "train/method.py", "train/loop.py", "sweep/run.py", "sweep/ratecontrol.py",
     *(str(p.relative_to(PKG)) for p in sorted((PKG / "analysis").glob("*.py"))),
     *(str(p.relative_to(PKG)) for p in sorted((PKG / "report").glob("*.py"))),
 ]  # fmt: skip

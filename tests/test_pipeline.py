@@ -40,7 +40,7 @@ def test_default_job_on_a_tiny_zoo(tiny_zoo, tmp_path, monkeypatch):
     for d in shards:
         manifest = json.loads((d / "run.json").read_text())
         assert manifest["config"]["dataset"]["images"] == 3
-        from qvrf_bench.store import ResultStore
+        from qvrf_bench.results.store import ResultStore
 
         images |= set(ResultStore(d).read()["image"])
     assert images == {"kodim03.png", "kodim23.png", "kodim04.png"}  # the shards cover every image once

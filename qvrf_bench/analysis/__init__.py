@@ -4,7 +4,7 @@
 * :mod:`.curves`: the test curves, by one grouping rule (each method; a QVRF model's discrete levels
   alone as well; a family's fixed-rate models as ONE curve);
 * :mod:`.pairs`: which curve is compared with which anchor (the run's own pairs, or ``--anchor`` specs);
-* :mod:`.comparisons`: every pair through :mod:`qvrf_bench.rd` (BD, subset sensitivity, bootstrap CI,
+* :mod:`.comparisons`: every pair through :mod:`qvrf_bench.analysis.rd` (BD, subset sensitivity, bootstrap CI,
   per-image BD) into tables and notes.
 
 ``compare`` prints what :func:`run_pairs` returns and the report renders it, so one run gives one BD table.

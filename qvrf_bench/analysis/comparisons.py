@@ -1,4 +1,4 @@
-"""Every (test, anchor) pair through :mod:`qvrf_bench.rd`: BD-rate and BD-quality, subset sensitivity,
+"""Every (test, anchor) pair through :mod:`qvrf_bench.analysis.rd`: BD-rate and BD-quality, subset sensitivity,
 a bootstrap CI over images and per-image BD, collected into tables and notes."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from qvrf_bench import rd
+from qvrf_bench.analysis import rd
 from qvrf_bench.analysis.pairs import Pair
 from qvrf_bench.errors import QVRFError
 from qvrf_bench.metrics.table import get_metric

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from qvrf_bench import kinds, rd
+from qvrf_bench import kinds
+from qvrf_bench.analysis import rd
 from qvrf_bench.errors import QVRFError
 
 # Run archs (qvrf_bench.models) and the CompressAI / QVRF names of the same network, to one family.

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from qvrf_bench import kinds, rd
+from qvrf_bench import kinds
+from qvrf_bench.analysis import rd
 from qvrf_bench.analysis.curves import LEVELS_SUFFIX, CurveSpec, family
 from qvrf_bench.errors import QVRFError
 from qvrf_bench.metrics.table import all_metrics, metric_names
@@ -175,7 +176,7 @@ def spec_pairs(
         _, anchor = curve_file(path, None)
         a = anchor_of_published(anchor, name=spec)
     else:
-        from qvrf_bench.anchors import load_anchor
+        from qvrf_bench.analysis.anchors import load_anchor
 
         anchor = load_anchor(spec, dirs)
         a = anchor_of_published(anchor)

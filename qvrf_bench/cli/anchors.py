@@ -84,7 +84,7 @@ def _fmt(x, digits: int) -> str:
 
 
 def _list(args) -> int:
-    from qvrf_bench.anchors import list_anchors
+    from qvrf_bench.analysis.anchors import list_anchors
 
     items = list_anchors(args.dir, dataset=args.dataset)
     if args.kind:
@@ -113,7 +113,7 @@ def _list(args) -> int:
 
 
 def _show(args) -> int:
-    from qvrf_bench.anchors import dumps_anchor, load_anchor
+    from qvrf_bench.analysis.anchors import dumps_anchor, load_anchor
 
     a = load_anchor(args.name, args.dir)
     if args.json:
@@ -157,7 +157,7 @@ def _show(args) -> int:
 def _import(args) -> int:
     from pathlib import Path
 
-    from qvrf_bench.anchors import (
+    from qvrf_bench.analysis.anchors import (
         import_curve_file,
         list_anchors,
         user_anchor_name,
@@ -194,7 +194,7 @@ def _import(args) -> int:
 
 
 def _export(args) -> int:
-    from qvrf_bench.anchors import export_compressai, load_anchor
+    from qvrf_bench.analysis.anchors import export_compressai, load_anchor
 
     a = load_anchor(args.name, args.dir)
     path = export_compressai(a, args.output)

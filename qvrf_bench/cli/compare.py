@@ -6,7 +6,7 @@ import argparse
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-# Kept in sync with qvrf_bench.rd by a test; not imported here so that --help stays fast.
+# Kept in sync with qvrf_bench.analysis.rd by a test; not imported here so that --help stays fast.
 INTERPOLATIONS = ("akima", "pchip", "cubic")
 SENSITIVITY_MODES = ("test", "anchor", "paired", "both", "none")
 RATES = {"file": "bpp_real", "payload": "payload_bpp_real"}
@@ -132,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from qvrf_bench import analysis, rd
+    from qvrf_bench import analysis
+    from qvrf_bench.analysis import rd
     from qvrf_bench.errors import QVRFError
 
     if args.per_image and not args.output:

@@ -25,7 +25,8 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from qvrf_bench import container, files
+    from qvrf_bench import files
+    from qvrf_bench.bitstream import container
     from qvrf_bench.cli._common import method_file
     from qvrf_bench.errors import BitstreamError
 
@@ -49,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     quiet_warnings()
     import time
 
-    from qvrf_bench import codec, images
+    from qvrf_bench import images
+    from qvrf_bench.methods import codec
     from qvrf_bench.models.checkpoints import load_model
 
     if args.method:

@@ -57,7 +57,7 @@ def register(sub) -> None:
 
 
 def _target(args):
-    from qvrf_bench.ratecontrol import Target
+    from qvrf_bench.sweep.ratecontrol import Target
 
     for kind in ("bpp", "bytes", "psnr"):
         if getattr(args, kind) is not None:
@@ -69,9 +69,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from qvrf_bench import files
+    from qvrf_bench.bitstream.gains import check_gain
     from qvrf_bench.cli._common import method_file
     from qvrf_bench.errors import QVRFError
-    from qvrf_bench.gains import check_gain
 
     # What can be checked without the work goes first, before torch is imported: the arguments,
     # the gain, the output path.
@@ -110,8 +110,10 @@ def run(args: argparse.Namespace) -> int:
     import sys
     import time
 
-    from qvrf_bench import codec, images, ratecontrol
+    from qvrf_bench import images
+    from qvrf_bench.methods import codec
     from qvrf_bench.models.checkpoints import load_model
+    from qvrf_bench.sweep import ratecontrol
 
     img = images.load_image(args.input, args.max_pixels, args.max_image_bytes)
     for note in img.notices:
@@ -171,7 +173,7 @@ def _run_method(args) -> int:
     method = make(args.method, device=str(resolve_device(args.device)))
     levels = method.rate_points()
     if target is not None:
-        from qvrf_bench import ratecontrol
+        from qvrf_bench.sweep import ratecontrol
 
         t0 = time.perf_counter()
         try:
@@ -204,7 +206,7 @@ def _run_method(args) -> int:
 
 
 def _payload(data: bytes) -> int:
-    from qvrf_bench.container import unpack
+    from qvrf_bench.bitstream.container import unpack
 
     _, strings = unpack(data)
     return sum(len(s) for s in strings)
@@ -219,8 +221,9 @@ def _run_codec(args, target, out) -> int:
     import sys
     import time
 
-    from qvrf_bench import files, images, ratecontrol
+    from qvrf_bench import files, images
     from qvrf_bench.peers import get_peer
+    from qvrf_bench.sweep import ratecontrol
 
     img = images.load_image(args.input, args.max_pixels, args.max_image_bytes)
     for note in img.notices:

@@ -17,8 +17,8 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from qvrf_bench import container as codec  # the header alone: no torch for a bitstream
     from qvrf_bench import files, zoo
+    from qvrf_bench.bitstream import container as codec
     from qvrf_bench.errors import QVRFError
 
     # zoo:NAME works here as wherever a checkpoint path does (the verified shipped file)
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from qvrf_bench.cli._common import quiet_warnings
 
     quiet_warnings()
-    from qvrf_bench.codec import model_fingerprint
+    from qvrf_bench.methods.codec import model_fingerprint
     from qvrf_bench.models.checkpoints import gains_problem_text, load_model
 
     model, obj = load_model(path, for_coding=False)

@@ -6,8 +6,8 @@ import argparse
 
 
 def register(sub) -> None:
+    from qvrf_bench.bitstream.container import ARCH_IDS  # torch-free: the built-in architectures
     from qvrf_bench.cli._common import int_list, positive_float
-    from qvrf_bench.container import ARCH_IDS  # torch-free: the built-in architectures
 
     p = sub.add_parser("init", help="write an untrained (randomly initialised) model checkpoint",
                        description="Write an untrained checkpoint of any registered architecture, for tests, "

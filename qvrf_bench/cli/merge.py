@@ -21,8 +21,8 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from qvrf_bench.files import check_folder
-    from qvrf_bench.store import merge
-    from qvrf_bench.sweep import format_points_table, summarize
+    from qvrf_bench.results.store import merge
+    from qvrf_bench.sweep.run import format_points_table, summarize
 
     check_folder(args.out, "merged run")  # before any work
     command = ["qvrf-bench", "merge", *args.shards, "--out", args.out]

@@ -1,13 +1,13 @@
 """`qvrf-bench sweep`: measure checkpoints and peers on a dataset (real bitstreams) into a run folder.
 
-See qvrf_bench/sweep.py for what is measured, resume, failures and shards.
+See qvrf_bench/sweep/run.py for what is measured, resume, failures and shards.
 """
 
 from __future__ import annotations
 
 import argparse
 
-# Kept equal to qvrf_bench.sweep.DEFAULT_FACTORS (a test checks); not imported, so --help stays fast.
+# Kept equal to qvrf_bench.sweep.run.DEFAULT_FACTORS (a test checks); not imported, so --help stays fast.
 DEFAULT_FACTORS = "0.5:12:24"
 
 
@@ -88,11 +88,11 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from qvrf_bench.files import check_folder
-    from qvrf_bench.sweep import SweepConfig, parse_peer_qualities, run_sweep
+    from qvrf_bench.sweep.run import SweepConfig, parse_peer_qualities, run_sweep
 
     if args.shard:
         # auto: the scheduler's shard (Slurm array, torchrun); {shard} in --out becomes "iofN"
-        from qvrf_bench.store import parse_shard
+        from qvrf_bench.results.store import parse_shard
 
         i, n = parse_shard(args.shard)
         args.shard = f"{i}/{n}"

@@ -25,8 +25,8 @@ def _lambda(text: str):
 
 
 def register(sub) -> None:
+    from qvrf_bench.bitstream.container import ARCH_IDS  # torch-free: the built-in architectures
     from qvrf_bench.cli._common import add_device, positive_float
-    from qvrf_bench.container import ARCH_IDS  # torch-free: the built-in architectures
 
     p = sub.add_parser("train", help="train fixed-rate anchors or a QVRF model (stages 1-3), resumable",
                        description="Train one fixed-rate anchor (--kind fixed --lambda L), all 8 anchors "

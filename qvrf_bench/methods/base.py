@@ -168,7 +168,7 @@ class Method(ABC):
 
     def pack(self, point: Point, strings: list[bytes], height: int, width: int, padding, fingerprint: str) -> bytes:
         """One point's container: its own strings, then the shared ones."""
-        from qvrf_bench.container import MethodHeader, pack_method
+        from qvrf_bench.bitstream.container import MethodHeader, pack_method
 
         header = MethodHeader(self.arch, self.method_id, bytes.fromhex(fingerprint), height, width, tuple(padding),
                               self.side_info(point))  # fmt: skip
@@ -176,7 +176,7 @@ class Method(ABC):
 
     def unpack(self, data: bytes, name: str, fingerprint: str, max_pixels: int | None = None) -> Unpacked:
         """Every header check, then the point from the side information (BitstreamError otherwise)."""
-        from qvrf_bench.container import MAX_PIXELS, unpack_method
+        from qvrf_bench.bitstream.container import MAX_PIXELS, unpack_method
 
         header, strings = unpack_method(data, name, max_pixels or MAX_PIXELS)
         if header.method_id != self.method_id:
@@ -243,7 +243,7 @@ class Method(ABC):
 
     def fingerprint(self) -> str:
         """sha256 over the method id and ``module``'s parameters (codec.model_fingerprint's hash)."""
-        from qvrf_bench.codec import model_fingerprint
+        from qvrf_bench.methods.codec import model_fingerprint
 
         if self.module is None:
             return hashlib.sha256(self.method_id.encode()).hexdigest()

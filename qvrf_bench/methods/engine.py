@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from qvrf_bench import images
-from qvrf_bench.container import PAD_MULTIPLE
+from qvrf_bench.bitstream.container import PAD_MULTIPLE
 from qvrf_bench.devices import synchronize
 from qvrf_bench.errors import BitstreamError
 from qvrf_bench.methods.base import Method, Point

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from qvrf_bench.bitstream.gains import check_gain, gain_problem
 from qvrf_bench.errors import BitstreamError
-from qvrf_bench.gains import check_gain, gain_problem
 from qvrf_bench.methods.base import Analysis, Method, Point, Unpacked
 from qvrf_bench.models import latent
 from qvrf_bench.models.qvrf import trained_gains
@@ -87,7 +87,8 @@ class QVRFMethod(Method):
         """
         import warnings
 
-        from qvrf_bench import codec, images
+        from qvrf_bench import images
+        from qvrf_bench.methods import codec
         from qvrf_bench.methods.engine import run_points
         from qvrf_bench.models.autoregressive import tile_invariance_ok
 
@@ -140,7 +141,7 @@ class QVRFMethod(Method):
 
     def fingerprint(self) -> str:
         """The checkpoint's fingerprint (codec.py), as every other qvrf-bench tool prints it."""
-        from qvrf_bench.codec import model_fingerprint
+        from qvrf_bench.methods.codec import model_fingerprint
 
         return model_fingerprint(self.model)
 
@@ -170,7 +171,7 @@ class QVRFMethod(Method):
 
     def strings_problem(self, strings: list[bytes]) -> str | None:
         # the checks format 2 makes (container.unpack): y and z, in whole rANS words
-        from qvrf_bench.container import N_STRINGS, string_lengths_problem
+        from qvrf_bench.bitstream.container import N_STRINGS, string_lengths_problem
 
         if len(strings) != N_STRINGS:
             return f"string count is {len(strings)}, not {N_STRINGS} (y and z)"
@@ -179,7 +180,7 @@ class QVRFMethod(Method):
     def pack(self, point: Point, strings: list[bytes], height: int, width: int, padding, fingerprint: str) -> bytes:
         if self.container == 3:
             return super().pack(point, strings, height, width, padding, fingerprint)
-        from qvrf_bench import codec
+        from qvrf_bench.methods import codec
 
         header = codec.Header(self.arch, point.level, self.gain(point), bytes.fromhex(fingerprint), height, width,
                               tuple(padding), codec.latent_shapes(height, width)[1], tuple(len(s) for s in strings))  # fmt: skip
@@ -188,7 +189,7 @@ class QVRFMethod(Method):
     def unpack(self, data: bytes, name: str, fingerprint: str, max_pixels: int | None = None) -> Unpacked:
         if self.container == 3:
             return super().unpack(data, name, fingerprint, max_pixels)
-        from qvrf_bench import codec
+        from qvrf_bench.methods import codec
 
         header, strings = codec.unpack(data, name, max_pixels or codec.MAX_PIXELS)
         codec.check_header(self.model, header, name, fingerprint)

@@ -19,7 +19,7 @@ Decisions this implementation takes where the official code is ambiguous (README
   sample's noise comes from its own seeded generator (:class:`per_sample_noise`), so that a batch
   split over processes trains exactly as one process would.
 
-Supported gains: GAIN_MIN = 0.11/256 ~ 0.00043 <= a <= GAIN_MAX = 64 (qvrf_bench/gains.py says where
+Supported gains: GAIN_MIN = 0.11/256 ~ 0.00043 <= a <= GAIN_MAX = 64 (qvrf_bench/bitstream/gains.py says where
 the bounds come from); :func:`scale_table` refuses to build a table beyond, and
 :class:`SearchGaussianConditional` checks every symbol before CompressAI's coder sees it.
 """
@@ -33,8 +33,7 @@ import torch
 from compressai.entropy_models import GaussianConditional
 from torch import Tensor, nn
 
-from qvrf_bench.errors import CoderRangeError, GainError
-from qvrf_bench.gains import (  # noqa: F401  (re-exported: the gain range belongs to the mechanism)
+from qvrf_bench.bitstream.gains import (  # noqa: F401  (re-exported: the gain range belongs to the mechanism)
     ESCAPE_LIMIT,
     GAIN_MAX,
     GAIN_MIN,
@@ -46,6 +45,7 @@ from qvrf_bench.gains import (  # noqa: F401  (re-exported: the gain range belon
     gain_range_text,
     gains_problem,
 )
+from qvrf_bench.errors import CoderRangeError, GainError
 from qvrf_bench.models.latent import CodingMixin
 
 # The CompressAI MSE lambdas of qualities 1..8 (x 255^2 MSE convention), the QVRF level set.

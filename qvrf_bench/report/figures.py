@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from qvrf_bench import kinds, rd
+from qvrf_bench import kinds
+from qvrf_bench.analysis import rd
 from qvrf_bench.analysis.curves import FAMILIES, family, fixed_name  # noqa: F401 (FAMILIES: re-exported)
 from qvrf_bench.errors import QVRFError
 from qvrf_bench.metrics.table import get_metric, quality_axes
@@ -58,7 +59,7 @@ def published_for(arch: str) -> tuple[str, ...]:
 
 def load_published(items: Iterable[object] | None, dirs=None) -> list:
     """Anchor objects from anchor names or Anchor objects (names go through anchors.load_anchor)."""
-    from qvrf_bench.anchors import Anchor, load_anchor
+    from qvrf_bench.analysis.anchors import Anchor, load_anchor
 
     out = []
     for item in items or ():
@@ -73,7 +74,7 @@ def load_published(items: Iterable[object] | None, dirs=None) -> list:
 
 @dataclass
 class Measured:
-    """Aggregated RD points of measured rows (via :func:`qvrf_bench.rd.aggregate`) plus the facts a
+    """Aggregated RD points of measured rows (via :func:`qvrf_bench.analysis.rd.aggregate`) plus the facts a
     caption needs."""
 
     points: pd.DataFrame  # one row per (method, rate_point); 'bpp' = the chosen rate column

@@ -1,7 +1,7 @@
 """The HTML report: run folders in, ONE self-contained HTML file out.
 
 Flow: :func:`load_runs` (store.ResultStore per folder, rows concatenated) -> :func:`build_context`
-(RD points, BD tables and per-image BD from :mod:`qvrf_bench.rd`, figures from :mod:`.plots` /
+(RD points, BD tables and per-image BD from :mod:`qvrf_bench.analysis.rd`, figures from :mod:`.plots` /
 :mod:`.figures`, everything else formatted as strings) -> ``templates/report.html.j2`` (jinja2 with
 autoescape on) -> :func:`render_report` writes the file.
 
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from qvrf_bench import analysis, kinds, rd
-from qvrf_bench.analysis import BDOutput, CurveSpec
+from qvrf_bench import analysis, kinds
+from qvrf_bench.analysis import BDOutput, CurveSpec, rd
 from qvrf_bench.analysis.pairs import same_dataset
 from qvrf_bench.errors import QVRFError
 from qvrf_bench.metrics.table import all_metrics, default_metrics, quality_axes
@@ -66,7 +66,7 @@ class RunInfo:
 
 def load_runs(run_dirs: Sequence[str | Path]) -> tuple[pd.DataFrame, list[RunInfo]]:
     """Rows of every run folder (latest row per key within each run), concatenated."""
-    from qvrf_bench.store import MANIFEST_NAME, RESULTS_DIR, ResultStore
+    from qvrf_bench.results.store import MANIFEST_NAME, RESULTS_DIR, ResultStore
 
     if not run_dirs:
         raise QVRFError("no run folder given")
@@ -429,7 +429,7 @@ def matched_comparisons(rows: pd.DataFrame, m: F.Measured, metric: str = "psnr_r
     matched-rate rows against its family's fixed-rate models (one curve per image) and each classical
     codec of the run: per target, the mean delta of ``metric`` at the method's achieved rate on each
     image (matched.py), with its CI and wins/losses, plus the per-image deltas."""
-    from qvrf_bench import matched
+    from qvrf_bench.analysis import matched
 
     mr = matched.matched_rows(rows)
     if mr.empty:
@@ -481,8 +481,8 @@ def visual_crops(rows: pd.DataFrame, infos: Sequence[RunInfo]) -> list[dict]:
     fixed-rate model closest in bpp to that family's first such method on that image ("nearest
     anchor": nearest rate, not best quality), and each classical codec at the target; each with its
     bpp and PSNR. Images as PNG data URIs."""
-    from qvrf_bench import crops as C
-    from qvrf_bench import matched
+    from qvrf_bench.analysis import matched
+    from qvrf_bench.results import crops as C
 
     stored: dict[str, dict] = {}
     for info in infos:

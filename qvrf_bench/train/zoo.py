@@ -281,7 +281,8 @@ def compare_check(got: dict, want: dict) -> tuple[bool, str]:
 
 def measure_check(model) -> dict:
     """Code the check crop for real: bytes, bpp and PSNR-RGB of the decoded image."""
-    from qvrf_bench import codec, metrics
+    from qvrf_bench import metrics
+    from qvrf_bench.methods import codec
 
     rgb = check_crop()
     level = check_level(model)
@@ -317,10 +318,10 @@ def pack(
     ``dest`` and (re)write its manifest."""
     import torch
 
-    from qvrf_bench import store
-    from qvrf_bench.codec import model_fingerprint
+    from qvrf_bench.methods.codec import model_fingerprint
     from qvrf_bench.models.checkpoints import load_model
     from qvrf_bench.models.registry import prepare_for_coding
+    from qvrf_bench.results import store
 
     runs, dest = Path(runs), Path(dest if dest is not None else ZOO_DIR)
     dest.mkdir(parents=True, exist_ok=True)

@@ -50,7 +50,8 @@ def test_fresh_processes_give_identical_bytes(ckpt, photo, tmp_path):
     run_fresh("encode", "-c", ckpt, "--level", 4, photo, tmp_path / "b.bin")
     assert (tmp_path / "a.bin").read_bytes() == (tmp_path / "b.bin").read_bytes()
     # ... and the same as in this process, from the checkpoint file
-    from qvrf_bench import codec, images
+    from qvrf_bench import images
+    from qvrf_bench.methods import codec
     from qvrf_bench.models.checkpoints import load_model
 
     model, _ = load_model(ckpt)

@@ -229,7 +229,7 @@ def test_unbounded_inputs_are_refused_before_work(setup, tmp_path):
     p = run("sweep", "-c", setup / "ck.pt", "--levels", "0", "--factors", "none", "--dataset", data,
             "--max-pixels", "10000", "--out", tmp_path / "run", "--no-progress")  # fmt: skip
     assert "a.png" in p.stdout + p.stderr and "exceeds the limit of 10,000 pixels" in p.stdout + p.stderr
-    from qvrf_bench.store import ResultStore
+    from qvrf_bench.results.store import ResultStore
 
     assert list(ResultStore(tmp_path / "run").read()["image"]) == ["b.png"]
 

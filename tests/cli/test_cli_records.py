@@ -14,9 +14,9 @@ import pytest
 import torch
 from PIL import Image
 
-from qvrf_bench import store
 from qvrf_bench.models import create
 from qvrf_bench.models.checkpoints import save_checkpoint
+from qvrf_bench.results import store
 
 
 def run(*args):

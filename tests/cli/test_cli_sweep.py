@@ -18,7 +18,7 @@ from PIL import Image
 
 from qvrf_bench.models import create
 from qvrf_bench.models.checkpoints import save_checkpoint
-from qvrf_bench.store import ResultStore
+from qvrf_bench.results.store import ResultStore
 
 VOLATILE = ["enc_s", "dec_s", "created_utc", "run_id", "shard"]
 
@@ -185,7 +185,7 @@ def test_shard_auto_and_out_placeholder(tmp_path, monkeypatch):
     from PIL import Image
     from skimage import data
 
-    from qvrf_bench.store import ResultStore
+    from qvrf_bench.results.store import ResultStore
 
     ds = tmp_path / "ds"
     ds.mkdir()
@@ -216,7 +216,7 @@ def test_a_second_writer_is_refused_and_a_dead_holder_does_not_block(ckpt, bad_d
     args = ["sweep", "-c", ckpt, "--dataset", bad_dataset, "--factors", "none", "--device", "cpu", "--threads", "1",
             "--no-progress", "--levels", "1", "--out", out]  # fmt: skip
     # another process holds the folder (as a running sweep does, from before its config check)
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom qvrf_bench.store import ResultStore\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom qvrf_bench.results.store import ResultStore\n"
                                "with ResultStore(sys.argv[1]).writer_lock():\n    print('held', flush=True)\n"
                                "    time.sleep(120)\n", str(out)], stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:

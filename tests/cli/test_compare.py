@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qvrf_bench import anchors, rd
+from qvrf_bench.analysis import anchors, rd
 from qvrf_bench.cli import compare as compare_cli
 from qvrf_bench.cli import main
 
@@ -172,7 +172,7 @@ def test_run_folder_ms_ssim_and_bad_specs(run_dir, capsys):
 
 
 def test_re_measured_rows_keep_the_latest(tmp_path, capsys):
-    pytest.importorskip("qvrf_bench.store")
+    pytest.importorskip("qvrf_bench.results.store")
     fixed = run_rows(lambda k: f"balle-fixed-q{k + 1}", "fixed", "balle", 1.0, seed=1)
     qvrf = run_rows("balle-qvrf", "qvrf", "balle", 0.9, noise=0.0, seed=2)
     rows = pd.concat([fixed, qvrf], ignore_index=True)

@@ -11,8 +11,9 @@ import pytest
 import torch
 from helpers import small_model
 
-from qvrf_bench import codec, container
+from qvrf_bench.bitstream import container
 from qvrf_bench.errors import BitstreamError
+from qvrf_bench.methods import codec
 from qvrf_bench.methods import engine as M
 from qvrf_bench.methods.fixed import CompressAIFixed
 from qvrf_bench.methods.qvrf import QVRFMethod
@@ -97,7 +98,7 @@ def test_sweep_measures_a_method_spec_with_rows_of_its_own(tmp_path):
     from PIL import Image
 
     from qvrf_bench.models.checkpoints import save_checkpoint
-    from qvrf_bench.store import ResultStore
+    from qvrf_bench.results.store import ResultStore
 
     ckpt = tmp_path / "m.pt"
     save_checkpoint(ckpt, small_model("balle"))
@@ -184,7 +185,7 @@ def test_encode_info_decode_with_a_method(tmp_path):
 def test_compressai_vbr_through_the_contract_is_the_models_own_coding(tmp_path):
     """CompressAI's VBR model (gain + quantization offset) as a method: the same strings and image
     as the --vbr peer codes, in the version-3 container."""
-    from test_peers import narrow_vbr
+    from helpers import narrow_vbr
 
     from qvrf_bench import peers
     from qvrf_bench.methods import make
@@ -266,11 +267,11 @@ def test_cross_decode_of_a_method_in_a_second_process(tmp_path):
     checked method are told apart."""
     from PIL import Image
 
-    from qvrf_bench.crossdecode import CrossDecoder
     from qvrf_bench.methods.registry import make
     from qvrf_bench.models.checkpoints import save_checkpoint
-    from qvrf_bench.store import ResultStore
-    from qvrf_bench.sweep import SweepConfig, run_sweep
+    from qvrf_bench.results.store import ResultStore
+    from qvrf_bench.sweep.crossdecode import CrossDecoder
+    from qvrf_bench.sweep.run import SweepConfig, run_sweep
 
     ckpt = tmp_path / "m.pt"
     save_checkpoint(ckpt, small_model("minnen-mean"))

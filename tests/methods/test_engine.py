@@ -9,7 +9,8 @@ import pytest
 import torch
 from helpers import small_model
 
-from qvrf_bench import codec, images
+from qvrf_bench import images
+from qvrf_bench.methods import codec
 from qvrf_bench.methods import qvrf as qvrf_mod
 from qvrf_bench.methods.engine import MethodEngine, get_engine
 from qvrf_bench.methods.qvrf import QVRFMethod

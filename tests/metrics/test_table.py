@@ -12,10 +12,11 @@ import pytest
 from helpers import run_cli
 from PIL import Image
 
-from qvrf_bench import metrics, rd
+from qvrf_bench import metrics
+from qvrf_bench.analysis import rd
 from qvrf_bench.errors import QVRFError
 from qvrf_bench.metrics import Metric, get_metric, parse_metrics, register_metric, unregister_metric
-from qvrf_bench.store import ResultStore
+from qvrf_bench.results.store import ResultStore
 
 
 def mad(ref: np.ndarray, test: np.ndarray) -> float:

@@ -13,14 +13,14 @@ from helpers import run_cli, small_model
 from PIL import Image
 from torch import nn
 
-from qvrf_bench import codec, container
-from qvrf_bench.methods import register
+from qvrf_bench.bitstream import container
+from qvrf_bench.methods import codec, register
 from qvrf_bench.methods.qvrf import QVRFMethod
 from qvrf_bench.models import create, prepare_for_coding
 from qvrf_bench.models.archs import register_arch
 from qvrf_bench.models.qvrf import GainMixin
 from qvrf_bench.models.registry import ARCHS, from_state_dict
-from qvrf_bench.store import ResultStore
+from qvrf_bench.results.store import ResultStore
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -15,8 +15,8 @@ from compressai.models import (
     ScaleHyperprior,
 )
 
-from qvrf_bench import codec
 from qvrf_bench.errors import CheckpointError
+from qvrf_bench.methods import codec
 from qvrf_bench.models import create, prepare_for_coding
 from qvrf_bench.models.checkpoints import load_model, qvrf_from_fixed, save_checkpoint, update_checkpoint
 from qvrf_bench.models.registry import AUTOREGRESSIVE

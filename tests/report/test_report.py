@@ -172,7 +172,7 @@ def synthetic_rows(n_images: int = 4, n_continuous: int = 10, seed: int = 0, evi
 
 def make_runs(root: Path, device: str = "cpu (2 threads, synthetic test data)", **kw) -> list[Path]:
     """Two run folders (fixed-rate models in one, the rest in the other), written by ResultStore."""
-    from qvrf_bench.store import ResultStore
+    from qvrf_bench.results.store import ResultStore
 
     fixed, other = synthetic_rows(**kw)
     prov = {
@@ -397,7 +397,7 @@ def test_bd_against_another_test_set_only_when_asked_and_low_overlap_uncoloured(
 
     import pandas as pd
 
-    from qvrf_bench import rd
+    from qvrf_bench.analysis import rd
 
     table = pd.DataFrame([{c: 0 for c in rd.TABLE_COLUMNS} | {"test": "t", "anchor": "a", "bd_rate_pct": -96.17,
                           "bd_quality_db": 1.0, "overlap_pct": 5.0, "ci_low_pct": float("nan"),
@@ -416,7 +416,7 @@ def test_a_method_of_the_contract_is_reported_as_qvrf_is(tmp_path):
     from qvrf_bench import analysis
     from qvrf_bench.report import figures as F
     from qvrf_bench.report import render, render_report
-    from qvrf_bench.store import ResultStore
+    from qvrf_bench.results.store import ResultStore
 
     fixed, other = synthetic_rows(n_images=2, n_continuous=4, evil=False)
     mine = [dict(r, method="my-method", kind="variable", gain=None, checkpoint_sha256="ef" * 32,

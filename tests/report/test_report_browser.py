@@ -133,7 +133,7 @@ def test_matched_rate_crops_render(tmp_path):
     from qvrf_bench.models import create
     from qvrf_bench.models.checkpoints import save_checkpoint
     from qvrf_bench.report import render_report
-    from qvrf_bench.sweep import SweepConfig, run_sweep
+    from qvrf_bench.sweep.run import SweepConfig, run_sweep
 
     browser = chromium()
     torch.manual_seed(0)

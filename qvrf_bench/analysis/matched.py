@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from qvrf_bench.rd import error_mask
+from qvrf_bench.analysis.rd import error_mask
 
 DEFAULT_CONFIDENCE = 0.95
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 from helpers import small_model
 
-from qvrf_bench import codec, images
+from qvrf_bench import images
 from qvrf_bench.errors import BitstreamError
+from qvrf_bench.methods import codec
 from qvrf_bench.models import ARCHS, create, prepare_for_coding
 
 SIZES = [(7, 13), (1, 1), (333, 501)]

@@ -28,7 +28,7 @@ a quality target) and says that the tolerance was missed.
 Each try costs only what depends on the gain: the analysis (g_a, h_a, the z string, h_s) is
 computed once per image (models/latent.py), a try codes y at one gain and packs the container;
 a quality target also runs g_s on the encoder's y_hat. The result's bytes are that container,
-byte-identical to ``codec.encode_tensor`` at the same gain (tests/test_ratecontrol.py checks it).
+byte-identical to ``codec.encode_tensor`` at the same gain (tests/sweep/test_ratecontrol.py checks it).
 Every learned codec is searched through its method (:func:`method_to_target`): the suite's
 checkpoints as QVRF methods writing the version-2 container, any other method in its own.
 
@@ -47,8 +47,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from qvrf_bench.bitstream.gains import GAIN_MAX, GAIN_MIN
 from qvrf_bench.errors import QVRFError
-from qvrf_bench.gains import GAIN_MAX, GAIN_MIN
 
 RATE_KINDS = ("bpp", "bytes")
 QUALITY_KINDS = ("psnr",)
@@ -294,7 +294,7 @@ class MethodProbe:
         import torch
 
         from qvrf_bench import images
-        from qvrf_bench.container import PAD_MULTIPLE
+        from qvrf_bench.bitstream.container import PAD_MULTIPLE
 
         self.method, self.rgb8, self.kind = method, rgb8, kind
         self.fingerprint = fingerprint or method.fingerprint()

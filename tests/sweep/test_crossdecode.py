@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from helpers import small_model
 
-from qvrf_bench import codec, images
-from qvrf_bench.crossdecode import CrossDecoder
+from qvrf_bench import images
+from qvrf_bench.methods import codec
 from qvrf_bench.methods.qvrf import QVRFMethod
 from qvrf_bench.models.checkpoints import save_checkpoint
+from qvrf_bench.sweep.crossdecode import CrossDecoder
 
 
 @pytest.mark.parametrize("arch", ["balle", "minnen"])
@@ -45,8 +46,8 @@ def test_worker_decodes_the_encoders_latent_and_catches_a_different_one(arch, tm
 def test_sweep_records_cross_decode(tmp_path):
     from PIL import Image
 
-    from qvrf_bench.store import ResultStore
-    from qvrf_bench.sweep import SweepConfig, run_sweep
+    from qvrf_bench.results.store import ResultStore
+    from qvrf_bench.sweep.run import SweepConfig, run_sweep
 
     path = save_checkpoint(tmp_path / "m.pt", small_model("balle"))
     ds = tmp_path / "ds"

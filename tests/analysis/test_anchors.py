@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from qvrf_bench import anchors
+from qvrf_bench.analysis import anchors
 from qvrf_bench.cli import main
 from qvrf_bench.errors import QVRFError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 REQUIRED = {
     # CompressAI zoo, MSE, both devices, plus the 8-bit-decoded runs

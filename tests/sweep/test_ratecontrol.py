@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 from helpers import run_cli, small_model
 
-from qvrf_bench import codec, images, metrics, ratecontrol
-from qvrf_bench.gains import GAIN_MAX, GAIN_MIN
+from qvrf_bench import images, metrics
+from qvrf_bench.bitstream.gains import GAIN_MAX, GAIN_MIN
+from qvrf_bench.methods import codec
 from qvrf_bench.methods.qvrf import QVRFMethod
 from qvrf_bench.models.qvrf import trained_gains
-from qvrf_bench.ratecontrol import Target, TargetError, search_gain, search_quality
+from qvrf_bench.sweep import ratecontrol
+from qvrf_bench.sweep.ratecontrol import Target, TargetError, search_gain, search_quality
 
 
 def smooth(g: float) -> tuple[float, None]:

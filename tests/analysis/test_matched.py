@@ -10,13 +10,16 @@ import pytest
 import torch
 from PIL import Image
 
-from qvrf_bench import crops, matched, ratecontrol, sweep
+from qvrf_bench.analysis import matched
 from qvrf_bench.methods.qvrf import QVRFMethod
 from qvrf_bench.models import create
 from qvrf_bench.models.checkpoints import load_model, save_checkpoint
 from qvrf_bench.models.qvrf import trained_gains
-from qvrf_bench.store import ResultStore
-from qvrf_bench.sweep import SweepConfig, run_sweep
+from qvrf_bench.results import crops
+from qvrf_bench.results.store import ResultStore
+from qvrf_bench.sweep import ratecontrol
+from qvrf_bench.sweep import run as sweep
+from qvrf_bench.sweep.run import SweepConfig, run_sweep
 
 # --- pure -----------------------------------------------------------------------------------------
 
@@ -118,7 +121,7 @@ def test_target_rows(run):
     assert (j.loc[j.target_bpp == 1.5, "bpp_real"] <= 1.5).all()
     assert j.loc[j.target_bpp < 0.5, "error"].str.contains("below what jpeg reaches").all()
     # RD aggregation leaves matched rows out: the QVRF curve has its 8 levels only
-    from qvrf_bench import rd
+    from qvrf_bench.analysis import rd
 
     agg = rd.aggregate(df)
     assert set(agg.points.loc[agg.points.method.str.contains("qvrf"), "rate_point"]) == {f"level={i}" for i in range(8)}
@@ -145,7 +148,7 @@ def test_crops_and_report_section(run):
 
 
 def test_shards_keep_their_crops_through_merge(run, tmp_path):
-    from qvrf_bench.store import merge
+    from qvrf_bench.results.store import merge
 
     d, cfg, summary, mid = run
     shard_dirs = []

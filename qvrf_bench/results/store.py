@@ -477,7 +477,7 @@ def rows_to_table(rows: Sequence[Mapping[str, Any]], defaults: Mapping[str, Any]
         if unknown:
             raise StoreError(
                 f"{prefix}row {i}: unknown column(s) {', '.join(map(repr, unknown))} "
-                f"(the schema is defined in qvrf_bench/store.py, metric columns in qvrf_bench/metrics/table.py)"
+                f"(the schema is defined in qvrf_bench/results/store.py, metric columns in qvrf_bench/metrics/table.py)"
             )
         row: dict[str, Any] = {}
         for col in lay.columns:
@@ -1191,7 +1191,7 @@ def merge(
 def _merge_crops(stores: Sequence[ResultStore], out_dir: Path) -> None:
     """The shards' crops/ folders (crops.py) into the merged run; a file already there is kept
     (crops of one image come from the one shard that measured it)."""
-    from qvrf_bench.crops import DIR
+    from qvrf_bench.results.crops import DIR
 
     for s in stores:
         root = s.run_dir / DIR

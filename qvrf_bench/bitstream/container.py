@@ -66,8 +66,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from qvrf_bench.bitstream.gains import MAX_LEVELS, gain_problem
 from qvrf_bench.errors import BitstreamError
-from qvrf_bench.gains import MAX_LEVELS, gain_problem
 
 # The format's architecture ids (a byte in the header): append only, never reorder.
 ARCH_IDS = ("balle", "minnen-mean", "minnen", "cheng2020")

@@ -3,6 +3,7 @@ import io
 import numpy as np
 import pytest
 import torch
+from helpers import narrow_vbr
 from PIL import Image
 
 from qvrf_bench import peers
@@ -144,21 +145,6 @@ VBR_CASES = [
 ]
 
 
-def narrow_vbr(arch, vr_z, seed=0, updated=True):
-    """A randomly initialised narrow VBR model whose latents are big enough to cost bits."""
-    from compressai.zoo.image_vbr import model_architectures
-
-    torch.manual_seed(seed)
-    cls = model_architectures[arch]
-    model = cls(8, 12, vr_entbttlnck=True) if vr_z else cls(8, 12)
-    with torch.no_grad():
-        model.g_a[6].weight.mul_(30.0)
-    model.eval()
-    if updated:
-        model.update(force=True, scale=model.Gain[-1].detach()) if vr_z else model.update(force=True)
-    return model
-
-
 def reference_decode(model, x, qstep, vr_z):
     """The model's own compress/decompress at eval_model's settings (same padding), 8-bit rounded."""
     scale = torch.tensor(1.0 / qstep)
@@ -255,7 +241,7 @@ def test_vbr_checkpoint_errors(tmp_path):
 
 
 def test_row_fields_fit_the_store_schema(tmp_path):
-    from qvrf_bench import store
+    from qvrf_bench.results import store
 
     torch.save(narrow_vbr("mbt2018-mean-vbr", True).state_dict(), tmp_path / "m.pth")
     vbr = peers.get_peer("mbt2018-mean-vbr", checkpoint=tmp_path / "m.pth")
@@ -293,7 +279,7 @@ def test_a_toy_codec_reaches_sweep_and_encode(tmp_path):
     from PIL import Image
 
     from qvrf_bench.peers import CLASSICAL, PillowCodec, register_codec
-    from qvrf_bench.store import ResultStore
+    from qvrf_bench.results.store import ResultStore
 
     @register_codec
     class Posterize(PillowCodec):

@@ -443,7 +443,7 @@ class _Method:
         """A matched-rate row: ``search(target) -> (result, bytes, point)`` finds the knob
         (ratecontrol.py), then the point is measured like any other; the engine's bytes must be the
         search's bytes (the same container, coded twice)."""
-        from qvrf_bench import ratecontrol
+        from qvrf_bench.sweep import ratecontrol
 
         extra = {"target_bpp": float(tp.bpp)}
         try:
@@ -507,7 +507,7 @@ class _PeerMethod(_Method):
                 pass
 
     def _measure_target(self, rgb, tp: TargetPoint) -> Measurement:
-        from qvrf_bench import ratecontrol
+        from qvrf_bench.sweep import ratecontrol
 
         extra = {"target_bpp": float(tp.bpp)}
         try:
@@ -579,7 +579,7 @@ class _LearnedMethod(_Method):
             self.points += [TargetPoint(b) for b in targets]
 
     def _measure_target(self, rgb, tp: TargetPoint) -> Measurement:
-        from qvrf_bench import ratecontrol
+        from qvrf_bench.sweep import ratecontrol
 
         def search(target):
             return ratecontrol.method_to_target(self.method, rgb, target, what=self.name, fingerprint=self.fingerprint)
@@ -797,7 +797,7 @@ def _resolve_device(name: str) -> str:
 
 def _list_dataset(folder: Path):
     """[(path, relative name, sha256 or '' when unreadable, read error)] in sorted order."""
-    from qvrf_bench.store import sha256_file
+    from qvrf_bench.results.store import sha256_file
 
     files = images.list_images(folder)
     if not files:
@@ -825,7 +825,7 @@ def _build_methods(cfg: SweepConfig, device: str, engine) -> list[_Method]:
     from qvrf_bench.methods.registry import make as make_method
     from qvrf_bench.methods.registry import split_spec
     from qvrf_bench.models.checkpoints import load_model
-    from qvrf_bench.store import device_string, sha256_file
+    from qvrf_bench.results.store import device_string, sha256_file
 
     levels = parse_levels(cfg.levels)
     factors = parse_factors(cfg.factors)
@@ -915,7 +915,7 @@ def run_sweep(cfg: SweepConfig) -> SweepSummary:
 def _run_sweep(cfg: SweepConfig) -> SweepSummary:
     t_start = time.perf_counter()
     from qvrf_bench.methods.engine import get_engine
-    from qvrf_bench.store import ResultStore, device_string, parse_shard, shard_filter
+    from qvrf_bench.results.store import ResultStore, device_string, parse_shard, shard_filter
 
     shard = parse_shard(cfg.shard) if isinstance(cfg.shard, str) else (tuple(cfg.shard) if cfg.shard else None)
     engine_name = cfg.engine or "fast"
@@ -929,7 +929,7 @@ def _run_sweep(cfg: SweepConfig) -> SweepSummary:
     methods = _build_methods(cfg, device, engine)
     cross = None
     if cfg.decode_device or cfg.decode_threads:
-        from qvrf_bench.crossdecode import CrossDecoder
+        from qvrf_bench.sweep.crossdecode import CrossDecoder
 
         cross = CrossDecoder(_resolve_device(cfg.decode_device or "cpu"), cfg.decode_threads)
         for m in methods:
@@ -971,7 +971,7 @@ def _run_sweep(cfg: SweepConfig) -> SweepSummary:
         crop_names = {w[1] for w in work_all[: max(0, int(cfg.crops or 0))]}
         writer = None
         if crop_names:
-            from qvrf_bench.crops import CropWriter
+            from qvrf_bench.results.crops import CropWriter
 
             writer = CropWriter(cfg.out)
 

@@ -10,15 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
-from qvrf_bench import sweep
 from qvrf_bench.errors import QVRFError
 from qvrf_bench.methods import engine as engine_mod
 from qvrf_bench.methods.engine import MethodEngine
 from qvrf_bench.methods.qvrf import QVRFMethod
 from qvrf_bench.models import PAPER_FACTORS, create
 from qvrf_bench.models.checkpoints import save_checkpoint
-from qvrf_bench.store import ResultStore, sha256_file
-from qvrf_bench.sweep import ImageInfo, Measurement, SweepConfig, build_row, run_sweep
+from qvrf_bench.results.store import ResultStore, sha256_file
+from qvrf_bench.sweep import run as sweep
+from qvrf_bench.sweep.run import ImageInfo, Measurement, SweepConfig, build_row, run_sweep
 
 # --- pure parts ---------------------------------------------------------------------------------
 

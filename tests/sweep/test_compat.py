@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 from helpers import run_cli
 
-from qvrf_bench.store import ResultStore
+from qvrf_bench.results.store import ResultStore
 from qvrf_bench.train.zoo import compare_check
 
-FIXTURE = Path(__file__).parent / "fixtures" / "run-0.2.0"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "run-0.2.0"
 ARGS = ["-c", "checkpoints/balle-qvrf8.pt", "checkpoints/balle-fixed-l0.0483.pt", "checkpoints/minnen-qvrf8.pt",
         "--dataset", "images", "--levels", "0,7", "--factors", "1.5,4", "--target-bpp", "0.3", "--threads", "1",
         "--no-progress"]  # fmt: skip

@@ -37,9 +37,10 @@ from helpers import HEAD, small_model
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from qvrf_bench import codec, container
+from qvrf_bench.bitstream import container
+from qvrf_bench.bitstream.gains import GAIN_MAX, GAIN_MIN
 from qvrf_bench.errors import BitstreamError
-from qvrf_bench.gains import GAIN_MAX, GAIN_MIN
+from qvrf_bench.methods import codec
 from qvrf_bench.models import ARCHS
 from qvrf_bench.models.checkpoints import save_checkpoint
 
@@ -47,7 +48,7 @@ N_EXAMPLES = int(os.environ.get("QVRF_FUZZ_EXAMPLES", "250"))
 MAX_PIXELS = 1 << 20  # the worker's --max-pixels: sizes above are refused, so every case stays quick
 CASE_SECONDS = 10.0  # "within a few seconds" on a busy 2-core machine; cases take ~0.05-1 s
 HANG_SECONDS = 60.0  # the worker is killed when a case has not answered by then
-WORKER = Path(__file__).with_name("fuzz_worker.py")
+WORKER = Path(__file__).parents[1] / "fuzz_worker.py"
 
 # field -> (index in HEAD's tuple, struct code); lengths are the two uint32 after the header
 FIELDS = {

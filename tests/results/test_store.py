@@ -13,9 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from qvrf_bench import store
 from qvrf_bench.errors import QVRFError
-from qvrf_bench.store import ResultStore, StoreError
+from qvrf_bench.results import store
+from qvrf_bench.results.store import ResultStore, StoreError
 
 PROV = {
     "qvrf_bench_version": "0.1.0",
@@ -134,7 +134,7 @@ def test_kill_9_during_write_is_never_read(tmp_path):
     script = textwrap.dedent(
         f"""
         import time
-        from qvrf_bench import store
+        from qvrf_bench.results import store
         def slow(f):
             f.write(b"PAR1" + b"x" * 1000)
             f.flush()

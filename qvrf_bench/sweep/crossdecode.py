@@ -25,7 +25,7 @@ method's by default bit equality of what the second decoder rebuilt (the latent,
 method's ``decode_check``) with what the encoder says it must rebuild; for ``decodes`` methods,
 that the bitstream decoded at all.
 
-Protocol (this module is also the worker: ``python -m qvrf_bench.crossdecode --device D --threads N``):
+Protocol (this module is also the worker: ``python -m qvrf_bench.sweep.crossdecode --device D --threads N``):
 one JSON line per request ``{"method": SPEC, "n": LEN}`` (a ``-c`` checkpoint's spec is ``qvrf-v2=PATH``)
 followed by LEN bytes of container on stdin; per answer one JSON line ``{"y": [SHAPE], "image": [H,
 W]}`` followed by the float32 latent (what a method rebuilt; shape null when it rebuilds nothing to
@@ -50,7 +50,7 @@ class CrossDecoder:
 
     def __init__(self, device: str = "cpu", threads: int | None = None):
         self.device, self.threads = device, threads
-        cmd = [sys.executable, "-m", "qvrf_bench.crossdecode", "--device", device]
+        cmd = [sys.executable, "-m", "qvrf_bench.sweep.crossdecode", "--device", device]
         if threads:
             cmd += ["--threads", str(int(threads))]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -168,7 +168,7 @@ def _serve(device: str, threads: int | None) -> int:
 if __name__ == "__main__":
     import argparse
 
-    ap = argparse.ArgumentParser(description="cross-decode worker (see qvrf_bench/crossdecode.py)")
+    ap = argparse.ArgumentParser(description="cross-decode worker (see qvrf_bench/sweep/crossdecode.py)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None)
     a = ap.parse_args()

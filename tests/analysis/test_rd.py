@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qvrf_bench import rd
+from qvrf_bench.analysis import rd
 from qvrf_bench.errors import QVRFError
 
 # An anchor whose log-rate is linear in PSNR (3 dB per doubling): every interpolator reproduces it.

@@ -198,8 +198,8 @@ class Anchor:
         return attr in _POINT_FIELDS and bool(self._values(attr))
 
     def curve(self, metric: str = "psnr"):
-        """The :class:`qvrf_bench.rd.Curve` of this anchor (points lacking the metric are skipped)."""
-        from qvrf_bench import rd
+        """The :class:`qvrf_bench.analysis.rd.Curve` of this anchor (points lacking the metric are skipped)."""
+        from qvrf_bench.analysis import rd
 
         spec = get_metric(metric)
         attr = spec.quality_column  # an anchor file carries PSNR-RGB and MS-SSIM-RGB (its schema)

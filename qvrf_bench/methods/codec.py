@@ -1,7 +1,7 @@
 """Real bitstreams: encode an image with a model into the container of container.py, and back.
 
 The container (layout, versions, the checks every header passes before decoding) is
-qvrf_bench/container.py, re-exported here. bpp is always counted from bytes: ``bpp_real`` over the
+qvrf_bench/bitstream/container.py, re-exported here. bpp is always counted from bytes: ``bpp_real`` over the
 whole file, ``payload_bpp_real`` over the entropy-coded strings alone (the header costs 49 bytes
 with its two strings).
 
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from qvrf_bench import images
-from qvrf_bench.container import (  # noqa: F401  (re-exported: the format is part of the codec's API)
+from qvrf_bench.bitstream.container import (  # noqa: F401  (re-exported: the format is part of the codec's API)
     ARCH_IDS,
     HEADER_SIZE,
     MAGIC,
@@ -41,8 +41,8 @@ from qvrf_bench.container import (  # noqa: F401  (re-exported: the format is pa
     pack,
     unpack,
 )
+from qvrf_bench.bitstream.gains import check_gain
 from qvrf_bench.errors import BitstreamError, GainError
-from qvrf_bench.gains import check_gain
 from qvrf_bench.models.registry import AUTOREGRESSIVE
 
 
