@@ -20,30 +20,22 @@ from qvrf_bench.analysis import rd
 from qvrf_bench.errors import QVRFError
 
 # Run archs (qvrf_bench.models) and the CompressAI / QVRF names of the same network, to one family.
-FAMILIES = {
-    "balle": "balle",
-    "bmshj2018-hyperprior": "balle",
-    "bmshj2018-hyperprior-vbr": "balle",
-    "hyper": "balle",
-    "minnen-mean": "minnen-mean",
-    "mbt2018-mean": "minnen-mean",
-    "mbt2018-mean-vbr": "minnen-mean",
-    "minnen": "minnen",
-    "mbt2018": "minnen",
-    "mbt2018-vbr": "minnen",
-    "joint": "minnen",
-    "cheng2020": "cheng2020",
-    "cheng2020-attn": "cheng2020",
-    "cheng2020-anchor": "cheng2020",
-    "cheng": "cheng2020",
-}
 LEVELS_SUFFIX = " [levels]"
 
 
 def family(arch: object) -> str:
     """The architecture family of a run arch or a published arch name ('' stays '')."""
     a = str(arch or "").strip().lower()
-    return FAMILIES.get(a, a)
+    return families().get(a, a)
+
+
+def families() -> dict[str, str]:
+    """Every name of an architecture family -> the family: the architecture table's (models/archs.py),
+    read when first needed (it imports the model classes, i.e. torch)."""
+    from qvrf_bench.models.archs import families as table
+    from qvrf_bench.models.registry import ARCHS  # noqa: F401  (importing it fills the table)
+
+    return table()
 
 
 def fixed_name(arch: str) -> str:

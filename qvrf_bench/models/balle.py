@@ -11,14 +11,23 @@ import torch
 from compressai.models import ScaleHyperprior
 from torch import Tensor
 
-from qvrf_bench.models.archs import register_arch
+from qvrf_bench.models.archs import g_a_widths, register_arch
 from qvrf_bench.models.qvrf import GainMixin, noise_like, ste_round
 
 
 # Default widths (decision 6): fixed-rate models take CompressAI 1.2.8's zoo widths for the quality
 # whose lambda they are trained at; QVRF models, which cover every rate with one network, the widest.
+def _is_balle(sd):
+    """A 4-conv g_a, no context model, and no h_s ending in 2M channels (scales only)."""
+    wm = g_a_widths(sd)
+    if wm is None or "context_prediction.weight" in sd:
+        return None
+    return None if "h_s.4.weight" in sd and sd["h_s.4.weight"].shape[0] == 2 * wm[1] else wm
+
+
 @register_arch("balle", zoo_name="bmshj2018-hyperprior", zoo_widths=[(128, 192)] * 5 + [(192, 320)] * 3,
-               qvrf_widths=(192, 320))  # fmt: skip
+               qvrf_widths=(192, 320), title="Balle (bmshj2018-hyperprior)", aliases=("hyper",),
+               matcher=_is_balle)  # fmt: skip
 class QVRFScaleHyperprior(GainMixin, ScaleHyperprior):
     latent_family = "scale"  # compress / decompress: GainMixin's, through models/latent.py
 

@@ -29,6 +29,7 @@ from torch import nn
 from qvrf_bench import __version__
 from qvrf_bench.errors import CheckpointError
 from qvrf_bench.files import file_sha256  # noqa: F401  (re-exported: scripts read it here)
+from qvrf_bench.models import archs
 from qvrf_bench.models.qvrf import LAMBDAS_8, gains_problem, initial_gains, lambdas_for_levels
 from qvrf_bench.models.registry import ModelConfig, build_model, make_config, prepare_for_coding
 
@@ -170,18 +171,9 @@ def foreign_state_dict(obj: dict) -> dict:
 
 
 def infer_arch(sd: dict) -> tuple[str, int, int]:
-    """(arch, N, M) from the keys and shapes of a CompressAI-style state dict."""
-    if "g_a.0.conv1.weight" in sd:
-        n = sd["g_a.0.conv1.weight"].shape[0]
-        return "cheng2020", n, n
-    if "g_a.0.weight" not in sd or "g_a.6.weight" not in sd:
-        raise ValueError("not a bmshj2018-hyperprior / mbt2018 / cheng2020-attn state dict (no g_a.0 weights)")
-    N, M = sd["g_a.0.weight"].shape[0], sd["g_a.6.weight"].shape[0]
-    if "context_prediction.weight" in sd:
-        return "minnen", N, M
-    if "h_s.4.weight" in sd and sd["h_s.4.weight"].shape[0] == 2 * M:
-        return "minnen-mean", N, M
-    return "balle", N, M
+    """(arch, N, M) from the keys and shapes of a CompressAI-style state dict: the architecture
+    table's matchers (models/archs.py; each architecture's file declares how to recognise it)."""
+    return archs.infer_arch(sd)
 
 
 def _load_strict(model: nn.Module, sd: dict, path) -> None:

@@ -12,13 +12,32 @@ import torch
 from compressai.models import JointAutoregressiveHierarchicalPriors, MeanScaleHyperprior
 from torch import Tensor
 
-from qvrf_bench.models.archs import register_arch
+from qvrf_bench.models.archs import g_a_widths, register_arch
 from qvrf_bench.models.autoregressive import AutoregressiveMixin
 from qvrf_bench.models.qvrf import GainMixin, noise_like, ste_round
 
 
+def _is_mean_scale(sd):
+    """A 4-conv g_a, no context model, h_s ending in 2M channels (means and scales)."""
+    wm = g_a_widths(sd)
+    if wm is None or "context_prediction.weight" in sd or "h_s.4.weight" not in sd:
+        return None
+    return wm if sd["h_s.4.weight"].shape[0] == 2 * wm[1] else None
+
+
+def _is_joint(sd):
+    """A 4-conv g_a and a context model."""
+    wm = g_a_widths(sd)
+    return wm if wm is not None and "context_prediction.weight" in sd else None
+
+
 @register_arch(
-    "minnen-mean", zoo_name="mbt2018-mean", zoo_widths=[(128, 192)] * 4 + [(192, 320)] * 4, qvrf_widths=(192, 320)
+    "minnen-mean",
+    zoo_name="mbt2018-mean",
+    zoo_widths=[(128, 192)] * 4 + [(192, 320)] * 4,
+    qvrf_widths=(192, 320),
+    title="Minnen mean-scale (mbt2018-mean)",
+    matcher=_is_mean_scale,
 )  # fmt: skip (QVRF widths: CompressAI's VBR port)
 class QVRFMeanScaleHyperprior(GainMixin, MeanScaleHyperprior):
     latent_family = "mean-scale"  # compress / decompress: GainMixin's, through models/latent.py
@@ -44,7 +63,8 @@ class QVRFMeanScaleHyperprior(GainMixin, MeanScaleHyperprior):
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}, "gain": a}
 
 
-@register_arch("minnen", zoo_name="mbt2018", zoo_widths=[(192, 192)] * 4 + [(192, 320)] * 4, qvrf_widths=(192, 320))
+@register_arch("minnen", zoo_name="mbt2018", zoo_widths=[(192, 192)] * 4 + [(192, 320)] * 4, qvrf_widths=(192, 320),
+               title="Minnen joint autoregressive (mbt2018)", aliases=("joint",), matcher=_is_joint)  # fmt: skip
 class QVRFJointAutoregressive(AutoregressiveMixin, GainMixin, JointAutoregressiveHierarchicalPriors):
     latent_family = "autoregressive"
 

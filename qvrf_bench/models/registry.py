@@ -18,13 +18,15 @@ from dataclasses import asdict, dataclass, field
 
 from torch import nn
 
+from qvrf_bench.bitstream.container import ARCH_IDS
 from qvrf_bench.models import balle, cheng2020, determinism, minnen  # noqa: F401  (they register themselves)
 from qvrf_bench.models.archs import ARCH_SPECS
 from qvrf_bench.models.qvrf import LAMBDAS_8, initial_gains, lambdas_for_levels, scale_table
 
-# Importing the model modules registers them (models/archs.py). ARCHS lists the built-in ones, in
-# the order of the papers; a class registered later (a user's, a test's) builds like them.
-ARCHS = ("balle", "minnen-mean", "minnen", "cheng2020")
+# Importing the model modules registers them (models/archs.py). ARCHS lists the built-in ones: those
+# with a frozen bitstream id (container.ARCH_IDS), in its order (the papers'); a class registered
+# later (a user's, a test's) builds like them.
+ARCHS = tuple(a for a in ARCH_IDS if a in ARCH_SPECS)
 KINDS = ("fixed", "qvrf")
 
 # The joint autoregressive ones (context model; their y symbol order depends on the codec format).

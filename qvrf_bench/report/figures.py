@@ -23,17 +23,21 @@ import pandas as pd
 
 from qvrf_bench import kinds
 from qvrf_bench.analysis import rd
-from qvrf_bench.analysis.curves import FAMILIES, family, fixed_name  # noqa: F401 (FAMILIES: re-exported)
+from qvrf_bench.analysis.curves import family, fixed_name
 from qvrf_bench.errors import QVRFError
 from qvrf_bench.metrics.table import get_metric, quality_axes
 from qvrf_bench.report import plots
 
-FAMILY_TITLES = {
-    "balle": "Balle (bmshj2018-hyperprior)",
-    "minnen-mean": "Minnen mean-scale (mbt2018-mean)",
-    "minnen": "Minnen joint autoregressive (mbt2018)",
-    "cheng2020": "Cheng2020 (cheng2020-attn)",
-}
+
+def family_title(fam: str) -> str:
+    """The architecture table's title of a family (models/archs.py), else the name itself."""
+    from qvrf_bench.models.archs import ARCH_SPECS
+    from qvrf_bench.models.registry import ARCHS  # noqa: F401  (importing it fills the table)
+
+    spec = ARCH_SPECS.get(fam)
+    return spec.title if spec else fam
+
+
 #: Published curves the README figures are drawn against: the fixed-rate anchors QVRF used, QVRF's
 #: own published curve, and CompressAI's variable-rate model as a peer (none exists for Cheng2020).
 PUBLISHED = {
@@ -334,7 +338,7 @@ def qvrf_vs_anchors(
     return plots.rd_figure(
         series,
         metrics,
-        title=f"{FAMILY_TITLES.get(fam, fam)}: QVRF vs {anchor_text}",
+        title=f"{family_title(fam)}: QVRF vs {anchor_text}",
         subtitle=_subtitle(m, anchors),
         caption=caption,
         rate_label=rate_axis_label(rate),
@@ -377,7 +381,7 @@ def more_lagrange(
     fig = plots.rd_figure(
         series,
         (metric,),
-        title=f"More Lagrange multipliers: {name}, {FAMILY_TITLES.get(fam, fam)} (stars: levels 8 and up)",
+        title=f"More Lagrange multipliers: {name}, {family_title(fam)} (stars: levels 8 and up)",
         subtitle=_subtitle(m, anchors),
         caption=caption,
         annotate=False,

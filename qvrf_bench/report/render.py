@@ -235,7 +235,7 @@ def build_figures(m: F.Measured, anchors: Sequence, bd: BDOutput, caption: str) 
         if not series:
             continue
         fig = plots.rd_figure(series, run_metrics(m.points), rate_label=F.rate_axis_label(m.rate))
-        title = f"RD curves: {F.FAMILY_TITLES.get(fam, fam)}"
+        title = f"RD curves: {F.family_title(fam)}"
         pub_text = f" Published curves: {', '.join(a.name for a in pubs)}." if pubs else " No published curve chosen."
         figs.append(FigureOut(f"fig-rd-{len(figs)}", title, _inline_svg(fig, f"rd{len(figs)}"), caption + pub_text))
 

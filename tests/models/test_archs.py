@@ -36,7 +36,15 @@ def test_from_state_dict_rebuilds_every_architecture(arch, kind):
                             lmbdas=[0.0067] if kind == "fixed" else None)  # fmt: skip
 
 
-@register_arch("toy-hyperprior", qvrf_widths=(8, 12))
+def _is_toy(sd):
+    """Two convolutions in g_a (indices 0 and 2) and no third: this file's toy."""
+    if "g_a.2.weight" not in sd or "g_a.4.weight" in sd or "g_a.0.conv1.weight" in sd:
+        return None
+    return int(sd["g_a.0.weight"].shape[0]), int(sd["g_a.2.weight"].shape[0])
+
+
+@register_arch("toy-hyperprior", qvrf_widths=(8, 12), title="Toy hyperprior (a test's)", aliases=("toy",),
+               matcher=_is_toy)  # fmt: skip
 class ToyHyperprior(GainMixin, ScaleHyperprior):
     """Balle's hyperprior with a two-layer g_a / g_s of stride 4 each (16 in all), defined here only."""
 
@@ -89,3 +97,20 @@ def test_a_toy_architecture_registered_here_is_swept_by_both_engines(tmp_path):
     method = make_toy()
     ((data_bytes, _),) = encode_image(method, np.zeros((8, 8, 3), np.uint8), method.rate_points()[:1])
     assert data_bytes[5] == container.OTHER_ARCH  # after the magic and the version: the architecture byte
+
+
+def test_the_architecture_table_is_the_one_place_a_new_architecture_is_described():
+    """Families, titles and state-dict recognition come from the table, so the toy declared above
+    (its file only) is known everywhere; the built-in ones are recognised as before."""
+    from qvrf_bench.analysis.curves import family
+    from qvrf_bench.models.checkpoints import infer_arch
+    from qvrf_bench.report.figures import family_title
+
+    assert infer_arch(create("toy-hyperprior", "qvrf").state_dict()) == ("toy-hyperprior", 8, 12)
+    assert family("toy") == "toy-hyperprior" and family_title("toy-hyperprior") == "Toy hyperprior (a test's)"
+    for arch, n, m in (("balle", 16, 24), ("minnen-mean", 16, 24), ("minnen", 16, 24), ("cheng2020", 16, 16)):
+        assert infer_arch(create(arch, "qvrf", N=n, M=m).state_dict()) == (arch, n, m)
+    assert family("mbt2018-mean-vbr") == "minnen-mean" and family("hyper") == "balle" and family("joint") == "minnen"
+    assert family_title("cheng2020") == "Cheng2020 (cheng2020-attn)"
+    with pytest.raises(ValueError, match="no architecture of the table"):
+        infer_arch({"x.weight": torch.zeros(1)})
