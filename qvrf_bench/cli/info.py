@@ -10,6 +10,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("info", help="describe a checkpoint or a bitstream file")
     p.add_argument("file")
+    p.add_argument("--no-complexity", action="store_true",
+                   help="skip counting a checkpoint's kMAC/px (a compress and a decompress of a 256x256 input)")  # fmt: skip
     add_max_pixels(p)
     p.set_defaults(func=run)
 
@@ -62,6 +64,12 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"  cannot code: {problem}")
     print(f"  parameters: {sum(p.numel() for p in model.parameters()):,}; fingerprint {model_fingerprint(model)[:16]}")
+    if not args.no_complexity and not problem:
+        from qvrf_bench.methods.complexity import RULE, count_model
+        from qvrf_bench.models.registry import prepare_for_coding
+
+        cx = count_model(prepare_for_coding(model))
+        print(f"  complexity: {cx.text()}\n    rule: {RULE}")
     if "training" in obj:
         t = obj["training"]
         print(f"  training state: step {t.get('step')}, stage {t.get('stage')}")

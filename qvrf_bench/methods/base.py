@@ -220,6 +220,11 @@ class Method(ABC):
         method, untimed, so it is also the warm-up."""
         return None
 
+    def complexity(self) -> dict | None:
+        """Parameters and kMAC/px of the encoder and decoder side (methods/complexity.py's rule), or
+        None when the method does not say (the sweep records what it says in run.json)."""
+        return None
+
     def bytes_per_point(self, analysis: Analysis, pixels: int) -> int:
         """Memory one point adds to a batch (the engine's bound): by default ~8 float32 tensors of
         the padded image's size; methods that know better (a latent) say so."""

@@ -60,6 +60,11 @@ class QVRFMethod(Method):
         self.name = name or f"{model.config.label}-method"
         self.kind = model.config.kind  # qvrf / fixed: what the checkpoint is, via -c or --method
 
+    def complexity(self) -> dict | None:
+        from qvrf_bench.methods.complexity import count_model
+
+        return count_model(self.model).to_dict()
+
     def point_columns(self, point: Point) -> dict:
         return {"gain": self.gain(point)}
 

@@ -380,8 +380,9 @@ def _cross_text(g: pd.DataFrame) -> str:
     return f"{int((~checked).sum())} / {len(checked)} ({where}{extra})"
 
 
-def methods_table(rows: pd.DataFrame, m: F.Measured) -> list[dict]:
+def methods_table(rows: pd.DataFrame, m: F.Measured, infos: Sequence[RunInfo] = ()) -> list[dict]:
     bad = rd.error_mask(rows)
+    cx = {k: v for info in infos for k, v in ((info.manifest or {}).get("complexity") or {}).items()}
     out = []
     for method, g in rows.groupby(rows["method"].astype(str), sort=True):
         p = m.points.loc[m.points["method"] == method]
@@ -401,9 +402,21 @@ def methods_table(rows: pd.DataFrame, m: F.Measured) -> list[dict]:
                 "rows": len(g),
                 "errors": int(bad.loc[g.index].sum()),
                 "runs": _join(g["run_id"], ""),
+                **_complexity_cells(cx.get(method)),
             }
         )
     return out
+
+
+def _complexity_cells(c: dict | None) -> dict:
+    """Parameters (M) and kMAC/px of a learned method, as the sweep recorded them (methods/complexity.py)."""
+    if not c or "params" not in c:
+        return {"params": "–", "enc_kmac": "–", "dec_kmac": "–"}
+    return {
+        "params": fmt(c["params"] / 1e6, 2),
+        "enc_kmac": fmt(c["enc_kmac_px"], 1),
+        "dec_kmac": fmt(c["dec_kmac_px"], 1),
+    }
 
 
 def per_image_bd_table(bd: BDOutput) -> dict | None:
@@ -740,7 +753,10 @@ def conventions(m: F.Measured) -> str:
         "Each RD point is the mean over images at one rate point: mean PSNR-RGB, and MS-SSIM-RGB in dB "
         "(-10 log10(1 - mean MS-SSIM)); both on 8-bit-rounded reconstructions of real bitstreams. "
         f"Rate = {RATE_TEXT[m.rate]}. Rows with an error or a failed decode check are left out of every "
-        "curve and listed in section 9."
+        "curve and listed in section 9. Complexity of learned methods: parameters, and multiply-adds per "
+        "input pixel of the real compress (encode) and decompress (decode) path as torch.utils.flop_counter "
+        "counts them (conv, transposed conv, matmul; elementwise ops and entropy coding not counted), "
+        "counted on a 256x256 input at the top rate."
     )
 
 
@@ -814,7 +830,7 @@ def build_context(
             "anchors": [a.name for a in anchors],
         },
         "notes": notes,
-        "methods": methods_table(rows, m),
+        "methods": methods_table(rows, m, infos),
         "figures": figs,
         "rd_figures": [f for f in figs if f.id.startswith("fig-rd")],
         "figure": {f.id: f for f in figs},

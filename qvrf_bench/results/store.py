@@ -824,6 +824,16 @@ class ResultStore:
         m["skipped"] = [e for e in m.get("skipped") or [] if e.get("image") != entry["image"]] + [entry]
         self.write_manifest(m)
 
+    def record_complexity(self, by_method: Mapping[str, Mapping[str, Any]]) -> None:
+        """Put each method's complexity (methods/complexity.py) on record in run.json, under
+        ``complexity``; not part of the config (it changes no number), so a resume keeps its run."""
+        m = self.manifest
+        if m is None:
+            raise StoreError(f"{self.run_dir}: no run to record complexity in (start() first)")
+        if by_method:
+            m["complexity"] = {**(m.get("complexity") or {}), **{k: dict(v) for k, v in by_method.items()}}
+            self.write_manifest(m)
+
     def _row_defaults(self) -> dict[str, Any]:
         if self._defaults is None:
             m = self.manifest or {}

@@ -951,6 +951,7 @@ def _run_sweep(cfg: SweepConfig) -> SweepSummary:
     with store.writer_lock():
         store.start(list(cfg.command or command_line(cfg)), run_config, shard=shard, run_id=cfg.run_id, device=device)
         done = store.done_keys(include_failed=not cfg.retry_failed)
+        _record_complexity(store, methods)
 
         # same bytes = same image (the row key is the content hash): measure the first name only
         first_by_sha: dict[str, str] = {}
@@ -1061,6 +1062,23 @@ def _run_sweep(cfg: SweepConfig) -> SweepSummary:
             skipped_images=skipped,
             duplicates=duplicates,
         )
+
+
+def _record_complexity(store, methods) -> None:
+    """Each learned method's parameters and kMAC/px in run.json (once: a resume finds them there)."""
+    known = (store.manifest or {}).get("complexity") or {}
+    found = {}
+    for m in methods:
+        contract = getattr(m, "method", None)
+        if contract is None or m.name in known:
+            continue
+        try:
+            c = contract.complexity()
+        except Exception as exc:  # a count that fails must not stop the measurements
+            c = {"error": one_line(exc)}
+        if c is not None:
+            found[m.name] = c
+    store.record_complexity(found)
 
 
 def _progress_bar(total: int, enabled: bool):
