@@ -18,6 +18,25 @@ from qvrf_bench.metrics.table import get_metric
 MAX_SUBSETS = 500
 
 
+BAND_COLUMNS = ("band", "bd_rate_pct", "bd_quality_db", "quality_lo_db", "quality_hi_db", "bpp_lo", "bpp_hi", "note")
+
+
+def format_bands(df) -> str:
+    """The per-band BD table as Markdown (NaN with its reason)."""
+    lines = ["| test | anchor | band | BD-rate [%] | BD-quality [dB] | quality range [dB] | rate range [bpp] |",
+             "| --- | --- | --- | ---: | ---: | --- | --- |"]  # fmt: skip
+    for r in df.itertuples(index=False):
+        if math.isfinite(r.bd_rate_pct):
+            q = f"{r.quality_lo_db:.2f}-{r.quality_hi_db:.2f}"
+            bd = f"{r.bd_rate_pct:+.2f}"
+        else:
+            q, bd = "-", f"n/a ({r.note})"
+        rate = f"{r.bpp_lo:.3f}-{r.bpp_hi:.3f}" if math.isfinite(r.bpp_lo) else "-"
+        bq = f"{r.bd_quality_db:+.3f}" if math.isfinite(r.bd_quality_db) else "n/a"
+        lines.append(f"| {r.test} | {r.anchor} | {r.band} | {bd} | {bq} | {q} | {rate} |")
+    return "\n".join(lines) + "\n"
+
+
 @dataclass
 class Settings:
     metrics: tuple[str, ...] = ("psnr",)
@@ -34,6 +53,7 @@ class Settings:
     # strict: a pair that cannot be computed is an error (``compare``); otherwise it is skipped with a
     # note (the report). Curves with too few usable points are skipped either way.
     strict: bool = False
+    bands: tuple = ()  # rd.Band: BD also per band (rate or quality range), first metric only
 
 
 @dataclass
@@ -41,6 +61,7 @@ class BDOutput:
     tables: dict = field(default_factory=dict)  # metric -> rd.results_table DataFrame
     notes: list = field(default_factory=list)
     per_image: list = field(default_factory=list)  # (test, anchor, metric, DataFrame), run anchors only
+    bands: object = None  # DataFrame: test, anchor, metric, band, BD per band (rd.band_bd), when asked
     n_pairs: int = 0
 
 
@@ -55,6 +76,7 @@ def run_pairs(pairs: Sequence[Pair], s: Settings) -> BDOutput:
     out = BDOutput(n_pairs=len(pairs))
     results: dict[str, list] = {mt: [] for mt in s.metrics}
     curves: dict[tuple[str, str], rd.Curve | None] = {}
+    band_rows: list[dict] = []
     for pair in pairs:
         t, a = pair.test, pair.anchor
         for mt in s.metrics:
@@ -96,6 +118,10 @@ def run_pairs(pairs: Sequence[Pair], s: Settings) -> BDOutput:
                 out.notes.append(f"{t.name} vs {a.name} ({mt}): BD-rate {res.bd_rate:+.2f} % not shown as a result: "
                                  f"quality overlap {res.overlap_pct:.0f} % < {s.min_overlap:.0f} %")  # fmt: skip
             results[mt].append(res)
+            if s.bands and mt == s.metrics[0]:
+                for band in s.bands:
+                    band_rows.append({"test": t.name, "anchor": a.name, "metric": mt,
+                                      **rd.band_bd(test=tc, anchor=ac, band=band, interp=s.interp, hull=s.hull)})  # fmt: skip
             if mt in s.per_image:
                 if t.rows is None or a.rows is None:
                     if a.published is None or s.strict:
@@ -105,5 +131,9 @@ def run_pairs(pairs: Sequence[Pair], s: Settings) -> BDOutput:
                                      anchor_name=a.name, rate=s.rate)  # fmt: skip
                 out.per_image.append((t.name, a.name, mt, df))
     out.tables = {mt: rd.results_table(results[mt]) for mt in s.metrics if results[mt]}
+    if s.bands:
+        import pandas as pd
+
+        out.bands = pd.DataFrame(band_rows, columns=["test", "anchor", "metric", *BAND_COLUMNS])
     out.notes = list(dict.fromkeys(out.notes))
     return out

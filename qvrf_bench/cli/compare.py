@@ -61,6 +61,10 @@ def register(subparsers) -> None:
     p.add_argument("--metric", default="psnr", metavar="NAME",
                    help="quality axis: a metric of the table, e.g. psnr (default), ms-ssim, psnr-y, psnr-yuv "
                    "(README 'Metrics')")  # fmt: skip
+    p.add_argument("--range", action="append", default=[], metavar="LO:HI",
+                   help="also BD within a band: bpp (0.1:0.4, 0.8:) or quality (30:34dB); 'bands' = low / mid / "
+                   "high (<0.4, 0.4-0.8, >=0.8 bpp); repeatable. Printed after the main table; with -o also "
+                   "PREFIX.bands.csv")  # fmt: skip
     p.add_argument("--interp", choices=INTERPOLATIONS, default="akima", help="interpolation (default: akima)")
     p.add_argument(
         "--rate",
@@ -146,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
 
         prefix = Path(args.output)
         files.check_folder(prefix.parent, "BD tables")
-        outputs = [prefix.with_name(prefix.name + ext) for ext in (".csv", ".md", ".tex", ".per_image.csv")]
+        outputs = [prefix.with_name(prefix.name + ext)
+                   for ext in (".csv", ".md", ".tex", ".per_image.csv", ".bands.csv")]  # fmt: skip
         for out in outputs:
             if out.is_dir():
                 raise QVRFError(f"{out}: is a folder; give another -o PREFIX")
@@ -177,8 +182,11 @@ def run(args: argparse.Namespace) -> int:
         notes += more
     if not pairs:
         raise QVRFError("nothing to compare: no (test, anchor) pair")
+    bands = []
+    for spec in args.range:
+        bands += list(rd.DEFAULT_BANDS) if spec.strip() == "bands" else [rd.parse_band(spec)]
     settings = analysis.Settings(
-        metrics=(args.metric,), rate=rate, interp=args.interp, hull=not args.no_hull, min_overlap=args.min_overlap,
+        bands=tuple(bands), metrics=(args.metric,), rate=rate, interp=args.interp, hull=not args.no_hull, min_overlap=args.min_overlap,
         sensitivity=args.sensitivity, subset_size=args.subset_size, n_boot=args.bootstrap, seed=args.seed,
         per_image=(args.metric,) if args.per_image else (), strict=not args.skip_disjoint,
     )  # fmt: skip
@@ -195,6 +203,12 @@ def run(args: argparse.Namespace) -> int:
     md = rd.format_markdown(table)
     print(caption + "\n")
     print(md, end="")
+    if bd.bands is not None:
+        from qvrf_bench.analysis.comparisons import format_bands
+
+        print(f"\nBD within bands ({args.interp}, the same curves and hulls; a bpp band's quality range is the "
+              "anchor's quality at its rates):\n")  # fmt: skip
+        print(format_bands(bd.bands), end="")
     for note in dict.fromkeys(notes):
         print(f"note: {note}", file=sys.stderr)
     if args.output:
@@ -219,6 +233,9 @@ def run(args: argparse.Namespace) -> int:
             ]
             files.write_bytes(out, pd.concat(per_image, ignore_index=True)[cols].to_csv(index=False).encode("utf-8"))
             written.append(str(out))
+        if bd.bands is not None:
+            files.write_bytes(outputs[4], bd.bands.to_csv(index=False).encode("utf-8"))
+            written.append(str(outputs[4]))
         print("wrote " + ", ".join(written), file=sys.stderr)
     if args.fail_above is not None:
         over = table.loc[table["bd_rate_pct"] > args.fail_above]

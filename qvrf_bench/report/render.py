@@ -171,6 +171,7 @@ def compute_bd(
         tests, fixed, anchors, rate=m.rate, dataset=m.dataset, cross_dataset=cross_dataset
     )
     settings = analysis.Settings(metrics=run_metrics(m.points), rate=m.rate, interp=interp, n_boot=n_boot, seed=seed,
+                                 bands=rd.DEFAULT_BANDS,
                                  per_image=("psnr",))  # fmt: skip
     out = analysis.run_pairs(pairs, settings)
     out.notes = list(dict.fromkeys(notes + out.notes))
@@ -417,6 +418,23 @@ def _complexity_cells(c: dict | None) -> dict:
         "enc_kmac": fmt(c["enc_kmac_px"], 1),
         "dec_kmac": fmt(c["dec_kmac_px"], 1),
     }
+
+
+def bands_table(bd: BDOutput) -> dict | None:
+    """Per pair: BD-rate in each default band (rd.DEFAULT_BANDS) and the quality range it covers."""
+    if bd.bands is None or bd.bands.empty:
+        return None
+    names = list(dict.fromkeys(bd.bands["band"]))
+    rows = []
+    for (t, a), g in bd.bands.groupby(["test", "anchor"], sort=False):
+        by = g.set_index("band")
+        rows.append({
+            "test": t, "anchor": a,
+            "bd": [fmt(by.loc[b, "bd_rate_pct"], 2, True) for b in names],
+            "ranges": [f"{by.loc[b, 'quality_lo_db']:.1f}-{by.loc[b, 'quality_hi_db']:.1f}"
+                       if np.isfinite(by.loc[b, "quality_lo_db"]) else "–" for b in names],
+        })  # fmt: skip
+    return {"bands": names, "rows": rows}
 
 
 def per_image_bd_table(bd: BDOutput) -> dict | None:
@@ -844,6 +862,8 @@ def build_context(
         "bd_caption": bd_caption,
         "metric_labels": rd.METRIC_LABELS,
         "per_image_bd": per_image_bd_table(bd),
+        "bd_bands": bands_table(bd),
+        "metric_heads": {mt.name: f"BD-{mt.head} [{mt.unit}]" for mt in all_metrics()},
         "per_image": per_image_results(m),
         "matched": matched_comparisons(rows, m),
         "crops": visual_crops(rows, infos),

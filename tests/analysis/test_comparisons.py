@@ -82,3 +82,24 @@ def test_run_kind_anchors_group_by_family(mixed_run, tmp_path, capsys):
     assert ("bmshj2018-hyperprior-vbr", "run:fixed:balle") in pairs
     assert {("run:fixed:balle", "jpeg"), ("zoo:balle-qvrf8 [levels]", "webp")} <= pairs
     assert not any(a in ("jpeg", "webp") and t in ("jpeg", "webp") for t, a in pairs)
+
+
+def test_compare_and_report_give_the_same_band_numbers(mixed_run, tmp_path, capsys):
+    """``compare --range bands`` and the report's band table: the same pairs, the same numbers
+    (rd.band_bd on the same curves)."""
+    from qvrf_bench.analysis import rd
+    from qvrf_bench.report import figures as F
+    from qvrf_bench.report import render
+
+    source = analysis.read_source(mixed_run)
+    bd = render.compute_bd(F.measure(source.rows), (), n_boot=0)
+    prefix = tmp_path / "bd"
+    assert main(["compare", str(mixed_run), "--range", "bands", "-o", str(prefix)]) == 0
+    out = capsys.readouterr().out
+    assert "BD within bands" in out and "| low (0-0.4 bpp) |" in out
+    cli = pd.read_csv(str(prefix) + ".bands.csv").set_index(["test", "anchor", "band"])
+    report = bd.bands.set_index(["test", "anchor", "band"])
+    assert sorted(cli.index) == sorted(report.index) and len(report) == 3 * bd.tables["psnr"].shape[0]
+    np.testing.assert_allclose(cli.loc[report.index, "bd_rate_pct"].to_numpy(float),
+                               report["bd_rate_pct"].to_numpy(float), rtol=0, atol=1e-12)  # fmt: skip
+    assert set(report.reset_index()["band"]) == {b.text() for b in rd.DEFAULT_BANDS}

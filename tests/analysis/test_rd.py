@@ -366,3 +366,58 @@ def test_overlap_is_the_share_of_the_narrower_curve():
     assert res.overlap_pct == pytest.approx(500 / 6)
     table = rd.results_table([res])
     assert table.loc[0, "quality_lo_db"] == pytest.approx(30.1) and table.loc[0, "quality_hi_db"] == pytest.approx(30.6)
+
+
+# --- an independent implementation's test vectors, and BD per band ---------------------------------
+
+
+@pytest.mark.parametrize("anchor, test, want", [
+    ([(108048.8736, 43.6471), (61279.976, 40.3953), (33905.6656, 37.247), (18883.6928, 34.2911)],
+     [(108061.2784, 43.6768), (61299.9936, 40.4232), (33928.7472, 37.2761), (18910.912, 34.3147)],
+     -0.00465215420752807),
+    ([(40433.8848, 37.5761), (7622.7456, 35.3756), (2394.488, 33.8977), (1017.6184, 32.0603)],
+     [(40370.12, 37.5982), (7587.0024, 35.4025), (2390.0944, 33.9194), (1017.0984, 32.0822)],
+     -0.018779823450567612),
+])  # fmt: skip
+def test_pchip_bd_rate_matches_the_jctvc_vectors_netflix_vmaf_is_tested_on(anchor, test, want):
+    """Netflix vmaf's BDrateCalculator (JCT-VC's piecewise cubic) is validated on these pairs
+    (python/test/bd_rate_calculator_test.py, values as fractions); ours with pchip must agree."""
+    a = rd.Curve("anchor", [r for r, _ in anchor], [q for _, q in anchor])
+    t = rd.Curve("test", [r for r, _ in test], [q for _, q in test])
+    assert rd.compare(test=t, anchor=a, interp="pchip", sensitivity="none").bd_rate == pytest.approx(
+        want * 100, abs=1e-9
+    )
+
+
+def test_band_bd_over_everything_is_the_whole_bd_and_bands_show_where_a_method_wins():
+    rate = np.geomspace(0.1, 1.6, 9)
+    quality = 26 + 4 * np.log2(rate / 0.1)
+    anchor = rd.Curve("a", rate, quality)
+    # 10 % fewer bits below 0.4 bpp, the same bits above 0.8 bpp (a smooth blend between)
+    factor = np.interp(np.log(rate), np.log([0.4, 0.8]), [0.9, 1.0])
+    test = rd.Curve("t", rate * factor, quality)
+    full = rd.compare(test=test, anchor=anchor, sensitivity="none")
+    whole = rd.band_bd(test=test, anchor=anchor, band=rd.Band(0, math.inf))
+    assert whole["bd_rate_pct"] == pytest.approx(full.bd_rate, abs=1e-12)
+    assert whole["bd_quality_db"] == pytest.approx(full.bd_quality, abs=1e-12)
+    low, mid, high = (rd.band_bd(test=test, anchor=anchor, band=b) for b in rd.DEFAULT_BANDS)
+    assert low["bd_rate_pct"] == pytest.approx(-10.0, abs=0.3) and high["bd_rate_pct"] == pytest.approx(0.0, abs=0.3)
+    assert low["bd_rate_pct"] < mid["bd_rate_pct"] < high["bd_rate_pct"]
+    assert high["bpp_hi"] == pytest.approx(1.6) and low["quality_lo_db"] == pytest.approx(26.0)  # the shared range
+    # a quality band: its quality interval is used as given (within the overlap)
+    q = rd.band_bd(test=test, anchor=anchor, band=rd.parse_band("30:34dB"))
+    assert (q["quality_lo_db"], q["quality_hi_db"]) == (30.0, 34.0)
+    none = rd.band_bd(test=test, anchor=anchor, band=rd.parse_band("5:6"))
+    assert math.isnan(none["bd_rate_pct"]) and "share no quality" in none["note"]
+
+
+@pytest.mark.parametrize("text, want", [("0.1:0.4", rd.Band(0.1, 0.4, "bpp")), ("0.8:", rd.Band(0.8, math.inf, "bpp")),
+                                        ("30:34dB", rd.Band(30, 34, "quality"))])  # fmt: skip
+def test_parse_band(text, want):
+    assert rd.parse_band(text) == want
+
+
+@pytest.mark.parametrize("text", ["0.4", "0.4:0.1", "a:b", "1:2:3"])
+def test_parse_band_refuses(text):
+    with pytest.raises(QVRFError, match="--range"):
+        rd.parse_band(text)
