@@ -23,8 +23,13 @@ def run(args: argparse.Namespace) -> int:
     from qvrf_bench.bitstream import container as codec
     from qvrf_bench.errors import QVRFError
 
-    # zoo:NAME works here as wherever a checkpoint path does (the verified shipped file)
-    path = zoo.resolve(args.file) if zoo.is_zoo(args.file) else Path(args.file)
+    # zoo:NAME and compressai:NAME-METRIC-Q work here as wherever a checkpoint path does
+    if args.file.startswith("compressai:"):
+        from qvrf_bench.models.pretrained import resolve
+
+        path = resolve(args.file).path
+    else:
+        path = zoo.resolve(args.file) if zoo.is_zoo(args.file) else Path(args.file)
     if path.is_dir():
         raise QVRFError(f"{path}: is a folder, not a checkpoint or a bitstream")
     if not path.is_file():
@@ -55,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from qvrf_bench.methods.codec import model_fingerprint
     from qvrf_bench.models.checkpoints import gains_problem_text, load_model
 
-    model, obj = load_model(path, for_coding=False)
+    model, obj = load_model(args.file if args.file.startswith("compressai:") else path, for_coding=False)
     c = model.config
     gains = ", ".join(f"{g:.4f}" for g in model.gain.detach().tolist())
     print(f"checkpoint {path}: {c.label} (arch {c.arch} = CompressAI {c.zoo_name}, kind {c.kind}, N={c.N}, M={c.M})")

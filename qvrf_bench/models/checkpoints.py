@@ -167,7 +167,10 @@ def foreign_state_dict(obj: dict) -> dict:
             break
     if not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError("no state dict of tensors found")
-    return {k[len("module.") :] if k.startswith("module.") else k: v for k, v in obj.items()}
+    from compressai.zoo.pretrained import load_pretrained
+
+    # CompressAI's own key conversion: "module." prefixes, old names of its published files
+    return load_pretrained(obj)
 
 
 def infer_arch(sd: dict) -> tuple[str, int, int]:
@@ -206,7 +209,15 @@ def load_model(
       checkpoint's lambda when given (decision 1), so the loaded operating point sits at a = 1.
     ``for_coding`` builds the CDF tables (only where the file has none, so stored tables are used
     as they are and a bitstream decodes on any device that shares them) and sets eval mode.
+    ``compressai:ARCH-METRIC-QUALITY`` loads CompressAI's pretrained model from the torch hub cache
+    (models/pretrained.py) as the fixed-rate model of its quality's lambda.
     """
+    from qvrf_bench.models import pretrained
+
+    if pretrained.is_pretrained(path):
+        p = pretrained.resolve(path)
+        return load_model(p.path, device, arch=arch or p.arch, kind=kind or "fixed",
+                          lmbda=lmbda if lmbda is not None else p.lmbda, levels=levels, for_coding=for_coding)  # fmt: skip
     obj = read_file(path)
     if is_own(obj):
         if obj.get("format_version", 0) > FORMAT_VERSION:

@@ -103,11 +103,13 @@ def _round_factor(v: float) -> float:
 
 
 def parse_checkpoint(spec: str | os.PathLike) -> tuple[str | None, str]:
-    """``PATH``, ``zoo:NAME`` or ``LABEL=PATH`` -> (method label or None, file path).
+    """``PATH``, ``zoo:NAME``, ``compressai:NAME-METRIC-Q`` or ``LABEL=PATH`` -> (method label or None,
+    what load_model takes: a file path, or the compressai: spec itself).
 
-    A zoo model is labelled ``zoo:NAME``; ``LABEL=`` names a curve in tables and figures (letters,
-    digits and ``+ . _ - :``)."""
+    A zoo model is labelled ``zoo:NAME``, a CompressAI pretrained one by its spec; ``LABEL=`` names a
+    curve in tables and figures (letters, digits and ``+ . _ - :``)."""
     from qvrf_bench import zoo
+    from qvrf_bench.models.pretrained import is_pretrained
 
     text = os.fspath(spec)
     label = None
@@ -116,6 +118,8 @@ def parse_checkpoint(spec: str | os.PathLike) -> tuple[str | None, str]:
         label, text = head, tail
     if zoo.is_zoo(text):
         return label or text, str(zoo.resolve(text))
+    if is_pretrained(text):
+        return label or text, text
     return label, text
 
 
@@ -824,6 +828,7 @@ def _build_methods(cfg: SweepConfig, device: str, engine) -> list[_Method]:
     from qvrf_bench.methods.qvrf import QVRFMethod
     from qvrf_bench.methods.registry import make as make_method
     from qvrf_bench.methods.registry import split_spec
+    from qvrf_bench.models import pretrained
     from qvrf_bench.models.checkpoints import load_model
     from qvrf_bench.results.store import device_string, sha256_file
 
@@ -845,9 +850,10 @@ def _build_methods(cfg: SweepConfig, device: str, engine) -> list[_Method]:
     relative = isinstance(cfg.factors, str) and cfg.factors.strip().lower() == "paper"
     for spec in cfg.checkpoints:
         name, path = parse_checkpoint(spec)
-        if not Path(path).is_file():
+        file = pretrained.resolve(path).path if pretrained.is_pretrained(path) else Path(path)
+        if not file.is_file():
             raise QVRFError(f"{path}: no such checkpoint file")
-        sha = sha256_file(path)
+        sha = sha256_file(file)
         if sha in seen:
             raise QVRFError(f"{path}: the same file as {seen[sha]} (given twice)")
         seen[sha] = path
