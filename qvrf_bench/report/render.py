@@ -420,6 +420,38 @@ def _complexity_cells(c: dict | None) -> dict:
     }
 
 
+def glance(bd: BDOutput, m: F.Measured) -> list[dict]:
+    """The result a reader came for, first: per architecture family, each variable-rate curve of the
+    run against its fixed-rate anchors, the classical codecs and the published curves (BD-rate on
+    PSNR-RGB with its CI; BD-rate per rate band against the anchors). The same numbers as section 5."""
+    table = bd.tables.get("psnr")
+    if table is None or table.empty:
+        return []
+    tests, fixed = test_curves(m)
+    bands = bd.bands if bd.bands is not None else pd.DataFrame(columns=["test", "anchor", "band", "bd_rate_pct"])
+    out = []
+    for fam in sorted({t.fam for t in tests if kinds.is_variable(t.kind)}):
+        own = fixed.get(fam)
+        rows, anchors = [], []
+        for t in (t for t in tests if t.fam == fam and kinds.is_variable(t.kind)):
+            sel = table.loc[table["test"] == t.name]
+            cells = {}
+            for r in bd_rows(sel):
+                label = "its fixed-rate anchors" if own is not None and r["anchor"] == own.name else r["anchor"]
+                anchors.append(label)
+                cells[label] = r
+            band_cells = []
+            if own is not None:
+                b = bands.loc[(bands["test"] == t.name) & (bands["anchor"] == own.name)]
+                band_cells = [f"{x.band.split(' ')[0]} {fmt(x.bd_rate_pct, 2, True)}" for x in b.itertuples()]
+            rows.append({"test": t.name, "cells": cells, "bands": " · ".join(band_cells) or "n/a"})
+        order = list(dict.fromkeys(anchors))
+        if rows:
+            out.append({"family": F.family_title(fam), "anchors": order,
+                        "rows": [{**r, "cells": [r["cells"].get(a) for a in order]} for r in rows]})  # fmt: skip
+    return out
+
+
 def bands_table(bd: BDOutput) -> dict | None:
     """Per pair: BD-rate in each default band (rd.DEFAULT_BANDS) and the quality range it covers."""
     if bd.bands is None or bd.bands.empty:
@@ -822,7 +854,8 @@ def build_context(
     figs, missing = build_figures(m, anchors, bd, caption)
     errors, error_summary, n_errors = error_rows(rows)
     bd_caption = (
-        f"BD via the bjontegaard package ({interp}), monotone hull, overlap = shared quality range / union; "
+        f"BD via the bjontegaard package ({interp}), monotone hull, integrated over the shared quality range; "
+        f"overlap = shared range / the narrower curve's range (below {rd.DEFAULT_MIN_OVERLAP_PCT:.0f} %: not a result); "
         f"sensitivity = min / median / max BD-rate over every {rd.DEFAULT_SUBSET_SIZE}-point subset of the test "
         f"curve; CI = 95% percentile bootstrap over images ({n_boot} resamples, seed {seed}; paired for run "
         "anchors). Negative BD-rate = fewer bits than the anchor. The same pairs and numbers as `qvrf-bench compare "
@@ -863,6 +896,7 @@ def build_context(
         "metric_labels": rd.METRIC_LABELS,
         "per_image_bd": per_image_bd_table(bd),
         "bd_bands": bands_table(bd),
+        "glance": glance(bd, m),
         "metric_heads": {mt.name: f"BD-{mt.head} [{mt.unit}]" for mt in all_metrics()},
         "per_image": per_image_results(m),
         "matched": matched_comparisons(rows, m),

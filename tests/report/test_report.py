@@ -450,3 +450,24 @@ def test_a_method_of_the_contract_is_reported_as_qvrf_is(tmp_path):
     assert "my-method: levels" in levels and "balle-qvrf: levels" in levels
     bd = text.split('<section id="bd">')[1].split("</section>")[0]
     assert "my-method [levels]" in bd
+
+
+def test_the_report_opens_with_the_result(report):
+    """'At a glance' comes first and holds the QVRF-vs-its-anchors numbers of the BD table (section 5),
+    with the per-band BD-rates."""
+    _, text = report
+    glance = text.index('<section id="glance">')
+    assert glance < text.index('<section id="measured">')
+    part = text[glance : text.index("</section>", glance)]
+    assert "Balle (bmshj2018-hyperprior)" in part and "vs its fixed-rate anchors" in part
+    bd = text[text.index('<section id="bd">') :]
+    row = re.search(
+        r'<td class="name">balle-qvrf \[levels\]</td><td class="name">run:fixed:balle</td><td class="num[^"]*">([^<]+)</td>',
+        bd,
+    )
+    assert row, "the [levels] vs anchors row of the BD table"
+    assert re.search(
+        r'<td class="name">balle-qvrf \[levels\]</td><td class="num[^"]*">' + re.escape(row.group(1)), part
+    )
+    assert "low " in part and "high " in part  # the bands of the anchor comparison
+    assert "by rate band" in bd
