@@ -204,3 +204,30 @@ def bpp(num_bytes: int, height: int, width: int) -> float:
     if num_bytes < 0:
         raise ValueError(f"invalid byte count {num_bytes}")
     return 8.0 * num_bytes / (height * width)
+
+
+# --- full-reference perceptual metrics of piq (an optional dependency: pip install qvrf-bench[metrics]) ---
+
+
+def piq_metric(name: str, **kwargs):
+    """A per-image function (two (H, W, 3) uint8 images -> float) of ``piq.<name>`` on the 0..1 float
+    images, with ``kwargs``. NaN where piq refuses the size (its filters need a minimum side)."""
+
+    def per_image(ref_rgb8: np.ndarray, test_rgb8: np.ndarray) -> float:
+        import piq
+        import torch
+
+        _check_pair(ref_rgb8, test_rgb8)
+        x, y = (
+            torch.tensor(a, dtype=torch.float32).permute(2, 0, 1).unsqueeze(0) / 255.0 for a in (test_rgb8, ref_rgb8)
+        )
+        try:
+            with torch.no_grad():
+                return float(getattr(piq, name)(x, y, data_range=1.0, **kwargs))
+        except (ValueError, AssertionError, RuntimeError) as exc:
+            if "size" in str(exc).lower() or "dimension" in str(exc).lower() or "kernel" in str(exc).lower():
+                return float("nan")
+            raise
+
+    per_image.__name__ = f"piq_{name}"
+    return per_image

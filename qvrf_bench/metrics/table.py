@@ -208,3 +208,25 @@ PSNR_YUV = register_metric(Metric(
     "(6 PSNR-Y + PSNR-Cb + PSNR-Cr) / 8 (dB), BT.709 full-range 4:4:4 from the 8-bit RGB (JVET / "
     "JPEG AI weighting); null when not measured (sweep --metrics).",
     short="PSNR-YUV", csv_names=("psnr-yuv",)))  # fmt: skip
+
+# Full-reference perceptual metrics from piq (well-kept, no downloaded weights), on request
+# (``sweep --metrics fsim,vif,gmsd,iw-ssim`` or ``all``). piq works on luma for VIF, GMSD and IW-SSIM
+# (Y of YIQ, BT.601 weights) and on Y, I, Q for FSIMc; inputs are the 8-bit images / 255.
+_PIQ = "piq 0.8 on the 8-bit images / 255"
+FSIM = register_metric(Metric(
+    "fsim", "fsimc_yiq", "FSIMc (YIQ)", F.piq_metric("fsim", chromatic=True),
+    f"FSIMc, feature similarity with chroma ({_PIQ}); 1 = identical; null when not measured.",
+    unit="index", short="FSIMc", requires="piq", csv_names=("fsim",)))  # fmt: skip
+VIF = register_metric(Metric(
+    "vif", "vif_p_y", "VIF-p (Y)", F.piq_metric("vif_p"),
+    f"VIF, pixel-domain visual information fidelity of luma ({_PIQ}); 1 = identical; null when not measured.",
+    unit="index", short="VIF", requires="piq", csv_names=("vif",)))  # fmt: skip
+GMSD = register_metric(Metric(
+    "gmsd", "gmsd_y", "GMSD (Y), negated [higher is better]", F.piq_metric("gmsd"),
+    f"GMSD, gradient magnitude similarity deviation of luma ({_PIQ}); 0 = identical, lower is better; "
+    "null when not measured.", higher_is_better=False, unit="index", short="GMSD", requires="piq"))  # fmt: skip
+IW_SSIM = register_metric(Metric(
+    "iw-ssim", "iw_ssim_y", "IW-SSIM (Y) [dB]", F.piq_metric("information_weighted_ssim"),
+    f"IW-SSIM, information-weighted SSIM of luma ({_PIQ}); null when not measured or the image is too small.",
+    to_axis=lambda v: -10.0 * np.log10(1.0 - v), short="IW-SSIM", requires="piq",
+    undefined_notice="IW-SSIM undefined: image too small for its 5 scales"))  # fmt: skip

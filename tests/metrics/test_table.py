@@ -122,3 +122,27 @@ def test_ycbcr_is_compressais_rgb2ycbcr():
     rgb = np.random.default_rng(5).integers(0, 256, (19, 23, 3), dtype=np.uint8)
     want = rgb2ycbcr(torch.from_numpy(rgb / 255.0).permute(2, 0, 1)).permute(1, 2, 0).numpy() * 255
     assert np.abs(metrics.ycbcr_bt709(rgb) - want).max() < 1e-9
+
+
+PIQ = [("fsim", "fsim", {"chromatic": True}), ("vif", "vif_p", {}), ("gmsd", "gmsd", {}),
+       ("iw-ssim", "information_weighted_ssim", {})]  # fmt: skip
+
+
+@pytest.mark.parametrize("name, fn, kw", PIQ, ids=[p[0] for p in PIQ])
+def test_piq_metrics_are_piqs_values_and_order_reconstructions(name, fn, kw):
+    """The entries call piq on the 8-bit images / 255 (its own value, checked by calling it directly),
+    reach 'identical' at identity and order three noise levels the way the metric's direction says."""
+    piq = pytest.importorskip("piq", reason="piq is the optional metrics dependency ('.[metrics]', '.[dev]')")
+    import torch
+
+    m = get_metric(name)
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:192, 0:224]
+    ref = np.stack([x % 256, y % 256, (x * y) % 256], -1).astype(np.uint8)
+    noisy = [np.clip(ref.astype(int) + rng.integers(-k, k + 1, ref.shape), 0, 255).astype(np.uint8) for k in (2, 8, 24)]
+    t = [torch.tensor(a, dtype=torch.float32).permute(2, 0, 1)[None] / 255 for a in (ref, noisy[1])]
+    assert m.per_image(ref, noisy[1]) == pytest.approx(float(getattr(piq, fn)(t[1], t[0], data_range=1.0, **kw)), rel=1e-6)
+    axis = m.axis([m.per_image(ref, n) for n in noisy])
+    assert np.all(np.diff(axis) < 0)  # more noise, lower on the curve axis, whichever way the metric points
+    perfect = m.per_image(ref, ref)
+    assert perfect == pytest.approx(0.0 if not m.higher_is_better else 1.0, abs=1e-5)
