@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from qvrf_bench.errors import ImageError
+from qvrf_bench.files import atomic_output
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -171,7 +172,6 @@ def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]
 def save_png(rgb: np.ndarray, path: str | os.PathLike) -> None:
     """Write (H, W, 3) uint8 as PNG, atomically (files.atomic_output: no temporary file survives a
     failure, and one left by a killed process is removed)."""
-    from qvrf_bench.files import atomic_output
 
     with atomic_output(path) as tmp:
         Image.fromarray(rgb, mode="RGB").save(tmp, format="PNG")

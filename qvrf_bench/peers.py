@@ -47,6 +47,8 @@ from typing import Any
 import numpy as np
 
 from qvrf_bench.errors import BitstreamError, CheckpointError, QVRFError
+from qvrf_bench.files import file_sha256
+from qvrf_bench.images import centred_padding, crop, pad, rgb8_to_tensor, tensor_to_rgb8, to_rgb8
 
 # --- the interface ------------------------------------------------------------------------------
 
@@ -188,8 +190,6 @@ class PillowCodec(Peer):
 
     def decode(self, data: bytes) -> np.ndarray:
         from PIL import Image
-
-        from qvrf_bench.images import to_rgb8
 
         try:
             with Image.open(io.BytesIO(data), formats=[self.pil_format]) as img:
@@ -559,8 +559,6 @@ class CompressAIVbr(Peer):
     def encode(self, rgb8: np.ndarray, rate: float) -> bytes:
         import torch
 
-        from qvrf_bench.images import centred_padding, pad, rgb8_to_tensor
-
         rgb8 = _check_rgb8(rgb8)
         h, w = rgb8.shape[:2]
         if h > 0xFFFFFFFF or w > 0xFFFFFFFF:  # pragma: no cover
@@ -578,8 +576,6 @@ class CompressAIVbr(Peer):
 
     def decode(self, data: bytes) -> np.ndarray:
         import torch
-
-        from qvrf_bench.images import crop, tensor_to_rgb8
 
         c = vbr_container_unpack(bytes(data))
         if c["arch"] != self.arch:
@@ -608,8 +604,6 @@ class CompressAIVbr(Peer):
     @property
     def checkpoint_sha256(self) -> str:
         if self._sha256 is None:
-            from qvrf_bench.files import file_sha256
-
             self._sha256 = file_sha256(self.checkpoint)
         return self._sha256
 

@@ -33,7 +33,12 @@ import sys
 import time
 from pathlib import Path
 
+from qvrf_bench import images, zoo
+from qvrf_bench.cli._common import quiet_warnings
 from qvrf_bench.errors import QVRFError
+from qvrf_bench.report import figures as F
+from qvrf_bench.report import plots, render_report
+from qvrf_bench.results import store
 
 # Sample photos that ship inside installed packages (no download), for the short training.
 TRAIN_PHOTOS = ("coffee", "rocket", "hubble_deep_field", "retina", "immunohistochemistry", "camera", "coins")
@@ -52,8 +57,6 @@ def write_sample_photos(folder: Path) -> Path:
     import numpy as np
     import skimage.data
 
-    from qvrf_bench import images
-
     train = folder / "train"
     train.mkdir(parents=True, exist_ok=True)
     for name in TRAIN_PHOTOS:
@@ -69,7 +72,6 @@ def write_sample_photos(folder: Path) -> Path:
 
 def zoo_checkpoints(archs, log) -> tuple[list[str], dict[str, str]]:
     """``zoo:NAME`` of every shipped model of ``archs`` and a per-arch caption of its scale."""
-    from qvrf_bench import zoo
     from qvrf_bench.train import zoo as zoo_train
 
     manifest = zoo.read_manifest()["models"]
@@ -87,7 +89,6 @@ def zoo_checkpoints(archs, log) -> tuple[list[str], dict[str, str]]:
 
 def short_training(args, train_dir: Path, runs: Path, log) -> tuple[str, str]:
     """A balle QVRF fine-tune from the zoo's lambda=0.18 anchor: (``LABEL=final.pt``, caption)."""
-    from qvrf_bench import zoo
     from qvrf_bench.train import TrainConfig, train
     from qvrf_bench.train import zoo as zoo_train
 
@@ -223,15 +224,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args) -> int:
-    from qvrf_bench.cli._common import quiet_warnings
 
     quiet_warnings()
     import torch
-
-    from qvrf_bench import zoo
-    from qvrf_bench.report import figures as F
-    from qvrf_bench.report import plots, render_report
-    from qvrf_bench.results import store
 
     t_start = time.perf_counter()
     out, reports = Path(args.out), Path(args.reports)

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
+from qvrf_bench.analysis import rd
 from qvrf_bench.errors import QVRFError
 from qvrf_bench.metrics.table import get_metric
 
@@ -199,7 +200,6 @@ class Anchor:
 
     def curve(self, metric: str = "psnr"):
         """The :class:`qvrf_bench.analysis.rd.Curve` of this anchor (points lacking the metric are skipped)."""
-        from qvrf_bench.analysis import rd
 
         spec = get_metric(metric)
         attr = spec.quality_column  # an anchor file carries PSNR-RGB and MS-SSIM-RGB (its schema)

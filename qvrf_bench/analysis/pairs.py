@@ -22,7 +22,9 @@ import pandas as pd
 
 from qvrf_bench import kinds
 from qvrf_bench.analysis import rd
-from qvrf_bench.analysis.curves import LEVELS_SUFFIX, CurveSpec, family
+from qvrf_bench.analysis.anchors import load_anchor
+from qvrf_bench.analysis.curves import LEVELS_SUFFIX, CurveSpec, family, method_attribute, test_curves
+from qvrf_bench.analysis.sources import curve_file
 from qvrf_bench.errors import QVRFError
 from qvrf_bench.metrics.table import all_metrics, metric_names
 
@@ -115,7 +117,6 @@ def default_pairs(
 
 def _run_anchor(spec: str, tests: Sequence[CurveSpec], source, rate: str) -> tuple[list[Pair], list[str]]:
     """``run:KIND``, ``run:KIND:ARCH`` or ``run:M1+M2...``: anchors made of the source's own rows."""
-    from qvrf_bench.analysis.curves import method_attribute, test_curves
 
     pts = source.points
     sel = spec[len("run:") :]
@@ -168,7 +169,6 @@ def spec_pairs(
     anchor name; a published or file anchor is compared with every test curve. Returns (pairs, notes)."""
     if spec.startswith("run:"):
         return _run_anchor(spec, tests, source, rate)
-    from qvrf_bench.analysis.sources import curve_file
 
     notes: list[str] = []
     path = Path(spec)
@@ -176,8 +176,6 @@ def spec_pairs(
         _, anchor = curve_file(path, None)
         a = anchor_of_published(anchor, name=spec)
     else:
-        from qvrf_bench.analysis.anchors import load_anchor
-
         anchor = load_anchor(spec, dirs)
         a = anchor_of_published(anchor)
         if source.rows is not None and anchor.reconstruction == "float":

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from qvrf_bench.analysis import rd
+from qvrf_bench.analysis.anchors import from_csv_text, import_curve_file, load_anchor, slug
 from qvrf_bench.errors import QVRFError
+from qvrf_bench.results.store import read_part
 
 
 @dataclass
@@ -46,7 +49,6 @@ def read_rows(path: Path) -> tuple[pd.DataFrame, int]:
     files = parquet_files(path) if path.is_dir() else [path]
     if not files:
         raise QVRFError(f"{path}: no .parquet files found")
-    from qvrf_bench.results.store import read_part
 
     # the store's one schema check: columns may be missing here (a table a user assembled), but
     # those present must be the result schema's, of its types (report and resume read the same way)
@@ -95,7 +97,6 @@ def points_from_anchor(anchor, method: str) -> pd.DataFrame:
 
 def curve_file(path: Path, name: str | None):
     """(display name, Anchor) of a curve file; the anchor's name is a placeholder."""
-    from qvrf_bench.analysis.anchors import import_curve_file, slug
 
     anchor = import_curve_file(path, name=f"user/file/{slug(path.stem)}", dataset="unknown")
     return name or path.stem, anchor
@@ -103,7 +104,6 @@ def curve_file(path: Path, name: str | None):
 
 def from_rows(rows: pd.DataFrame, n_superseded: int = 0) -> Source:
     """A source of per-image rows (error rows left out of the points, counted in the notes)."""
-    from qvrf_bench.analysis import rd
 
     agg = rd.aggregate(rows)
     notes = []
@@ -125,8 +125,6 @@ def read_source(path: Path | str, name: str | None = None) -> Source:
     path = Path(path)
     if not path.exists():
         if str(path).count("/") == 2 and not path.suffix:  # looks like an anchor name
-            from qvrf_bench.analysis.anchors import load_anchor
-
             anchor = load_anchor(str(path))
             return Source(points_from_anchor(anchor, name or anchor.name), None)
         raise QVRFError(f"{path}: no such file or folder (nor an anchor name)")
@@ -137,8 +135,6 @@ def read_source(path: Path | str, name: str | None = None) -> Source:
         df = pd.read_csv(path)
         cols = {c.strip().lower(): c for c in df.columns}
         if "method" in cols:
-            from qvrf_bench.analysis.anchors import from_csv_text
-
             parts = []
             for method, grp in df.groupby(df[cols["method"]].astype(str), sort=True):
                 anchor = from_csv_text(

@@ -67,6 +67,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from qvrf_bench.bitstream.container import MAX_PIXELS, MethodHeader, pack_method, unpack_method
 from qvrf_bench.errors import BitstreamError, CheckpointError
 
 DECODE_CHECKS = ("latent", "image", "decodes")
@@ -168,7 +169,6 @@ class Method(ABC):
 
     def pack(self, point: Point, strings: list[bytes], height: int, width: int, padding, fingerprint: str) -> bytes:
         """One point's container: its own strings, then the shared ones."""
-        from qvrf_bench.bitstream.container import MethodHeader, pack_method
 
         header = MethodHeader(self.arch, self.method_id, bytes.fromhex(fingerprint), height, width, tuple(padding),
                               self.side_info(point))  # fmt: skip
@@ -176,7 +176,6 @@ class Method(ABC):
 
     def unpack(self, data: bytes, name: str, fingerprint: str, max_pixels: int | None = None) -> Unpacked:
         """Every header check, then the point from the side information (BitstreamError otherwise)."""
-        from qvrf_bench.bitstream.container import MAX_PIXELS, unpack_method
 
         header, strings = unpack_method(data, name, max_pixels or MAX_PIXELS)
         if header.method_id != self.method_id:

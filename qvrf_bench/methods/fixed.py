@@ -12,7 +12,7 @@ import struct
 import torch
 from torch import Tensor, nn
 
-from qvrf_bench.errors import BitstreamError
+from qvrf_bench.errors import BitstreamError, CheckpointError
 from qvrf_bench.methods.base import Analysis, Method, Point
 
 
@@ -72,7 +72,6 @@ def make(checkpoint: str | None = None, device: str = "cpu") -> CompressAIFixed:
         ScaleHyperprior,
     )
 
-    from qvrf_bench.errors import CheckpointError
     from qvrf_bench.models.checkpoints import foreign_state_dict, infer_arch, read_file
 
     if checkpoint is None:

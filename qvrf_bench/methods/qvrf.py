@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from qvrf_bench import images
+from qvrf_bench.bitstream.container import N_STRINGS, string_lengths_problem
 from qvrf_bench.bitstream.gains import check_gain, gain_problem
 from qvrf_bench.errors import BitstreamError
 from qvrf_bench.methods.base import Analysis, Method, Point, Unpacked
@@ -92,7 +94,6 @@ class QVRFMethod(Method):
         """
         import warnings
 
-        from qvrf_bench import images
         from qvrf_bench.methods import codec
         from qvrf_bench.methods.engine import run_points
         from qvrf_bench.models.autoregressive import tile_invariance_ok
@@ -176,7 +177,6 @@ class QVRFMethod(Method):
 
     def strings_problem(self, strings: list[bytes]) -> str | None:
         # the checks format 2 makes (container.unpack): y and z, in whole rANS words
-        from qvrf_bench.bitstream.container import N_STRINGS, string_lengths_problem
 
         if len(strings) != N_STRINGS:
             return f"string count is {len(strings)}, not {N_STRINGS} (y and z)"

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from qvrf_bench.errors import BitstreamError, QVRFError
 from qvrf_bench.methods.base import Analysis, Method, Point
+from qvrf_bench.peers import VBR_ARCHS, VBR_STAGE, CompressAIVbr
 
 _SIDE = struct.Struct(">f")
 
@@ -60,7 +61,6 @@ class CompressAIVbrMethod(Method):
 
     @torch.no_grad()
     def code(self, analysis: Analysis, points: list[Point]):
-        from qvrf_bench.peers import VBR_STAGE
 
         out = []
         for p in points:
@@ -73,7 +73,6 @@ class CompressAIVbrMethod(Method):
 
     @torch.no_grad()
     def decode(self, state, strings: list[list[bytes]], points: list[Point]) -> list[Tensor]:
-        from qvrf_bench.peers import VBR_STAGE
 
         out = []
         for own, p in zip(strings, points, strict=True):
@@ -87,7 +86,6 @@ class CompressAIVbrMethod(Method):
 
 def make(checkpoint: str | None = None, device: str = "cpu") -> CompressAIVbrMethod:
     """``--method compressai-vbr=ARCH:STATEDICT``, e.g. ``compressai-vbr=mbt2018-mean-vbr:vbr.pth.tar``."""
-    from qvrf_bench.peers import VBR_ARCHS, CompressAIVbr
 
     arch, sep, path = (checkpoint or "").partition(":")
     if not sep or arch not in VBR_ARCHS:

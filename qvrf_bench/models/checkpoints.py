@@ -26,9 +26,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from qvrf_bench import __version__
+from qvrf_bench import __version__, zoo
 from qvrf_bench.errors import CheckpointError
-from qvrf_bench.files import file_sha256  # noqa: F401  (re-exported: scripts read it here)
+from qvrf_bench.files import (
+    atomic_output,
+    clean_stale_temps,
+    file_sha256,  # noqa: F401  (re-exported: scripts read it here)
+    output_path,
+    read_head,
+    sniff,
+    temp_name,
+)
 from qvrf_bench.models import archs
 from qvrf_bench.models.qvrf import LAMBDAS_8, gains_problem, initial_gains, lambdas_for_levels
 from qvrf_bench.models.registry import ModelConfig, build_model, make_config, prepare_for_coding
@@ -52,7 +60,6 @@ def atomic_save(obj, path: str | os.PathLike) -> Path:
     """torch.save to a temporary file in the same folder, fsync, then rename: a kill during a save
     leaves the previous file intact, never a half-written one; a failure leaves no temporary file,
     and the next save of the same name removes those of killed processes (files.atomic_output)."""
-    from qvrf_bench.files import atomic_output
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +89,6 @@ def checkpoint_dict(model: nn.Module, training: dict | None = None) -> dict:
 def read_file(path) -> dict:
     """torch.load with weights_only=True and a one-line error for anything unreadable.
     ``zoo:NAME`` reads a shipped zoo model (sha256-checked)."""
-    from qvrf_bench import zoo
 
     path = zoo.resolve(path)
     if path.is_dir():
@@ -116,8 +122,6 @@ def load_failure(path, exc: BaseException) -> str:
     damaged checkpoint, or a pickle that asks for code (refused: loading never runs it). torch's own
     text is not passed on: it suggests turning the safety off."""
     import re
-
-    from qvrf_bench.files import read_head, sniff
 
     text = str(exc)
     unsafe = re.search(r"GLOBAL ([\w.]+)", text)
@@ -327,7 +331,6 @@ def lambda_of_quality(quality: int) -> float:
 def update_checkpoint(path, out=None) -> Path:
     """Fix the entropy models (CDFs from the current parameters), strip training state, and name the
     file ``<stem>-<first 8 hex of its sha256>.pt``, as the official update.py does."""
-    from qvrf_bench.files import clean_stale_temps, output_path, temp_name
 
     path = Path(path)
     stem = path.name.split(".")[0]

@@ -23,6 +23,7 @@ import pandas as pd
 
 from qvrf_bench import kinds
 from qvrf_bench.analysis import rd
+from qvrf_bench.analysis.anchors import Anchor, load_anchor
 from qvrf_bench.analysis.curves import family, fixed_name
 from qvrf_bench.errors import QVRFError
 from qvrf_bench.metrics.table import get_metric, quality_axes
@@ -63,7 +64,6 @@ def published_for(arch: str) -> tuple[str, ...]:
 
 def load_published(items: Iterable[object] | None, dirs=None) -> list:
     """Anchor objects from anchor names or Anchor objects (names go through anchors.load_anchor)."""
-    from qvrf_bench.analysis.anchors import Anchor, load_anchor
 
     out = []
     for item in items or ():

@@ -24,13 +24,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from qvrf_bench import analysis, kinds
-from qvrf_bench.analysis import BDOutput, CurveSpec, rd
+from qvrf_bench import analysis, files, kinds
+from qvrf_bench.analysis import BDOutput, CurveSpec, matched, rd
 from qvrf_bench.analysis.pairs import same_dataset
 from qvrf_bench.errors import QVRFError
 from qvrf_bench.metrics.table import all_metrics, default_metrics, quality_axes
 from qvrf_bench.report import figures as F
 from qvrf_bench.report import plots
+from qvrf_bench.results import crops as C
+from qvrf_bench.results.store import MANIFEST_NAME, RESULTS_DIR, ResultStore
 
 TEMPLATE = "report.html.j2"
 
@@ -66,7 +68,6 @@ class RunInfo:
 
 def load_runs(run_dirs: Sequence[str | Path]) -> tuple[pd.DataFrame, list[RunInfo]]:
     """Rows of every run folder (latest row per key within each run), concatenated."""
-    from qvrf_bench.results.store import MANIFEST_NAME, RESULTS_DIR, ResultStore
 
     if not run_dirs:
         raise QVRFError("no run folder given")
@@ -492,7 +493,6 @@ def matched_comparisons(rows: pd.DataFrame, m: F.Measured, metric: str = "psnr_r
     matched-rate rows against its family's fixed-rate models (one curve per image) and each classical
     codec of the run: per target, the mean delta of ``metric`` at the method's achieved rate on each
     image (matched.py), with its CI and wins/losses, plus the per-image deltas."""
-    from qvrf_bench.analysis import matched
 
     mr = matched.matched_rows(rows)
     if mr.empty:
@@ -544,8 +544,6 @@ def visual_crops(rows: pd.DataFrame, infos: Sequence[RunInfo]) -> list[dict]:
     fixed-rate model closest in bpp to that family's first such method on that image ("nearest
     anchor": nearest rate, not best quality), and each classical codec at the target; each with its
     bpp and PSNR. Images as PNG data URIs."""
-    from qvrf_bench.analysis import matched
-    from qvrf_bench.results import crops as C
 
     stored: dict[str, dict] = {}
     for info in infos:
@@ -965,7 +963,6 @@ def render_report(
         cross_dataset=cross_dataset,
     )
     html = render_html(ctx)
-    from qvrf_bench import files
 
     # a folder (existing, or ending in /) gets index.html; a reader never sees half a report, and a
     # failed write (full disk) leaves no temporary behind

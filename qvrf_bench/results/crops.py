@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from qvrf_bench import files
+
 CROP = 128
 DIR = "crops"
 
@@ -83,7 +85,6 @@ class CropWriter:
 
     def box(self, name: str, sha256: str, original: np.ndarray) -> tuple[int, int, int]:
         """The image's window; writes box.json and original.png the first time."""
-        from qvrf_bench import files
 
         if sha256 not in self._boxes:
             box = crop_box(original)
@@ -98,7 +99,6 @@ class CropWriter:
 
     def save(self, name: str, sha256: str, original: np.ndarray, decoded: np.ndarray, method: str,
              checkpoint_sha256: str, rate_point: str) -> Path:  # fmt: skip
-        from qvrf_bench import files
 
         box = self.box(name, sha256, original)
         path = image_dir(self.run_dir, sha256) / f"{crop_key(method, checkpoint_sha256, rate_point)}.png"

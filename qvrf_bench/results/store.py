@@ -44,8 +44,10 @@ import pyarrow.parquet as pq
 
 from qvrf_bench.errors import QVRFError
 from qvrf_bench.files import atomic_output, file_sha256
+from qvrf_bench.files import clean_dead_temps as clean
 from qvrf_bench.kinds import KINDS  # the rows' kinds (kinds.py)
 from qvrf_bench.metrics.table import metric_columns
+from qvrf_bench.results.crops import DIR
 
 SCHEMA_VERSION = 1
 RESULTS_DIR = "results"
@@ -609,7 +611,6 @@ def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
 def clean_dead_temps(folder: Path) -> list[Path]:
     """Remove the hidden ``.NAME.tmp-PID`` files in ``folder`` whose process is gone (a writer killed
     mid-write); returns them. A live writer's files are left alone."""
-    from qvrf_bench.files import clean_dead_temps as clean
 
     return clean(folder)
 
@@ -1201,7 +1202,6 @@ def merge(
 def _merge_crops(stores: Sequence[ResultStore], out_dir: Path) -> None:
     """The shards' crops/ folders (crops.py) into the merged run; a file already there is kept
     (crops of one image come from the one shard that measured it)."""
-    from qvrf_bench.results.crops import DIR
 
     for s in stores:
         root = s.run_dir / DIR

@@ -40,6 +40,8 @@ import sys
 
 import numpy as np
 
+from qvrf_bench import images, metrics
+
 
 def describe(device: str, threads: int | None) -> str:
     return f"{device}, {threads} thread{'s' if threads != 1 else ''}" if threads else device
@@ -93,7 +95,6 @@ class CrossDecoder:
     def _compare(self, answer: dict, enc, rgb_local: np.ndarray, within) -> dict:
         """The columns from the worker's answer: ``within(encoder's, second)`` decides ok; exact is
         bit equality of the latent (when there is one to compare) and of the image."""
-        from qvrf_bench import metrics
 
         out = {"cross_decode_device": self.where}
         if "error" in answer:
@@ -129,7 +130,6 @@ def _serve(device: str, threads: int | None) -> int:
     warnings.filterwarnings("ignore")
     import torch
 
-    from qvrf_bench import images
     from qvrf_bench.devices import resolve_device
     from qvrf_bench.methods.engine import decode_bytes
     from qvrf_bench.methods.registry import make

@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from qvrf_bench import images, metrics
+from qvrf_bench.bitstream.container import PAD_MULTIPLE
 from qvrf_bench.bitstream.gains import GAIN_MAX, GAIN_MIN
 from qvrf_bench.errors import QVRFError
 
@@ -293,9 +295,6 @@ class MethodProbe:
     def __init__(self, method, rgb8: np.ndarray, kind: str, fingerprint: str | None = None):
         import torch
 
-        from qvrf_bench import images
-        from qvrf_bench.bitstream.container import PAD_MULTIPLE
-
         self.method, self.rgb8, self.kind = method, rgb8, kind
         self.fingerprint = fingerprint or method.fingerprint()
         h, w = rgb8.shape[:2]
@@ -310,8 +309,6 @@ class MethodProbe:
 
     def __call__(self, value: float) -> tuple[float, bytes]:
         import torch
-
-        from qvrf_bench import images
 
         point = self.point(value)
         with torch.no_grad():
@@ -357,7 +354,6 @@ def method_to_target(method, rgb8: np.ndarray, target: Target, what: str = "the 
 def achieved(kind: str, rgb8: np.ndarray, data: bytes, decoded) -> float:
     """What a file ``data`` of ``rgb8`` achieved, in the unit of a ``kind`` target; ``decoded()``
     gives the decoded image and is called only for a PSNR target."""
-    from qvrf_bench import metrics
 
     if kind == "bytes":
         return float(len(data))

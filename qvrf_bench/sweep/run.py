@@ -62,9 +62,15 @@ from typing import Any
 
 import numpy as np
 
-from qvrf_bench import images, kinds
+from qvrf_bench import images, kinds, zoo
+from qvrf_bench import peers as peers_mod
 from qvrf_bench.errors import QVRFError
-from qvrf_bench.metrics import Metric, default_metrics, parse_metrics
+from qvrf_bench.metrics import Metric, default_metrics, ms_ssim_db, parse_metrics
+from qvrf_bench.peers import CLASSICAL, VBR_ARCHS
+from qvrf_bench.results.crops import CropWriter
+from qvrf_bench.results.store import ResultStore, device_string, parse_shard, sha256_file, shard_filter
+from qvrf_bench.sweep import ratecontrol
+from qvrf_bench.sweep.crossdecode import CrossDecoder
 
 DEFAULT_FACTORS = "0.5:12:24"
 FACTOR_DECIMALS = 4
@@ -108,7 +114,6 @@ def parse_checkpoint(spec: str | os.PathLike) -> tuple[str | None, str]:
 
     A zoo model is labelled ``zoo:NAME``, a CompressAI pretrained one by its spec; ``LABEL=`` names a
     curve in tables and figures (letters, digits and ``+ . _ - :``)."""
-    from qvrf_bench import zoo
     from qvrf_bench.models.pretrained import is_pretrained
 
     text = os.fspath(spec)
@@ -192,7 +197,6 @@ def parse_factors(spec: str | float | Sequence[float] | None) -> tuple[float, ..
 
 def parse_vbr(spec: str | tuple[str, str]) -> tuple[str, str]:
     """``ARCH=STATEDICT`` -> (arch, path)."""
-    from qvrf_bench.peers import VBR_ARCHS
 
     if isinstance(spec, tuple):
         arch, path = spec
@@ -224,7 +228,6 @@ def parse_peer_qualities(spec: str) -> tuple[str, tuple[float, ...]]:
 
 def parse_peers(spec: str | Sequence[str] | None) -> tuple[str, ...]:
     """``jpeg,webp`` (or a sequence) -> classical peer names, order kept, duplicates dropped."""
-    from qvrf_bench.peers import CLASSICAL, VBR_ARCHS
 
     if spec is None:
         return ()
@@ -447,7 +450,6 @@ class _Method:
         """A matched-rate row: ``search(target) -> (result, bytes, point)`` finds the knob
         (ratecontrol.py), then the point is measured like any other; the engine's bytes must be the
         search's bytes (the same container, coded twice)."""
-        from qvrf_bench.sweep import ratecontrol
 
         extra = {"target_bpp": float(tp.bpp)}
         try:
@@ -511,7 +513,6 @@ class _PeerMethod(_Method):
                 pass
 
     def _measure_target(self, rgb, tp: TargetPoint) -> Measurement:
-        from qvrf_bench.sweep import ratecontrol
 
         extra = {"target_bpp": float(tp.bpp)}
         try:
@@ -583,7 +584,6 @@ class _LearnedMethod(_Method):
             self.points += [TargetPoint(b) for b in targets]
 
     def _measure_target(self, rgb, tp: TargetPoint) -> Measurement:
-        from qvrf_bench.sweep import ratecontrol
 
         def search(target):
             return ratecontrol.method_to_target(self.method, rgb, target, what=self.name, fingerprint=self.fingerprint)
@@ -655,7 +655,6 @@ def _method_points(method, levels) -> list:
 def _spec_file(arg: str | None) -> Path | None:
     if not arg:
         return None
-    from qvrf_bench import zoo
 
     try:
         return zoo.resolve(arg)
@@ -801,7 +800,6 @@ def _resolve_device(name: str) -> str:
 
 def _list_dataset(folder: Path):
     """[(path, relative name, sha256 or '' when unreadable, read error)] in sorted order."""
-    from qvrf_bench.results.store import sha256_file
 
     files = images.list_images(folder)
     if not files:
@@ -824,13 +822,11 @@ def _dataset_identity(folder: Path, listing) -> dict[str, Any]:
 
 
 def _build_methods(cfg: SweepConfig, device: str, engine) -> list[_Method]:
-    from qvrf_bench import peers as peers_mod
     from qvrf_bench.methods.qvrf import QVRFMethod
     from qvrf_bench.methods.registry import make as make_method
     from qvrf_bench.methods.registry import split_spec
     from qvrf_bench.models import pretrained
     from qvrf_bench.models.checkpoints import load_model
-    from qvrf_bench.results.store import device_string, sha256_file
 
     levels = parse_levels(cfg.levels)
     factors = parse_factors(cfg.factors)
@@ -921,7 +917,6 @@ def run_sweep(cfg: SweepConfig) -> SweepSummary:
 def _run_sweep(cfg: SweepConfig) -> SweepSummary:
     t_start = time.perf_counter()
     from qvrf_bench.methods.engine import get_engine
-    from qvrf_bench.results.store import ResultStore, device_string, parse_shard, shard_filter
 
     shard = parse_shard(cfg.shard) if isinstance(cfg.shard, str) else (tuple(cfg.shard) if cfg.shard else None)
     engine_name = cfg.engine or "fast"
@@ -935,8 +930,6 @@ def _run_sweep(cfg: SweepConfig) -> SweepSummary:
     methods = _build_methods(cfg, device, engine)
     cross = None
     if cfg.decode_device or cfg.decode_threads:
-        from qvrf_bench.sweep.crossdecode import CrossDecoder
-
         cross = CrossDecoder(_resolve_device(cfg.decode_device or "cpu"), cfg.decode_threads)
         for m in methods:
             if m.cross_decodes:
@@ -978,8 +971,6 @@ def _run_sweep(cfg: SweepConfig) -> SweepSummary:
         crop_names = {w[1] for w in work_all[: max(0, int(cfg.crops or 0))]}
         writer = None
         if crop_names:
-            from qvrf_bench.results.crops import CropWriter
-
             writer = CropWriter(cfg.out)
 
         def todo(method: _Method, sha: str, name: str) -> list:
@@ -1110,8 +1101,6 @@ def summarize(df):
     means. PSNR means skip +inf (lossless images) and count them in ``n_lossless``. Per method: rows,
     failures, rate points, images, summed coding time. Both sorted by method, then rate."""
     import pandas as pd
-
-    from qvrf_bench.metrics import ms_ssim_db
 
     cols = ["method", "arch", "kind", "rate_point", "gain", "lmbda", "n_images", "bpp_real", "payload_bpp_real",
             "psnr_rgb", "ms_ssim_db_rgb", "n_lossless", "enc_ms", "dec_ms"]  # fmt: skip

@@ -39,8 +39,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qvrf_bench import metrics
 from qvrf_bench.errors import QVRFError
 from qvrf_bench.files import file_sha256
+from qvrf_bench.images import list_images, load_image
+from qvrf_bench.results import store
 from qvrf_bench.zoo import KODAK_DIR, MANIFEST, ZOO_DIR, read_manifest
 
 STORAGE = "float16"  # how a shipped file stores the parameters (buffers stay as they are)
@@ -219,7 +222,6 @@ def train_zoo(
 
 def dataset_checksum(folder: str | Path) -> dict:
     """sha256 over the sorted (relative path, file sha256) list of every image in ``folder``."""
-    from qvrf_bench.images import list_images
 
     folder = Path(folder)
     files = list_images(folder)
@@ -242,7 +244,6 @@ def git_commit(where: Path | None = None) -> str:
 
 def check_crop():
     """The (H, W, 3) uint8 crop used for every zoo model's reproducibility check."""
-    from qvrf_bench.images import load_image
 
     t, b, l, r = CHECK_CROP
     return load_image(KODAK_DIR / CHECK_IMAGE).rgb[t:b, l:r].copy()
@@ -281,7 +282,6 @@ def compare_check(got: dict, want: dict) -> tuple[bool, str]:
 
 def measure_check(model) -> dict:
     """Code the check crop for real: bytes, bpp and PSNR-RGB of the decoded image."""
-    from qvrf_bench import metrics
     from qvrf_bench.methods import codec
 
     rgb = check_crop()
@@ -321,7 +321,6 @@ def pack(
     from qvrf_bench.methods.codec import model_fingerprint
     from qvrf_bench.models.checkpoints import load_model
     from qvrf_bench.models.registry import prepare_for_coding
-    from qvrf_bench.results import store
 
     runs, dest = Path(runs), Path(dest if dest is not None else ZOO_DIR)
     dest.mkdir(parents=True, exist_ok=True)
