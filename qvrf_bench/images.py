@@ -204,6 +204,21 @@ def centred_padding(height: int, width: int, multiple: int = 64) -> tuple[int, i
     return left, right, top, bottom
 
 
+#: How an image is padded to the coder's multiple: ``centred`` (CompressAI 1.2.8's eval_model, the
+#: suite's default) or ``official`` (the official QVRF Inference.py: right and bottom only). The
+#: bitstream header records the padding, so every file decodes whichever was used.
+PADDINGS = ("centred", "official")
+
+
+def padding_for(height: int, width: int, multiple: int = 64, how: str = "centred") -> tuple[int, int, int, int]:
+    """(left, right, top, bottom) zero padding up to a multiple, by the convention ``how`` (:data:`PADDINGS`)."""
+    if how == "centred":
+        return centred_padding(height, width, multiple)
+    if how == "official":
+        return 0, -width % multiple, 0, -height % multiple
+    raise ValueError(f"padding must be one of {', '.join(PADDINGS)} (got {how!r})")
+
+
 def pad(x, padding: tuple[int, int, int, int]):
     """Zero-pad a (N, C, H, W) tensor by (left, right, top, bottom)."""
     import torch.nn.functional as F

@@ -29,6 +29,9 @@ def register(sub) -> None:
     p.add_argument("--method", metavar="WHAT[=CKPT]",
                    help="a method of the method contract (as sweep --method), at --level, --value or a target "
                    "(--bpp/--bytes/--psnr: its continuous knob, searched as a gain); format 3")  # fmt: skip
+    p.add_argument("--padding", choices=("centred", "official"), default="centred",
+                   help="pad to the coder's multiple of 64 centred (CompressAI's eval_model, default) or right/bottom "
+                   "as the official QVRF Inference.py does (the header records it; decoding needs nothing)")  # fmt: skip
     p.add_argument("--codec", metavar="NAME",
                    help="a classical codec (jpeg, webp, avif, jpeg2000 or a registered one) instead of a checkpoint "
                    "(needs a target)")  # fmt: skip
@@ -123,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
     if target is not None:
         from qvrf_bench.methods.qvrf import QVRFMethod
 
-        res, data, point = ratecontrol.method_to_target(QVRFMethod(model, container=2), img.rgb, target,
+        res, data, point = ratecontrol.method_to_target(QVRFMethod(model, container=2, padding=args.padding),
+                                                        img.rgb, target,
                                                         f"{args.checkpoint} on {args.input}",
                                                         extrapolate=args.extrapolate)  # fmt: skip
         gain, payload = point.value, _payload(data)
@@ -132,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         if args.gain is None and not 0 <= level < model.num_levels:
             raise QVRFError(f"--level {level} out of range: {args.checkpoint} has levels 0..{model.num_levels - 1}")
         enc = codec.encode_tensor(model, images.rgb8_to_tensor(img.rgb), level=None if args.gain else level,
-                                  gain=args.gain)  # fmt: skip
+                                  gain=args.gain, padding=args.padding)  # fmt: skip
         data, gain, payload = enc.data, enc.gain, enc.payload_bytes
     dt = time.perf_counter() - t0
     files.write_bytes(out, data)

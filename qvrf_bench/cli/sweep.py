@@ -70,6 +70,10 @@ def register(sub) -> None:
     p.add_argument("--shard", metavar="i/N|auto",
                    help="measure shard i (0-based) of N; auto: the scheduler's (Slurm array task, torchrun rank); "
                    "'{shard}' in --out becomes e.g. 2of8; join with qvrf-bench merge")  # fmt: skip
+    p.add_argument("--padding", choices=("centred", "official"), default="centred",
+                   help="how checkpoints (-c) pad images to a multiple of 64: centred (CompressAI's eval_model, "
+                   "default) or official (right/bottom, as the official QVRF Inference.py; its rows are a method of "
+                   "their own, NAME+official-padding)")  # fmt: skip
     p.add_argument("--flush-rows", type=int, default=2000, metavar="N",
                    help="write results every N rows or 30 s, whichever comes first (default 2000): a kill loses "
                    "at most those, which a rerun measures again")  # fmt: skip
@@ -131,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         max_image_bytes=args.max_image_bytes,
         metrics=args.metrics,
         flush_rows=args.flush_rows,
+        padding=args.padding,
     )
     summary = run_sweep(cfg)
     print(summary.text())

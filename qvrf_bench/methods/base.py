@@ -113,6 +113,7 @@ class Method(ABC):
     name: str = ""
     arch: str = ""
     decode_check: str = "latent"
+    padding: str = "centred"  # images.PADDINGS: how the engine pads the image to the coder's multiple
     batched: bool = False
     n_shared: int = 1  # how many strings every point of an image shares (they go last in a container)
     trainable: bool = False

@@ -93,8 +93,10 @@ def encode_tensor(
     gain: float | None = None,
     fingerprint: str | None = None,
     with_reconstruction: bool = False,
+    padding: str = "centred",
 ) -> Encoded:
-    """Encode a (1, 3, H, W) float tensor in [0, 1]. ``gain`` wins over ``level``."""
+    """Encode a (1, 3, H, W) float tensor in [0, 1]. ``gain`` wins over ``level``; ``padding``:
+    images.PADDINGS (the header records it)."""
     if (level is None) == (gain is None):
         raise ValueError("give exactly one of level or gain")
     if gain is None:
@@ -104,7 +106,7 @@ def encode_tensor(
     gain = check_gain(_float32(gain))  # the value the header carries is the value the encoder uses
     fingerprint = fingerprint or model_fingerprint(model)
     h, w = x.shape[-2:]
-    padding = images.centred_padding(h, w, PAD_MULTIPLE)
+    padding = images.padding_for(h, w, PAD_MULTIPLE, padding)
     device = model_device(model)
     xp = images.pad(x.to(device), padding)
     g = torch.tensor(gain, dtype=torch.float32, device=device)

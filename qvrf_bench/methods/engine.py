@@ -61,7 +61,7 @@ def encode_image(method: Method, rgb: np.ndarray, points: list[Point], fingerpri
     fingerprint = fingerprint or method.fingerprint()
     x = images.rgb8_to_tensor(rgb)
     h, w = x.shape[-2:]
-    padding = images.centred_padding(h, w, PAD_MULTIPLE)
+    padding = images.padding_for(h, w, PAD_MULTIPLE, method.padding)
     an = method.analyse(images.pad(x.to(method.device), padding))
     strings, rebuilt = method.code(an, list(points))
     out = []
@@ -172,7 +172,7 @@ def run_points(method: Method, rgb: np.ndarray, points: list[Point], fingerprint
     device = method.device
     x = images.rgb8_to_tensor(rgb)
     h, w = x.shape[-2:]
-    padding = images.centred_padding(h, w, PAD_MULTIPLE)
+    padding = images.padding_for(h, w, PAD_MULTIPLE, method.padding)
     ph, pw = h + sum(padding[2:]), w + sum(padding[:2])
     xp = images.pad(x.to(device), padding)
     enc_s, dec_s = [0.0] * n, [0.0] * n

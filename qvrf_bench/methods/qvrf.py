@@ -52,10 +52,12 @@ class QVRFMethod(Method):
     batched = True
     n_shared = 1  # the z string: QVRF never scales z
 
-    def __init__(self, model, name: str | None = None, container: int = 3):
+    def __init__(self, model, name: str | None = None, container: int = 3, padding: str = "centred"):
         if container not in (2, 3):
             raise ValueError(f"container must be 2 or 3 (got {container})")
-        self.container = container
+        if padding not in images.PADDINGS:
+            raise ValueError(f"padding must be one of {', '.join(images.PADDINGS)} (got {padding!r})")
+        self.container, self.padding = container, padding
         self.model = self.module = model
         self.arch = model.config.arch
         # not the label alone: a run may measure the same file as a checkpoint (-c) too
@@ -105,7 +107,7 @@ class QVRFMethod(Method):
             limit = 1
         rgb = images.probe_image(40, 72)
         x = images.rgb8_to_tensor(rgb)
-        padding = images.centred_padding(*rgb.shape[:2])
+        padding = images.padding_for(*rgb.shape[:2], how=self.padding)  # as the engine pads for this method
         xp = images.pad(x.to(self.device), padding)
         z = latent.analyse(model, xp).z_string
         top = float(model.level_gain(model.num_levels - 1))
@@ -125,7 +127,8 @@ class QVRFMethod(Method):
             same = [*u.strings, *u.shared] == [s[0] for s in ref["strings"]]
             if self.container == 2:
                 same = same and r.data == codec.encode_tensor(model, x, level=pt.level if pt.value is None else None,
-                                                              gain=pt.value, fingerprint=fingerprint).data  # fmt: skip
+                                                              gain=pt.value, fingerprint=fingerprint,
+                                                              padding=self.padding).data  # fmt: skip
             x_ref = images.crop(dec["x_hat"], padding)
             if not (same and np.array_equal(r.rgb, images.tensor_to_rgb8(x_ref)) and r.decode_ok
                     and torch.equal(dec["y_hat"], ref["y_hat"])):  # fmt: skip
@@ -224,7 +227,8 @@ class QVRFMethod(Method):
         return self.model.g_s(rebuilt)
 
     def config(self) -> dict:
-        return self.model.config.to_dict()
+        cfg = self.model.config.to_dict()
+        return cfg if self.padding == "centred" else {**cfg, "padding": self.padding}  # the default: as before
 
     def prepare(self) -> None:
         from qvrf_bench.models.registry import prepare_for_coding

@@ -299,7 +299,7 @@ class MethodProbe:
         self.fingerprint = fingerprint or method.fingerprint()
         h, w = rgb8.shape[:2]
         self.pixels = h * w
-        self.padding = images.centred_padding(h, w, PAD_MULTIPLE)
+        self.padding = images.padding_for(h, w, PAD_MULTIPLE, method.padding)
         x = images.pad(images.rgb8_to_tensor(rgb8).to(method.device), self.padding)
         with torch.no_grad():
             self.analysis = method.analyse(x)

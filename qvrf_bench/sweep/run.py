@@ -627,8 +627,9 @@ class _LearnedMethod(_Method):
     def config(self):
         points = [p.label for p in self.points]
         if self.checkpoint_config:  # the form 0.2.0 wrote for -c: existing run folders resume on it
-            return {"method": self.name, "file": Path(self.path).name, "sha256": self.checkpoint_sha256,
-                    "arch": self.method.arch, "kind": self.kind, "points": points}  # fmt: skip
+            cfg = {"method": self.name, "file": Path(self.path).name, "sha256": self.checkpoint_sha256,
+                   "arch": self.method.arch, "kind": self.kind, "points": points}  # fmt: skip
+            return cfg if self.method.padding == "centred" else {**cfg, "padding": self.method.padding}
         return {
             "method": self.name,
             "spec": self.spec,
@@ -718,6 +719,7 @@ class SweepConfig:
     max_image_bytes: int = images.MAX_BYTES
     metrics: str | Sequence[str] | None = None  # metric names (metrics.table); None: the default set
     flush_rows: int = 2000  # write results every this many rows or 30 s (store.RowBuffer); not config
+    padding: str = "centred"  # images.PADDINGS for the checkpoints (-c); "official": Inference.py's right/bottom
 
 
 @dataclass
@@ -766,6 +768,8 @@ def command_line(cfg: SweepConfig) -> list[str]:
         arch, path = parse_vbr(spec)
         cmd += ["--vbr", f"{arch}={path}"]
     cmd += ["--device", cfg.device]
+    if cfg.padding != "centred":
+        cmd += ["--padding", cfg.padding]
     if _metric_names(cfg) != [m.name for m in default_metrics()]:
         cmd += ["--metrics", ",".join(_metric_names(cfg))]
     if cfg.engine:
@@ -857,7 +861,10 @@ def _build_methods(cfg: SweepConfig, device: str, engine) -> list[_Method]:
         own = factors
         if relative and model.config.kind != kinds.FIXED:  # the paper's factors are per level
             own = paper_factors_for(model)
-        method = QVRFMethod(model, name=name or model.config.label, container=2)
+        label = name or model.config.label
+        if cfg.padding != "centred":  # another padding is another method: its own rows and curve
+            label = f"{label}+{cfg.padding}-padding"
+        method = QVRFMethod(model, name=label, container=2, padding=cfg.padding)
         points = model_rate_points(method, levels, own, source=str(path))
         methods.append(_LearnedMethod(method, engine, f"qvrf-v2={path}", path, sha, points, targets,
                                       checkpoint_config=True))  # fmt: skip

@@ -112,3 +112,37 @@ def test_header_roundtrip_is_pure():
     h = codec.Header("cheng2020", None, 3.25, bytes(range(8)), 7, 13, (25, 26, 28, 29), (1, 1), (8, 12))
     hdr, strings = codec.unpack(codec.pack(h, [b"abcdefgh", b"0123456789ab"]))
     assert hdr == h and strings == [b"abcdefgh", b"0123456789ab"]
+
+
+def test_official_padding_on_request(tmp_path):
+    """``--padding official`` pads right/bottom as the official Inference.py does; the header records
+    it, so decoding needs nothing; a sweep measures it as a method of its own."""
+    import numpy as np
+    from helpers import run_cli, small_model
+    from PIL import Image
+
+    from qvrf_bench import images
+    from qvrf_bench.models.checkpoints import save_checkpoint
+    from qvrf_bench.results.store import ResultStore
+
+    assert images.padding_for(50, 70, 64, "official") == (0, 58, 0, 14)
+    assert images.padding_for(50, 70, 64, "centred") == images.centred_padding(50, 70) == (29, 29, 7, 7)
+    save_checkpoint(tmp_path / "m.pt", small_model("balle"))
+    data = tmp_path / "imgs"
+    data.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(data / "a.png")
+    for how in ("official", "centred"):
+        e = run_cli("encode", "-c", tmp_path / "m.pt", "--level", "3", "--padding", how, data / "a.png",
+                    tmp_path / f"{how}.qvrf")  # fmt: skip
+        assert e.returncode == 0, e.stderr
+        i = run_cli("info", tmp_path / f"{how}.qvrf")
+        assert ("padding (0, 58, 0, 14)" if how == "official" else "padding (29, 29, 7, 7)") in i.stdout, i.stdout
+        d = run_cli("decode", "-c", tmp_path / "m.pt", tmp_path / f"{how}.qvrf", tmp_path / f"{how}.png")
+        assert d.returncode == 0, d.stderr
+        assert Image.open(tmp_path / f"{how}.png").size == (70, 50)
+    r = run_cli("sweep", "-c", tmp_path / "m.pt", "--dataset", data, "--out", tmp_path / "run", "--levels", "3",
+                "--factors", "none", "--padding", "official", "--no-progress")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    (row,) = ResultStore(tmp_path / "run").read().to_dict("records")
+    assert row["method"].endswith("+official-padding") and row["decode_ok"]
+    assert row["bytes"] == (tmp_path / "official.qvrf").stat().st_size  # the same bitstream as encode's
