@@ -231,3 +231,19 @@ def piq_metric(name: str, **kwargs):
 
     per_image.__name__ = f"piq_{name}"
     return per_image
+
+
+def psnr_hvs_m(ref_rgb8: np.ndarray, test_rgb8: np.ndarray) -> float:
+    """PSNR-HVS-M (dB) of BT.601 luma (the psnr_hvsm package, its numpy backend, on the 8-bit images / 255:
+    the usual convention of the metric's authors); ``inf`` for identical images (the package caps at 100)."""
+    import contextlib
+    import io
+
+    _check_pair(ref_rgb8, test_rgb8)
+    if np.array_equal(ref_rgb8, test_rgb8):
+        return float("inf")
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints a note about its torch backend
+        import psnr_hvsm
+    ya, _, _ = psnr_hvsm.bt601ycbcr(ref_rgb8.astype(np.float64) / 255.0)
+    yb, _, _ = psnr_hvsm.bt601ycbcr(test_rgb8.astype(np.float64) / 255.0)
+    return float(psnr_hvsm.psnr_hvs_hvsm(ya, yb)[1])

@@ -230,3 +230,8 @@ IW_SSIM = register_metric(Metric(
     f"IW-SSIM, information-weighted SSIM of luma ({_PIQ}); null when not measured or the image is too small.",
     to_axis=lambda v: -10.0 * np.log10(1.0 - v), short="IW-SSIM", requires="piq",
     undefined_notice="IW-SSIM undefined: image too small for its 5 scales"))  # fmt: skip
+
+PSNR_HVS_M = register_metric(Metric(
+    "psnr-hvs-m", "psnr_hvs_m_y", "PSNR-HVS-M (Y) [dB]", F.psnr_hvs_m,
+    "PSNR-HVS-M (dB) of BT.601 luma, the psnr_hvsm package on the 8-bit images / 255; +inf for identical "
+    "images; null when not measured.", short="PSNR-HVS-M", requires="psnr_hvsm"))  # fmt: skip

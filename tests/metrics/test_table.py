@@ -141,8 +141,27 @@ def test_piq_metrics_are_piqs_values_and_order_reconstructions(name, fn, kw):
     ref = np.stack([x % 256, y % 256, (x * y) % 256], -1).astype(np.uint8)
     noisy = [np.clip(ref.astype(int) + rng.integers(-k, k + 1, ref.shape), 0, 255).astype(np.uint8) for k in (2, 8, 24)]
     t = [torch.tensor(a, dtype=torch.float32).permute(2, 0, 1)[None] / 255 for a in (ref, noisy[1])]
-    assert m.per_image(ref, noisy[1]) == pytest.approx(float(getattr(piq, fn)(t[1], t[0], data_range=1.0, **kw)), rel=1e-6)
+    assert m.per_image(ref, noisy[1]) == pytest.approx(
+        float(getattr(piq, fn)(t[1], t[0], data_range=1.0, **kw)), rel=1e-6
+    )
     axis = m.axis([m.per_image(ref, n) for n in noisy])
     assert np.all(np.diff(axis) < 0)  # more noise, lower on the curve axis, whichever way the metric points
     perfect = m.per_image(ref, ref)
     assert perfect == pytest.approx(0.0 if not m.higher_is_better else 1.0, abs=1e-5)
+
+
+def test_psnr_hvs_m_is_the_packages_value_and_orders_noise():
+    pytest.importorskip("psnr_hvsm", reason="psnr_hvsm is an optional metrics dependency ('.[metrics]')")
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        import psnr_hvsm
+    rng = np.random.default_rng(1)
+    ref = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    noisy = [np.clip(ref.astype(int) + rng.integers(-k, k + 1, ref.shape), 0, 255).astype(np.uint8) for k in (2, 8, 24)]
+    m = get_metric("psnr-hvs-m")
+    ya, yb = (psnr_hvsm.bt601ycbcr(a.astype(np.float64) / 255)[0] for a in (ref, noisy[1]))
+    assert m.per_image(ref, noisy[1]) == pytest.approx(float(psnr_hvsm.psnr_hvs_hvsm(ya, yb)[1]), rel=1e-12)
+    values = [m.per_image(ref, n) for n in noisy]
+    assert values[0] > values[1] > values[2] and math.isinf(m.per_image(ref, ref))
