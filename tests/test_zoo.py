@@ -94,6 +94,43 @@ def test_train_pack_and_load_a_tiny_zoo(tiny_zoo, monkeypatch):
         zoo.resolve("zoo:balle-qvrf8")
 
 
+def test_shipped_files_share_one_gaussian_tables_file(tiny_zoo, tmp_path, monkeypatch):
+    """Packed models keep the Gaussian conditional's coder tables in one file beside them (the same for
+    every model with the scale table): each model file is smaller by it, loads with the very tables,
+    and a missing or modified tables file is one line naming it."""
+    import torch
+
+    from qvrf_bench.models.checkpoints import SHARED_TABLES
+
+    _, _, dest, _ = tiny_zoo
+    sides = sorted(dest.glob("gaussian-tables-*.pt"))
+    assert len(sides) == 1  # three models, one table file
+    for name in ("balle-fixed-l0.18", "balle-qvrf8"):
+        obj = read_file(dest / f"{name}.pt")
+        assert not set(SHARED_TABLES) & set(obj["state_dict"])
+        assert obj["storage"]["gaussian_tables"] == {"file": sides[0].name, "sha256": file_sha256(sides[0])}
+    monkeypatch.setattr(zoo, "ZOO_DIR", dest)
+    model, _ = load_model("zoo:balle-qvrf8")
+    tables = read_file(sides[0])
+    for k in SHARED_TABLES:
+        assert torch.equal(model.state_dict()[k], tables[k])
+    # the same model saved with its tables inside codes the same bytes (zoo checks: identical)
+    inside = zoo_train.save_shipped(tmp_path / "inside.pt", model, shared_tables=False)
+    assert zoo_train.measure_check(load_model(inside)[0]) == zoo_train.measure_check(model)
+    assert (dest / "balle-qvrf8.pt").stat().st_size < inside.stat().st_size - tables[SHARED_TABLES[0]].numel() * 3
+    for damage in ("missing", "modified"):
+        bad = tmp_path / damage
+        shutil.copytree(dest, bad)
+        side = bad / sides[0].name
+        if damage == "missing":
+            side.unlink()
+        else:
+            side.write_bytes(side.read_bytes()[:-5] + b"xxxxx")
+        with pytest.raises(CheckpointError, match="needs its Gaussian coder tables" if damage == "missing"
+                           else "does not match the sha256 that balle-qvrf8.pt records"):  # fmt: skip
+            load_model(bad / "balle-qvrf8.pt")
+
+
 # --- the shipped zoo ----------------------------------------------------------------------------
 
 

@@ -31,7 +31,7 @@ from qvrf_bench.errors import CheckpointError
 from qvrf_bench.files import (
     atomic_output,
     clean_stale_temps,
-    file_sha256,  # noqa: F401  (re-exported: scripts read it here)
+    file_sha256,  # also re-exported: scripts read it here
     output_path,
     read_head,
     sniff,
@@ -239,6 +239,9 @@ def load_model(
         if bad:
             raise CheckpointError(f"{path}: broken checkpoint: state_dict entry {bad[0]!r} is not a named tensor")
         sd = dict(sd)
+        storage = obj.get("storage")
+        if isinstance(storage, dict) and "gaussian_tables" in storage:
+            sd.update(shared_tables(zoo.resolve(path), storage["gaussian_tables"]))
         for key, value in model.state_dict().items():  # constants a file may leave out (the zoo does)
             if key.endswith(DERIVED_BUFFERS):
                 sd.setdefault(key, value)
@@ -317,6 +320,31 @@ def _fill_coder_tables(model: nn.Module, sd: dict) -> None:
 
 # Entropy-coder buffers (derived from the parameters by update(); a foreign file may lack them).
 CODER_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
+# The Gaussian conditional's coder tables depend on the scale table only: a shipped zoo file may keep
+# them in one shared file beside it (``storage.gaussian_tables``: file name and sha256), 0.8 MB saved
+# per file; stored tables, not recomputed ones, so a bitstream decodes the same on every machine.
+SHARED_TABLES = tuple(f"gaussian_conditional.{b}" for b in ("_quantized_cdf", "_offset", "_cdf_length"))
+
+
+def shared_tables(path: Path, entry) -> dict:
+    """The coder tables a checkpoint at ``path`` keeps in its shared tables file (``entry``: the
+    checkpoint's ``storage.gaussian_tables``), checked against the sha256 it records."""
+    if not (isinstance(entry, dict) and isinstance(entry.get("file"), str) and isinstance(entry.get("sha256"), str)
+            and entry["file"] and "/" not in entry["file"] and "\\" not in entry["file"] and entry["file"] not in (".", "..")):  # fmt: skip
+        raise CheckpointError(
+            f"{path}: broken checkpoint: its storage.gaussian_tables entry is not a file name and sha256"
+        )
+    side = path.parent / entry["file"]
+    if not side.is_file():
+        raise CheckpointError(f"{path}: needs its Gaussian coder tables {entry['file']} beside it (missing)")
+    if file_sha256(side) != entry["sha256"]:
+        raise CheckpointError(f"{side}: does not match the sha256 that {path.name} records (modified or corrupt)")
+    obj = read_file(side)
+    if set(obj) != set(SHARED_TABLES) or not_named_tensors(obj):
+        raise CheckpointError(f"{side}: not a Gaussian coder tables file")
+    return dict(obj)
+
+
 # Buffers that are constants of the architecture (the masked convolutions' masks): a file may omit them.
 DERIVED_BUFFERS = (".mask",)
 

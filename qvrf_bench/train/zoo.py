@@ -380,12 +380,17 @@ def round_parameters(model) -> None:
             p.copy_(p.to(dtype).to(p.dtype))
 
 
-def save_shipped(path: str | Path, model) -> Path:
+def save_shipped(path: str | Path, model, shared_tables: bool = True) -> Path:
     """The shipped file: own checkpoint format, parameters as :data:`STORAGE` (exact: they were
-    rounded by :func:`round_parameters`), constant masks left out (checkpoints.DERIVED_BUFFERS)."""
+    rounded by :func:`round_parameters`), constant masks left out (checkpoints.DERIVED_BUFFERS), and
+    with ``shared_tables`` the Gaussian conditional's coder tables in one file beside it, named by
+    its content (``gaussian-tables-<sha256[:12]>.pt``; every zoo model with the same scale table
+    shares it; checkpoints.SHARED_TABLES)."""
+    import hashlib
+
     import torch
 
-    from qvrf_bench.models.checkpoints import atomic_save, checkpoint_dict
+    from qvrf_bench.models.checkpoints import SHARED_TABLES, atomic_save, checkpoint_dict
 
     obj = checkpoint_dict(model)
     params = {name for name, _ in model.named_parameters()}
@@ -402,4 +407,12 @@ def save_shipped(path: str | Path, model) -> Path:
         sd[k] = v
     obj["state_dict"] = sd
     obj["storage"] = {"parameters": STORAGE, "masks": "rebuilt on load"}
+    if shared_tables:
+        tables = {k: sd.pop(k) for k in SHARED_TABLES}
+        digest = hashlib.sha256(b"".join(t.numpy().tobytes() + repr((t.dtype, tuple(t.shape))).encode()
+                                         for t in tables.values())).hexdigest()  # fmt: skip
+        side = Path(path).parent / f"gaussian-tables-{digest[:12]}.pt"
+        if not side.is_file():
+            atomic_save(tables, side)
+        obj["storage"]["gaussian_tables"] = {"file": side.name, "sha256": file_sha256(side)}
     return atomic_save(obj, Path(path))
