@@ -388,8 +388,8 @@ def from_csv_text(text: str, *, name: str, dataset: str, kind: str, origin: str 
     def col(*names):
         return next((cols[n] for n in names if n in cols), None)
 
-    c_bpp, c_psnr = col("bpp", "bpp_real"), col("psnr", "psnr_rgb", "psnr-rgb")
-    c_ms, c_msdb = col("ms_ssim", "ms_ssim_rgb", "ms-ssim", "ms-ssim-rgb"), col("ms_ssim_db", "ms_ssim_db_rgb")
+    c_bpp, c_psnr = col("bpp", "bpp_real"), col(*get_metric("psnr").csv_names)
+    c_ms, c_msdb = col(*get_metric("ms-ssim").csv_names), col("ms_ssim_db", "ms_ssim_db_rgb")
     c_label = col("label", "rate_point")
     if c_bpp is None or (c_psnr is None and c_ms is None and c_msdb is None):
         raise QVRFError(f"{origin}: a CSV curve needs columns bpp and psnr (and optionally ms_ssim)")

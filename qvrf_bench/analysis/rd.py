@@ -116,17 +116,6 @@ def check_interp(interp: str) -> str:
     return interp
 
 
-def ms_ssim_to_db(ms_ssim) -> np.ndarray:
-    """-10*log10(1 - MS-SSIM); MS-SSIM = 1 gives +inf, NaN stays NaN."""
-    x = np.asarray(ms_ssim, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return -10.0 * np.log10(1.0 - x)
-
-
-def db_to_ms_ssim(db) -> np.ndarray:
-    return 1.0 - 10.0 ** (-np.asarray(db, dtype=float) / 10.0)
-
-
 def error_mask(rows: pd.DataFrame) -> pd.Series:
     """True for rows that aggregation must ignore: a non-empty ``error`` or ``decode_ok == False``."""
     bad = pd.Series(False, index=rows.index)
@@ -278,11 +267,8 @@ def curve_from_points(
     if sel.empty:
         raise QVRFError(f"no RD points for method {method!r}")
     spec = get_metric(metric)
-    if spec.quality_column != spec.column and spec.quality_column in sel.columns:
-        quality = sel[spec.quality_column].to_numpy(dtype=float)
-    elif spec.column in sel.columns:
-        quality = spec.axis(sel[spec.column].to_numpy(dtype=float))
-    else:
+    quality = spec.axis_of(sel)
+    if quality is None:
         raise QVRFError(f"no {spec.label} values for {method or name!r}")
     if rate not in sel.columns:
         raise QVRFError(f"no {rate} values for {method or name!r}")

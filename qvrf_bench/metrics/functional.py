@@ -187,6 +187,14 @@ def _to_tensor(a: np.ndarray):
     return torch.tensor(a, dtype=torch.float32).permute(2, 0, 1).unsqueeze(0)
 
 
+def db_of_similarity(v) -> np.ndarray:
+    """``-10 log10(1 - v)`` of an array of similarities in [0, 1] (MS-SSIM, IW-SSIM): +inf at 1, NaN
+    stays NaN; the dB axis CompressAI's plots use."""
+    x = np.asarray(v, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -10.0 * np.log10(1.0 - x)
+
+
 def ms_ssim_db(v: float) -> float:
     """MS-SSIM in dB, ``-10 log10(1 - v)``: inf at v >= 1, NaN for NaN."""
     v = float(v)

@@ -18,7 +18,7 @@ BD-quality is then in axis units, positive = the test is better.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -53,10 +53,9 @@ class Metric:
     short: str = ""  # short name for table heads, e.g. "PSNR" in "BD-PSNR [dB]" (default: label's first word)
     default: bool = False  # computed by a plain ``sweep`` (the default set stays cheap)
     derived: tuple[Derived, ...] = ()
-    csv_names: tuple[str, ...] = ()  # column names accepted for it in a CSV curve (besides ``column``)
+    csv_names: tuple[str, ...] = ()  # its column names in a CSV curve (anchors.from_csv_text), by preference
     undefined_notice: str = ""  # the row notice when the value is NaN (e.g. image too small)
     requires: str = ""  # what it needs beyond the base install, for `--metrics all` to skip it when absent
-    extra: dict = field(default_factory=dict, compare=False)
 
     @property
     def quality_column(self) -> str:
@@ -186,28 +185,28 @@ PSNR = register_metric(Metric(
     "psnr", "psnr_rgb", "PSNR-RGB [dB]", F.psnr_rgb,
     "PSNR (dB) over R, G, B of the 8-bit-rounded reconstruction (one MSE over all channels, peak "
     "255). +inf for a lossless result; null when decoding failed.",
-    short="PSNR", default=True, csv_names=("psnr", "psnr-rgb")))  # fmt: skip
+    short="PSNR", default=True, csv_names=("psnr", "psnr_rgb", "psnr-rgb")))  # fmt: skip
 
 MS_SSIM = register_metric(Metric(
     "ms-ssim", "ms_ssim_rgb", "MS-SSIM-RGB [dB]", F.ms_ssim_rgb,
     "MS-SSIM (pytorch_msssim, 5 scales, data_range 255) of the 8-bit reconstruction; NaN when the "
     "image's shorter side is <= 160 px.",
-    axis_column="ms_ssim_db_rgb", to_axis=lambda v: -10.0 * np.log10(1.0 - v), short="MS-SSIM", default=True,
+    axis_column="ms_ssim_db_rgb", to_axis=F.db_of_similarity, short="MS-SSIM", default=True,
     derived=(Derived("ms_ssim_db_rgb", F.ms_ssim_db, "-10 log10(1 - ms_ssim_rgb); +inf at 1."),),
-    csv_names=("ms_ssim", "ms-ssim", "ms-ssim-rgb"),
+    csv_names=("ms_ssim", "ms_ssim_rgb", "ms-ssim", "ms-ssim-rgb"),
     undefined_notice=f"MS-SSIM undefined: shorter side < {F.MS_SSIM_MIN_SIDE} px"))  # fmt: skip
 
 PSNR_Y = register_metric(Metric(
     "psnr-y", "psnr_y", "PSNR-Y [dB]", F.psnr_y,
     "PSNR (dB) of BT.709 full-range luma computed in float64 from the 8-bit RGB (CompressAI's "
     "rgb2ycbcr), peak 255; null when not measured (sweep --metrics).",
-    short="PSNR-Y", csv_names=("psnr-y",)))  # fmt: skip
+    short="PSNR-Y"))  # fmt: skip
 
 PSNR_YUV = register_metric(Metric(
     "psnr-yuv", "psnr_yuv", "PSNR-YUV 6:1:1 [dB]", F.psnr_yuv,
     "(6 PSNR-Y + PSNR-Cb + PSNR-Cr) / 8 (dB), BT.709 full-range 4:4:4 from the 8-bit RGB (JVET / "
     "JPEG AI weighting); null when not measured (sweep --metrics).",
-    short="PSNR-YUV", csv_names=("psnr-yuv",)))  # fmt: skip
+    short="PSNR-YUV"))  # fmt: skip
 
 # Full-reference perceptual metrics from piq (well-kept, no downloaded weights), on request
 # (``sweep --metrics fsim,vif,gmsd,iw-ssim`` or ``all``). piq works on luma for VIF, GMSD and IW-SSIM
@@ -216,11 +215,11 @@ _PIQ = "piq 0.8 on the 8-bit images / 255"
 FSIM = register_metric(Metric(
     "fsim", "fsimc_yiq", "FSIMc (YIQ)", F.piq_metric("fsim", chromatic=True),
     f"FSIMc, feature similarity with chroma ({_PIQ}); 1 = identical; null when not measured.",
-    unit="index", short="FSIMc", requires="piq", csv_names=("fsim",)))  # fmt: skip
+    unit="index", short="FSIMc", requires="piq"))  # fmt: skip
 VIF = register_metric(Metric(
     "vif", "vif_p_y", "VIF-p (Y)", F.piq_metric("vif_p"),
     f"VIF, pixel-domain visual information fidelity of luma ({_PIQ}); 1 = identical; null when not measured.",
-    unit="index", short="VIF", requires="piq", csv_names=("vif",)))  # fmt: skip
+    unit="index", short="VIF", requires="piq"))  # fmt: skip
 GMSD = register_metric(Metric(
     "gmsd", "gmsd_y", "GMSD (Y), negated [higher is better]", F.piq_metric("gmsd"),
     f"GMSD, gradient magnitude similarity deviation of luma ({_PIQ}); 0 = identical, lower is better; "
@@ -228,7 +227,7 @@ GMSD = register_metric(Metric(
 IW_SSIM = register_metric(Metric(
     "iw-ssim", "iw_ssim_y", "IW-SSIM (Y) [dB]", F.piq_metric("information_weighted_ssim"),
     f"IW-SSIM, information-weighted SSIM of luma ({_PIQ}); null when not measured or the image is too small.",
-    to_axis=lambda v: -10.0 * np.log10(1.0 - v), short="IW-SSIM", requires="piq",
+    to_axis=F.db_of_similarity, short="IW-SSIM", requires="piq",
     undefined_notice="IW-SSIM undefined: image too small for its 5 scales"))  # fmt: skip
 
 PSNR_HVS_M = register_metric(Metric(

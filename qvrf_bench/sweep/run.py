@@ -770,8 +770,9 @@ def command_line(cfg: SweepConfig) -> list[str]:
     cmd += ["--device", cfg.device]
     if cfg.padding != "centred":
         cmd += ["--padding", cfg.padding]
-    if _metric_names(cfg) != [m.name for m in default_metrics()]:
-        cmd += ["--metrics", ",".join(_metric_names(cfg))]
+    measured = [m.name for m in _measured(cfg)]
+    if measured != [m.name for m in default_metrics()]:
+        cmd += ["--metrics", ",".join(measured)]
     if cfg.engine:
         cmd += ["--engine", cfg.engine]
     if cfg.shard is not None:
@@ -896,9 +897,9 @@ def _build_methods(cfg: SweepConfig, device: str, engine) -> list[_Method]:
     return methods
 
 
-def _metric_names(cfg: SweepConfig) -> list[str]:
-    spec = cfg.metrics if cfg.metrics is None or isinstance(cfg.metrics, str) else ",".join(cfg.metrics)
-    return [m.name for m in parse_metrics(spec)]
+def _measured(cfg: SweepConfig) -> tuple[Metric, ...]:
+    """The metrics each row measures (``cfg.metrics``, metrics.parse_metrics)."""
+    return parse_metrics(cfg.metrics if cfg.metrics is None or isinstance(cfg.metrics, str) else ",".join(cfg.metrics))
 
 
 def run_sweep(cfg: SweepConfig) -> SweepSummary:
@@ -948,7 +949,7 @@ def _run_sweep(cfg: SweepConfig) -> SweepSummary:
         "dataset": _dataset_identity(dataset, listing),
         "methods": [m.config() for m in methods],
     }
-    measure = parse_metrics(",".join(_metric_names(cfg)))
+    measure = _measured(cfg)
     if [m.name for m in measure] != [m.name for m in default_metrics()]:
         run_config["metrics"] = [m.name for m in measure]  # absent for the default set: older runs resume
     store = ResultStore(cfg.out)
