@@ -29,13 +29,24 @@ def family(arch: object) -> str:
     return families().get(a, a)
 
 
-def families() -> dict[str, str]:
-    """Every name of an architecture family -> the family: the architecture table's (models/archs.py),
-    read when first needed (it imports the model classes, i.e. torch)."""
-    from qvrf_bench.models.archs import families as table
+def _arch_table():
+    """models.archs, its table filled: read when first needed, since it imports the model classes
+    (torch), which compare and the report on result files do not otherwise need."""
+    from qvrf_bench.models import archs
     from qvrf_bench.models.registry import ARCHS  # noqa: F401  (importing it fills the table)
 
-    return table()
+    return archs
+
+
+def families() -> dict[str, str]:
+    """Every name of an architecture family -> the family (the architecture table, models/archs.py)."""
+    return _arch_table().families()
+
+
+def family_title(fam: str) -> str:
+    """The architecture table's title of a family, else the name itself."""
+    spec = _arch_table().ARCH_SPECS.get(fam)
+    return spec.title if spec else fam
 
 
 def fixed_name(arch: str) -> str:

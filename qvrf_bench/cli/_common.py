@@ -50,6 +50,14 @@ MAX_PIXELS = 1 << 26
 MAX_IMAGE_BYTES = 1 << 30  # = images.MAX_BYTES (a test checks)
 
 
+def add_padding(p: argparse.ArgumentParser, what: str, note: str = "") -> None:
+    """``--padding``: images.PADDINGS, spelled here so that ``--help`` imports nothing heavy."""
+    p.add_argument("--padding", choices=("centred", "official"), default="centred",
+                   help=f"how {what} pads images to a multiple of 64: centred (CompressAI's eval_model, default) or "
+                   "official (right/bottom, as the official QVRF Inference.py); the bitstream header records it, "
+                   "decoding needs nothing" + note)  # fmt: skip
+
+
 def add_image_limits(p: argparse.ArgumentParser) -> None:
     """Read limits for input images (images.load_image): larger inputs are refused before decoding."""
     p.add_argument("--max-pixels", type=positive_int, default=MAX_PIXELS, metavar="N",

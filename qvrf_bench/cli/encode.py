@@ -15,7 +15,7 @@ import argparse
 
 
 def register(sub) -> None:
-    from qvrf_bench.cli._common import add_device, add_image_limits, positive_float, positive_int
+    from qvrf_bench.cli._common import add_device, add_image_limits, add_padding, positive_float, positive_int
 
     p = sub.add_parser("encode", help="encode an image to a bitstream file (a level, a gain, or a target bpp/bytes/PSNR)",
                        description="Encode an image with a checkpoint at a discrete level, any continuous gain (1/bin "
@@ -29,9 +29,7 @@ def register(sub) -> None:
     p.add_argument("--method", metavar="WHAT[=CKPT]",
                    help="a method of the method contract (as sweep --method), at --level, --value or a target "
                    "(--bpp/--bytes/--psnr: its continuous knob, searched as a gain); format 3")  # fmt: skip
-    p.add_argument("--padding", choices=("centred", "official"), default="centred",
-                   help="pad to the coder's multiple of 64 centred (CompressAI's eval_model, default) or right/bottom "
-                   "as the official QVRF Inference.py does (the header records it; decoding needs nothing)")  # fmt: skip
+    add_padding(p, "a checkpoint (-c)")
     p.add_argument("--codec", metavar="NAME",
                    help="a classical codec (jpeg, webp, avif, jpeg2000 or a registered one) instead of a checkpoint "
                    "(needs a target)")  # fmt: skip

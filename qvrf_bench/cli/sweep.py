@@ -12,7 +12,7 @@ DEFAULT_FACTORS = "0.5:12:24"
 
 
 def register(sub) -> None:
-    from qvrf_bench.cli._common import add_device, add_image_limits
+    from qvrf_bench.cli._common import add_device, add_image_limits, add_padding
 
     p = sub.add_parser(
         "sweep",
@@ -70,10 +70,9 @@ def register(sub) -> None:
     p.add_argument("--shard", metavar="i/N|auto",
                    help="measure shard i (0-based) of N; auto: the scheduler's (Slurm array task, torchrun rank); "
                    "'{shard}' in --out becomes e.g. 2of8; join with qvrf-bench merge")  # fmt: skip
-    p.add_argument("--padding", choices=("centred", "official"), default="centred",
-                   help="how checkpoints (-c) pad images to a multiple of 64: centred (CompressAI's eval_model, "
-                   "default) or official (right/bottom, as the official QVRF Inference.py; its rows are a method of "
-                   "their own, NAME+official-padding)")  # fmt: skip
+    add_padding(
+        p, "a checkpoint (-c)", "; rows padded the official way are a method of their own, NAME+official-padding"
+    )
     p.add_argument("--flush-rows", type=int, default=2000, metavar="N",
                    help="write results every N rows or 30 s, whichever comes first (default 2000): a kill loses "
                    "at most those, which a rerun measures again")  # fmt: skip

@@ -24,20 +24,10 @@ import pandas as pd
 from qvrf_bench import kinds
 from qvrf_bench.analysis import rd
 from qvrf_bench.analysis.anchors import Anchor, load_anchor
-from qvrf_bench.analysis.curves import family, fixed_name
+from qvrf_bench.analysis.curves import family, family_title, fixed_name
 from qvrf_bench.errors import QVRFError
 from qvrf_bench.metrics.table import get_metric, quality_axes
 from qvrf_bench.report import plots
-
-
-def family_title(fam: str) -> str:
-    """The architecture table's title of a family (models/archs.py), else the name itself."""
-    from qvrf_bench.models.archs import ARCH_SPECS
-    from qvrf_bench.models.registry import ARCHS  # noqa: F401  (importing it fills the table)
-
-    spec = ARCH_SPECS.get(fam)
-    return spec.title if spec else fam
-
 
 #: Published curves the README figures are drawn against: the fixed-rate anchors QVRF used, QVRF's
 #: own published curve, and CompressAI's variable-rate model as a peer (none exists for Cheng2020).
