@@ -77,15 +77,15 @@ class ArchPlan:
         return self.steps - self.stage2_steps
 
 
-# Zoo v2 (balle): N,M = 48,128 in bf16. The v1 widths (32,48, fp32) saturated near 29 dB at lambda
-# 0.18; with bf16 (~1.5-1.9x per step on this CPU's matrix units, the same loss per step: bench/README
-# "Quality at equal steps") a 48,128 base reaches 32.5 dB at 15k steps (bench/README "Zoo learning
-# curve"). minnen and cheng2020 are still the v1 models (32,48 / 32, fp32) until they are retrained
-# with the same recipe: their plans say how the shipped files were made. cheng2020 costs ~3.5x a
-# balle step: a shorter base.
+# Zoo v2 (balle, minnen): N,M = 48,128 in bf16. The v1 widths (32,48, fp32) saturated near 29 dB at
+# lambda 0.18; with bf16 (~1.5-1.9x per step on this CPU's matrix units, the same loss per step:
+# bench/README "Quality at equal steps") a 48,128 base reaches 32.5 dB at 15k steps (bench/README
+# "Zoo learning curve"). cheng2020 is still the v1 model (N = 32, fp32) until it is retrained with
+# the same recipe: its plan says how the shipped files were made. cheng2020 costs ~3.5x a balle
+# step: a shorter base.
 PLANS: dict[str, ArchPlan] = {
     "balle": ArchPlan("balle", "48,128", base_steps=20000, steps=3000, eleven=True),
-    "minnen": ArchPlan("minnen", "32,48", base_steps=16000, steps=1500, precision="fp32"),
+    "minnen": ArchPlan("minnen", "48,128", base_steps=20000, steps=3000),
     "cheng2020": ArchPlan("cheng2020", "32", base_steps=12000, steps=2000, precision="fp32"),
 }
 LR_DROP_AT = 0.8  # every run: learning rates x 0.1 for its last 20 % of steps
