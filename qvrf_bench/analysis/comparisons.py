@@ -21,6 +21,28 @@ MAX_SUBSETS = 500
 BAND_COLUMNS = ("band", "bd_rate_pct", "bd_quality_db", "quality_lo_db", "quality_hi_db", "bpp_lo", "bpp_hi", "note")
 
 
+COMPLEXITY_COLUMNS = {"params": "params", "enc_kmac_px": "enc_kmac_px", "dec_kmac_px": "dec_kmac_px"}
+
+
+def with_complexity(table, complexity: dict, curves: Sequence) -> object:
+    """The BD table with each side's parameters and encoder/decoder kMAC/px (``test_params``,
+    ``anchor_dec_kmac_px``, ...; NaN where not counted: classical codecs, published curves).
+    ``complexity``: method -> run.json's count; ``curves``: the CurveSpecs, whose ``members`` name
+    the methods of a curve (a fixed-rate set's models share one architecture and width, so one
+    count; when they differ the cell is NaN rather than one model's)."""
+    members = {c.name: (c.members or [c.name]) for c in curves}
+    out = table.copy()
+
+    def count(name: str, key: str) -> float:
+        values = {complexity.get(m, {}).get(key) for m in members.get(name, [name])}
+        return float(values.pop()) if len(values) == 1 and None not in values else math.nan
+
+    for side in ("test", "anchor"):
+        for key, col in COMPLEXITY_COLUMNS.items():
+            out[f"{side}_{col}"] = [count(str(n), key) for n in out[side]]
+    return out
+
+
 def format_bands(df) -> str:
     """The per-band BD table as Markdown (NaN with its reason)."""
     lines = ["| test | anchor | band | BD-rate [%] | BD-quality [dB] | quality range [dB] | rate range [bpp] |",

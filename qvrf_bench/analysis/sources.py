@@ -11,7 +11,8 @@ A source is one of
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +20,7 @@ import pandas as pd
 from qvrf_bench.analysis import rd
 from qvrf_bench.analysis.anchors import from_csv_text, import_curve_file, load_anchor, slug
 from qvrf_bench.errors import QVRFError
-from qvrf_bench.results.store import read_part
+from qvrf_bench.results.store import MANIFEST_NAME, read_part
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Source:
     rows: pd.DataFrame | None  # per-image rows (run folders and parquet) or None
     n_error_rows: int = 0
     notes: tuple[str, ...] = ()
+    complexity: dict = field(default_factory=dict)  # method -> run.json's complexity (methods/complexity.py)
 
 
 def parquet_files(folder: Path) -> list[Path]:
@@ -120,6 +122,20 @@ def from_rows(rows: pd.DataFrame, n_superseded: int = 0) -> Source:
     return Source(agg.points, agg.per_image, agg.n_error_rows, tuple(notes))
 
 
+def run_complexity(folder: Path | str) -> dict:
+    """{method: its parameters and kMAC/px} from every run.json at or below ``folder`` (a run, its
+    shards, or a folder of runs), as the sweep recorded them; {} when none holds any."""
+    out: dict = {}
+    for p in sorted(Path(folder).rglob(MANIFEST_NAME)):
+        try:
+            found = json.loads(p.read_text(encoding="utf-8")).get("complexity") or {}
+        except (OSError, ValueError, AttributeError):
+            continue  # the run folder's reader reports broken manifests; this is an extra column
+        if isinstance(found, dict):
+            out.update({k: v for k, v in found.items() if isinstance(v, dict) and "params" in v})
+    return out
+
+
 def read_source(path: Path | str, name: str | None = None) -> Source:
     """The source at ``path`` (see the module docstring); ``name`` names a single-curve file's curve."""
     path = Path(path)
@@ -130,7 +146,9 @@ def read_source(path: Path | str, name: str | None = None) -> Source:
         raise QVRFError(f"{path}: no such file or folder (nor an anchor name)")
     suffix = path.suffix.lower()
     if path.is_dir() or suffix == ".parquet":
-        return from_rows(*read_rows(path))
+        src = from_rows(*read_rows(path))
+        src.complexity = run_complexity(path if path.is_dir() else path.parent)
+        return src
     if suffix == ".csv":
         df = pd.read_csv(path)
         cols = {c.strip().lower(): c for c in df.columns}

@@ -214,7 +214,11 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         files.make_folder(prefix.parent, "BD tables")
         written = []
-        texts = (rd.format_csv(table), caption + "\n\n" + md, f"% {caption}\n" + rd.format_latex(table))
+        from qvrf_bench.analysis.comparisons import with_complexity
+
+        # the CSV carries each side's parameters and kMAC/px where the run counted them (run.json)
+        csv_table = with_complexity(table, source.complexity, [*tests, *fixed.values()]) if source.complexity else table
+        texts = (rd.format_csv(csv_table), caption + "\n\n" + md, f"% {caption}\n" + rd.format_latex(table))
         for out, text in zip(outputs[:3], texts, strict=True):
             files.write_bytes(out, text.encode("utf-8"))
             written.append(str(out))

@@ -7,6 +7,7 @@ from qvrf_bench.metrics.functional import (
     bpp,
     ms_ssim_db,
     ms_ssim_rgb,
+    ms_ssim_y,
     mse_rgb,
     psnr_from_mse,
     psnr_rgb,
@@ -31,7 +32,7 @@ from qvrf_bench.metrics.table import (
 
 __all__ = [
     "MS_SSIM_MIN_SIDE", "MS_SSIM_WIN_SIZE", "Derived", "Metric", "all_metrics", "bpp", "default_metrics",
-    "get_metric", "metric_columns", "metric_names", "ms_ssim_db", "ms_ssim_rgb", "mse_rgb", "parse_metrics",
+    "get_metric", "metric_columns", "metric_names", "ms_ssim_db", "ms_ssim_rgb", "ms_ssim_y", "mse_rgb", "parse_metrics",
     "psnr_from_mse", "psnr_rgb", "quality_axes", "psnr_y", "psnr_ycbcr", "psnr_yuv", "register_metric", "unregister_metric",
     "ycbcr_bt709",
 ]  # fmt: skip

@@ -24,6 +24,7 @@ import numpy as np
 
 from qvrf_bench.errors import QVRFError
 from qvrf_bench.metrics import functional as F
+from qvrf_bench.metrics import learned
 
 PerImage = Callable[[np.ndarray, np.ndarray], float]
 
@@ -56,6 +57,7 @@ class Metric:
     csv_names: tuple[str, ...] = ()  # its column names in a CSV curve (anchors.from_csv_text), by preference
     undefined_notice: str = ""  # the row notice when the value is NaN (e.g. image too small)
     requires: str = ""  # what it needs beyond the base install, for `--metrics all` to skip it when absent
+    unavailable: Callable[[], str | None] | None = None  # why it cannot run here (e.g. a weights file absent)
 
     @property
     def quality_column(self) -> str:
@@ -153,12 +155,17 @@ def quality_axes(frame) -> dict[str, np.ndarray]:
     return out
 
 
-def _usable(m: Metric) -> bool:
-    if not m.requires:
-        return True
+def _problem(m: Metric) -> str | None:
+    """Why ``m`` cannot be computed here, or None."""
     import importlib.util
 
-    return importlib.util.find_spec(m.requires) is not None
+    if m.requires and importlib.util.find_spec(m.requires) is None:
+        return f"metric {m.name!r} needs the Python package {m.requires!r}, which is not installed"
+    return m.unavailable() if m.unavailable is not None else None
+
+
+def _usable(m: Metric) -> bool:
+    return _problem(m) is None
 
 
 def parse_metrics(spec: str | None) -> tuple[Metric, ...]:
@@ -173,8 +180,9 @@ def parse_metrics(spec: str | None) -> tuple[Metric, ...]:
     chosen = {m.name: m for m in default_metrics()}
     for n in names:
         m = get_metric(n)
-        if not _usable(m):
-            raise QVRFError(f"metric {n!r} needs the Python package {m.requires!r}, which is not installed")
+        why = _problem(m)
+        if why:
+            raise QVRFError(why)
         chosen[m.name] = m
     return tuple(m for m in _TABLE.values() if m.name in chosen)
 
@@ -208,6 +216,14 @@ PSNR_YUV = register_metric(Metric(
     "JPEG AI weighting); null when not measured (sweep --metrics).",
     short="PSNR-YUV"))  # fmt: skip
 
+MS_SSIM_Y = register_metric(Metric(
+    "ms-ssim-y", "ms_ssim_y", "MS-SSIM-Y [dB]", F.ms_ssim_y,
+    "MS-SSIM of BT.709 full-range luma (float Y' as for PSNR-Y; pytorch_msssim, 5 scales, data_range "
+    "255); NaN when the shorter side is <= 160 px; null when not measured (sweep --metrics).",
+    axis_column="ms_ssim_db_y", to_axis=F.db_of_similarity, short="MS-SSIM-Y",
+    derived=(Derived("ms_ssim_db_y", F.ms_ssim_db, "-10 log10(1 - ms_ssim_y); +inf at 1."),),
+    undefined_notice=f"MS-SSIM-Y undefined: shorter side < {F.MS_SSIM_MIN_SIDE} px"))  # fmt: skip
+
 # Full-reference perceptual metrics from piq (well-kept, no downloaded weights), on request
 # (``sweep --metrics fsim,vif,gmsd,iw-ssim`` or ``all``). piq works on luma for VIF, GMSD and IW-SSIM
 # (Y of YIQ, BT.601 weights) and on Y, I, Q for FSIMc; inputs are the 8-bit images / 255.
@@ -229,6 +245,20 @@ IW_SSIM = register_metric(Metric(
     f"IW-SSIM, information-weighted SSIM of luma ({_PIQ}); null when not measured or the image is too small.",
     to_axis=F.db_of_similarity, short="IW-SSIM", requires="piq",
     undefined_notice="IW-SSIM undefined: image too small for its 5 scales"))  # fmt: skip
+
+# Learned metrics from local weights files only (metrics/learned.py): on request, never downloaded.
+_LEARNED = "piq 0.8 on the 8-bit images / 255, VGG16 features, weights from local files (metrics/learned.py)"
+LPIPS = register_metric(Metric(
+    "lpips", "lpips_vgg_rgb", "LPIPS (VGG), negated [higher is better]", learned.learned_metric("lpips"),
+    f"LPIPS distance ({_LEARNED}); 0 = identical, lower is better; null when not measured.",
+    higher_is_better=False, unit="index", short="LPIPS", requires="piq",
+    unavailable=lambda: learned.problem("lpips")))  # fmt: skip
+DISTS = register_metric(Metric(
+    "dists", "dists_rgb", "DISTS, negated [higher is better]", learned.learned_metric("dists"),
+    f"DISTS as piq returns it, 1 - similarity ({_LEARNED}; shorter side resized to 256); 0 = identical, "
+    "lower is better; null when not measured.",
+    higher_is_better=False, unit="index", short="DISTS", requires="piq",
+    unavailable=lambda: learned.problem("dists")))  # fmt: skip
 
 PSNR_HVS_M = register_metric(Metric(
     "psnr-hvs-m", "psnr_hvs_m_y", "PSNR-HVS-M (Y) [dB]", F.psnr_hvs_m,

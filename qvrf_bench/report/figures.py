@@ -139,6 +139,7 @@ def method_series(m: Measured, method: str, *, label: str | None = None, only_le
         pts, disc = pts.loc[disc], disc[disc]
     notes = [f"s={int(v)}" if pd.notna(v) else "" for v in pts["level"]] if "level" in pts else ()
     return plots.Series(
+        tips=_tips(pts),
         label=label or f"{method} (measured)",
         bpp=pts["bpp"].to_numpy(float),
         quality=quality_axes(pts),
@@ -146,6 +147,13 @@ def method_series(m: Measured, method: str, *, label: str | None = None, only_le
         discrete=disc,
         notes=notes if kinds.is_tested(kind) else (),
     )
+
+
+def _tips(pts: pd.DataFrame) -> list[str]:
+    """Hover text of each point: its rate point and over how many images it is the mean."""
+    n = pts["n_images"] if "n_images" in pts else [None] * len(pts)
+    return [f"rate point {rp}" + (f", mean of {int(k)} images" if pd.notna(k) else "")
+            for rp, k in zip(pts["rate_point"].astype(str), n, strict=True)]  # fmt: skip
 
 
 def fixed_series(m: Measured, fam: str) -> plots.Series | None:
@@ -160,6 +168,7 @@ def fixed_series(m: Measured, fam: str) -> plots.Series | None:
         bpp=merged["bpp"].to_numpy(float),
         quality=quality_axes(merged),
         role="fixed",
+        tips=_tips(merged),
     )
 
 
@@ -192,6 +201,7 @@ def anchor_series(anchor) -> plots.Series:
         quality=quality_axes({c: col(c) for c in ("psnr_rgb", "ms_ssim_db_rgb")}),  # an anchor file's two
         role=anchor_role(anchor),
         published=True,
+        tips=[f"published point ({anchor_source(anchor)})"] * len(pts),
     )
 
 

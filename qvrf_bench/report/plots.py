@@ -96,6 +96,7 @@ class Series:
     colour: str | None = None
     marker: str | None = None
     highlight: np.ndarray | None = None  # points drawn with a star (e.g. the extra lambdas of 11 levels)
+    tips: Sequence[str] = ()  # per point: what a hover shows besides label, bpp and quality (rate point, images)
 
     def __post_init__(self):
         bpp = np.asarray(self.bpp, dtype=float)
@@ -109,6 +110,10 @@ class Series:
         if len(notes) != n:
             raise QVRFError(f"series {self.label!r}: {len(notes)} notes for {n} points")
         self.notes = [notes[i] for i in order]
+        tips = list(self.tips) or [""] * n
+        if len(tips) != n:
+            raise QVRFError(f"series {self.label!r}: {len(tips)} tips for {n} points")
+        self.tips = [tips[i] for i in order]
 
     def has(self, metric: str) -> bool:
         q = self.quality.get(metric)
@@ -137,8 +142,24 @@ def plain_log_ticks(axis) -> None:
     axis.set_minor_formatter(FuncFormatter(lambda v, _pos: ""))
 
 
-def draw_series(ax, s: Series, metric: str, *, annotate: bool = False, connect: bool = True) -> bool:
-    """Draw one series on ``ax``; returns False when it has no value for ``metric``."""
+def _hover(fig, gid: str, tips: list[str]) -> str:
+    """Register the hover text of each marker an artist with ``gid`` draws (:func:`to_svg` turns
+    them into SVG ``<title>`` elements); returns ``gid``."""
+    if not hasattr(fig, "qvrf_tips"):
+        fig.qvrf_tips = {}
+    fig.qvrf_tips[gid] = tips
+    return gid
+
+
+def draw_series(
+    ax, s: Series, metric: str, *, annotate: bool = False, connect: bool = True, sid: int | None = None
+) -> bool:
+    """Draw one series on ``ax``; returns False when it has no value for ``metric``.
+
+    With ``sid`` (the series' index in its figure) every artist gets an id naming the series, and
+    every marker a hover text (label, rate point, bpp, quality, images): :func:`to_svg` writes them
+    into the SVG, and the report's script uses them for tooltips and a legend that hides and shows
+    series. Without ``sid`` the figure is the plain static one."""
     if not s.has(metric):
         return False
     q = s.quality[metric]
@@ -146,26 +167,47 @@ def draw_series(ax, s: Series, metric: str, *, annotate: bool = False, connect: 
     x, y = s.bpp[ok], q[ok]
     disc, hi = s.discrete[ok], s.highlight[ok]
     notes = [n for n, k in zip(s.notes, ok, strict=True) if k]
+    tips = [t for t, k in zip(s.tips, ok, strict=True) if k]
     ls = "--" if s.published else "-"
     lw = 1.2 if s.published else 1.6
     face = "white" if s.published else s.colour
+    fig = ax.figure
+    if sid is not None:
+        if not hasattr(fig, "qvrf_series"):
+            fig.qvrf_series = {}
+        fig.qvrf_series[text(s.label)] = sid
+
+    def gid(part: str, sel=None) -> str | None:
+        if sid is None:
+            return None
+        name, ylabel = f"qs{sid}-{part}-{metric}", get_metric(metric).label
+        if sel is None:
+            return name
+        return _hover(fig, name, [
+            "\n".join(filter(None, (s.label, t, f"bpp: {xi:.4f}", f"{ylabel}: {yi:.3f}")))
+            for xi, yi, t in zip(x[sel], y[sel], np.asarray(tips, dtype=object)[sel], strict=True)
+        ])  # fmt: skip
+
     if connect and x.size > 1:
-        ax.plot(x, y, ls=ls, lw=lw, color=s.colour, zorder=2, label="_nolegend_")
+        ax.plot(x, y, ls=ls, lw=lw, color=s.colour, zorder=2, label="_nolegend_", gid=gid("line"))
     # the legend handle carries line style and marker together
     ax.plot([], [], ls=ls, lw=lw, color=s.colour, marker=s.marker, mfc=face, mec=s.colour, label=text(s.label))
     big = disc & ~hi
     if big.any():
-        ax.plot(x[big], y[big], ls="none", marker=s.marker, ms=5.0, mfc=face, mec=s.colour, mew=1.1, zorder=3)
+        ax.plot(x[big], y[big], ls="none", marker=s.marker, ms=5.0, mfc=face, mec=s.colour, mew=1.1, zorder=3,
+                gid=gid("pts", big))  # fmt: skip
     if (~disc).any():
-        ax.plot(x[~disc], y[~disc], ls="none", marker=".", ms=3.5, color=s.colour, zorder=3)
+        ax.plot(x[~disc], y[~disc], ls="none", marker=".", ms=3.5, color=s.colour, zorder=3, gid=gid("cont", ~disc))
     if hi.any():
-        ax.plot(x[hi], y[hi], ls="none", marker="*", ms=9.0, mfc=face, mec=s.colour, mew=1.0, zorder=4)
+        ax.plot(x[hi], y[hi], ls="none", marker="*", ms=9.0, mfc=face, mec=s.colour, mew=1.0, zorder=4,
+                gid=gid("star", hi))  # fmt: skip
     if annotate:
-        for xi, yi, note in zip(x, y, notes, strict=True):
+        for i, (xi, yi, note) in enumerate(zip(x, y, notes, strict=True)):
             if note:
                 ax.annotate(
-                    text(note), (xi, yi), xytext=(4, -9), textcoords="offset points", fontsize=7, color=s.colour
-                )
+                    text(note), (xi, yi), xytext=(4, -9), textcoords="offset points", fontsize=7, color=s.colour,
+                    gid=gid(f"note{i}"),
+                )  # fmt: skip
     return True
 
 
@@ -216,6 +258,11 @@ def finish(fig, *, title: str = "", subtitle: str = "", caption: str = "", legen
     legend = None
     if handles:
         legend = fig.legend(handles, labels, loc="upper center", ncols=min(ncol, len(labels)), frameon=False)
+        ids = getattr(fig, "qvrf_series", {})
+        for h, t in zip(legend.legend_handles, legend.get_texts(), strict=True):
+            if t.get_text() in ids:  # the entry hides and shows its series (to_svg, the report's script)
+                h.set_gid(f"qs{ids[t.get_text()]}-leg-h")
+                t.set_gid(f"qs{ids[t.get_text()]}-leg-t")
     cap = None
     if caption:
         width_chars = max(40, int(fig.get_figwidth() * 14))
@@ -252,16 +299,18 @@ def rd_figure(
     annotate: bool = False,
     rate_label: str = "bpp (real bitstreams)",
     width: float | None = None,
+    interactive: bool = False,
 ) -> object:
-    """RD curves, one panel per metric (quality vs bpp). Metrics no series has are left out."""
+    """RD curves, one panel per metric (quality vs bpp). Metrics no series has are left out.
+    ``interactive``: ids and hover texts for the HTML report (:func:`draw_series`)."""
     metrics = [m for m in metrics if any(s.has(m) for s in series)]
     if not metrics:
         raise QVRFError("no RD values to plot (every curve lacks PSNR and MS-SSIM)")
     assign_styles(series)
     fig, axes = new_figure(len(metrics), width=width or (6.4 if len(metrics) == 1 else None))
     for ax, metric in zip(axes, metrics, strict=True):
-        for s in series:
-            draw_series(ax, s, metric, annotate=annotate)
+        for k, s in enumerate(series):
+            draw_series(ax, s, metric, annotate=annotate, sid=k if interactive else None)
         ax.set_xlabel(text(rate_label))
         ax.set_ylabel(get_metric(metric).label)
     finish(fig, title=title, subtitle=subtitle, caption=caption, legend_axes=axes[:1], ncol=min(len(metrics), 2))
@@ -383,6 +432,33 @@ _XML_HEAD = re.compile(r"^\s*<\?xml[^>]*\?>\s*(<!DOCTYPE[^>]*>\s*)?", re.S)
 _SVG_OPEN = re.compile(r"<svg\b[^>]*>")
 
 
+_SERIES_GROUP = re.compile(r'<g id="qs(\d+)-([a-z]+)([^"]*)">')
+_USE = re.compile(r"<use\b[^>]*?/>")
+
+
+def _interactive(svg: str, tips: dict[str, list[str]], salt: str) -> str:
+    """Hover texts as ``<title>`` of each marker (native tooltips; the report's script shows them at
+    once), and the series' groups marked for the legend toggle: ``data-series`` = the series' index,
+    class ``qs-line`` / ``qs-pts`` / ``qs-leg`` ..., ids made unique per figure with ``salt``. An
+    artist whose marker count differs from its texts (matplotlib drops markers outside the canvas)
+    gets no titles rather than wrong ones."""
+    from html import escape
+
+    out, pos = [], 0
+    for m in _SERIES_GROUP.finditer(svg):
+        gid = f"qs{m[1]}-{m[2]}{m[3]}"
+        nxt = svg.find('<g id="', m.end())
+        body = svg[m.end() : nxt if nxt >= 0 else len(svg)]
+        texts = tips.get(gid)
+        uses = _USE.findall(body)
+        if texts is not None and len(uses) == len(texts):
+            it = iter(texts)
+            body = _USE.sub(lambda u: u[0][:-2] + f"><title>{escape(next(it), quote=False)}</title></use>", body)
+        out += [svg[pos : m.start()], f'<g id="{salt}-{gid}" class="qs-{m[2]}" data-series="{m[1]}">', body]
+        pos = m.end() + len(svg[m.end() : nxt if nxt >= 0 else len(svg)])
+    return "".join(out) + svg[pos:]
+
+
 def to_svg(fig, *, salt: str = "fig") -> str:
     """The figure as an ``<svg>`` element ready to inline in HTML5.
 
@@ -397,7 +473,7 @@ def to_svg(fig, *, salt: str = "fig") -> str:
     buf = io.StringIO()
     with rc_context({**STYLE, "svg.hashsalt": salt}):
         fig.savefig(buf, format="svg", metadata=_SVG_METADATA)
-    svg = _XML_HEAD.sub("", buf.getvalue())
+    svg = _interactive(_XML_HEAD.sub("", buf.getvalue()), getattr(fig, "qvrf_tips", {}), salt)
     head = _SVG_OPEN.search(svg)
     if head is None:  # pragma: no cover - matplotlib always writes one
         raise QVRFError("matplotlib wrote no <svg> element")

@@ -26,9 +26,10 @@ import pandas as pd
 
 from qvrf_bench import analysis, files, kinds
 from qvrf_bench.analysis import BDOutput, CurveSpec, matched, rd
+from qvrf_bench.analysis.comparisons import with_complexity
 from qvrf_bench.analysis.pairs import same_dataset
 from qvrf_bench.errors import QVRFError
-from qvrf_bench.metrics.table import all_metrics, default_metrics, quality_axes
+from qvrf_bench.metrics.table import all_metrics, default_metrics, get_metric, quality_axes
 from qvrf_bench.report import figures as F
 from qvrf_bench.report import plots
 from qvrf_bench.results import crops as C
@@ -202,6 +203,7 @@ class FigureOut:
     title: str
     svg: object
     caption: str
+    metric: str | None = None  # RD figures: the metric on the vertical axis (the report's metric switch)
 
 
 def _series_by_method(m: F.Measured, key_x: str, keys_y: dict[str, str], *, with_fixed: bool = True):
@@ -236,10 +238,16 @@ def build_figures(m: F.Measured, anchors: Sequence, bd: BDOutput, caption: str) 
         series += [F.anchor_series(a) for a in pubs]
         if not series:
             continue
-        fig = plots.rd_figure(series, run_metrics(m.points), rate_label=F.rate_axis_label(m.rate))
-        title = f"RD curves: {F.family_title(fam)}"
         pub_text = f" Published curves: {', '.join(a.name for a in pubs)}." if pubs else " No published curve chosen."
-        figs.append(FigureOut(f"fig-rd-{len(figs)}", title, _inline_svg(fig, f"rd{len(figs)}"), caption + pub_text))
+        # One figure per metric: the report shows one metric at a time (its switch), the series'
+        # legend entries hide and show them, and every marker has a hover text (plots.draw_series).
+        for metric in run_metrics(m.points):
+            if not any(s.has(metric) for s in series):
+                continue
+            fig = plots.rd_figure(series, [metric], rate_label=F.rate_axis_label(m.rate), interactive=True)
+            title = f"RD curves: {F.family_title(fam)}, {get_metric(metric).label}"
+            n = len(figs)
+            figs.append(FigureOut(f"fig-rd-{n}", title, _inline_svg(fig, f"rd{n}"), caption + pub_text, metric))
 
     variable = [x for k in kinds.VARIABLE_RATE for x in m.methods(k)]
     panels = []
@@ -445,10 +453,12 @@ def glance(bd: BDOutput, m: F.Measured) -> list[dict]:
             if own is not None:
                 b = bands.loc[(bands["test"] == t.name) & (bands["anchor"] == own.name)]
                 band_cells = [f"{x.band.split(' ')[0]} {fmt(x.bd_rate_pct, 2, True)}" for x in b.itertuples()]
-            rows.append({"test": t.name, "cells": cells, "bands": " · ".join(band_cells) or "n/a"})
-        order = list(dict.fromkeys(anchors))
+            rows.append({"test": t.name, "cells": cells, "bands": band_cells})
+        # its own anchors first (the band column follows them), then the classical codecs and published curves
+        order = sorted(dict.fromkeys(anchors), key=lambda a: a != "its fixed-rate anchors")
         if rows:
             out.append({"family": F.family_title(fam), "anchors": order,
+                        "has_bands": order[0] == "its fixed-rate anchors" and any(r["bands"] for r in rows),
                         "rows": [{**r, "cells": [r["cells"].get(a) for a in order]} for r in rows]})  # fmt: skip
     return out
 
@@ -849,6 +859,9 @@ def build_context(
             f"({', '.join(sorted({a.dataset for a in anchors}))}): compare shapes, not absolute values"
         )
     bd = compute_bd(m, anchors, interp=interp, n_boot=n_boot, seed=seed, cross_dataset=cross_dataset)
+    tests, fixed = test_curves(m)
+    cx = {k: v for info in infos for k, v in ((info.manifest or {}).get("complexity") or {}).items()
+          if isinstance(v, dict) and "params" in v}  # fmt: skip
     figs, missing = build_figures(m, anchors, bd, caption)
     errors, error_summary, n_errors = error_rows(rows)
     bd_caption = (
@@ -882,11 +895,19 @@ def build_context(
         "methods": methods_table(rows, m, infos),
         "figures": figs,
         "rd_figures": [f for f in figs if f.id.startswith("fig-rd")],
+        "rd_metrics": [
+            {"name": mt, "label": get_metric(mt).label}
+            for mt in dict.fromkeys(f.metric for f in figs if f.id.startswith("fig-rd") and f.metric)
+        ],
         "figure": {f.id: f for f in figs},
         "missing": missing,
         "bd": {mt: bd_rows(t) for mt, t in bd.tables.items()},
         "bd_text": {
-            mt: {"markdown": rd.format_markdown(t), "latex": rd.format_latex(t), "csv": rd.format_csv(t)}
+            mt: {
+                "markdown": rd.format_markdown(t),
+                "latex": rd.format_latex(t),
+                "csv": rd.format_csv(with_complexity(t, cx, [*tests, *fixed.values()]) if cx else t),
+            }
             for mt, t in bd.tables.items()
         },
         "bd_notes": bd.notes,

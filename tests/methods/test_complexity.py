@@ -77,3 +77,33 @@ def test_a_sweep_records_complexity_and_the_report_shows_it(tmp_path):
     assert r.returncode == 0, r.stderr
     html = (tmp_path / "r.html").read_text()
     assert "decode [kMAC/px]" in html and f'<td class="num">{cx[name]["dec_kmac_px"]:.1f}</td>' in html
+
+
+def test_bd_csv_exports_carry_the_counts(tmp_path):
+    """compare -o PREFIX and the report's CSV: each side's parameters and kMAC/px from run.json (a
+    trained zoo model, so the curves are real), NaN where nothing was counted (Pillow's JPEG)."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+    from helpers import run_cli
+    from PIL import Image
+
+    from qvrf_bench.zoo import KODAK_DIR
+
+    data = tmp_path / "imgs"
+    data.mkdir()
+    Image.open(KODAK_DIR / "kodim23.png").crop((256, 128, 448, 256)).save(data / "crop.png")
+    args = ["sweep", "-c", "zoo:balle-qvrf8", "--dataset", data, "--out", tmp_path / "run", "--factors", "none",
+            "--peers", "jpeg", "--peer-qualities", "jpeg=10,30,50,70,90", "--no-progress"]  # fmt: skip
+    assert run_cli(*args).returncode == 0
+    ((name, cx),) = json.loads((tmp_path / "run" / "run.json").read_text())["complexity"].items()
+    r = run_cli("compare", tmp_path / "run", "-o", tmp_path / "bd")
+    assert r.returncode in (0, 1), r.stderr
+    bd = pd.read_csv(tmp_path / "bd.csv")
+    row = bd.loc[bd["test"] == name].iloc[0]
+    assert row["test_params"] == cx["params"] and row["test_dec_kmac_px"] == pytest.approx(cx["dec_kmac_px"])
+    assert row["test_enc_kmac_px"] == pytest.approx(cx["enc_kmac_px"]) and np.isnan(row["anchor_enc_kmac_px"])
+    assert run_cli("report", tmp_path / "run", "-o", tmp_path / "r.html").returncode == 0
+    csv = (tmp_path / "r.html").read_text().split("table as Markdown, LaTeX and CSV")[1]
+    assert "test_enc_kmac_px" in csv and f"{cx['params']}" in csv

@@ -115,6 +115,26 @@ def test_psnr_y_and_yuv_match_the_formula():
     assert np.allclose(metrics.ycbcr_bt709(np.full((1, 1, 3), 128, np.uint8)), [[[128, 127.5, 127.5]]])
 
 
+def test_ms_ssim_y_is_pytorch_msssim_on_bt709_luma():
+    import torch
+    from PIL import Image
+    from pytorch_msssim import ms_ssim
+
+    from qvrf_bench.zoo import KODAK_DIR
+
+    ref = np.asarray(Image.open(KODAK_DIR / "kodim07.png").convert("RGB"))[:200, :300]
+    rng = np.random.default_rng(1)
+    for noise in (2, 12):
+        test = np.clip(ref.astype(int) + rng.integers(-noise, noise + 1, ref.shape), 0, 255).astype(np.uint8)
+        y = lambda a: torch.from_numpy(bt709(a)[..., 0])[None, None]  # noqa: E731
+        want = ms_ssim(y(ref), y(test), data_range=255).item()  # float64: the exact value
+        assert metrics.ms_ssim_y(ref, test) == pytest.approx(want, abs=1e-6)
+        assert metrics.ms_ssim_y(ref, test) != pytest.approx(metrics.ms_ssim_rgb(ref, test), abs=1e-5)
+    assert math.isnan(metrics.ms_ssim_y(ref[:160], ref[:160]))
+    spec = get_metric("ms-ssim-y")
+    assert spec.quality_column == "ms_ssim_db_y" and "ms-ssim-y" in {m.name for m in parse_metrics("all")}
+
+
 def test_ycbcr_is_compressais_rgb2ycbcr():
     import torch
     from compressai.transforms.functional import rgb2ycbcr

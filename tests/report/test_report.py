@@ -218,7 +218,10 @@ def report(tmp_path_factory):
 def test_self_contained(report):
     _, text = report
     assert "http://" not in text and "https://" not in text
-    assert "<script" not in text.lower()
+    # one inline script (hover texts, legend toggles, metric switch): no source, no network call
+    scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", text, re.S | re.I)
+    assert len(scripts) == 1 and scripts[0][0] == ""
+    assert not re.search(r"fetch|XMLHttpRequest|import\(|\beval\b|innerHTML", scripts[0][1])
     assert not re.search(r"\b(src|href)=\"(?!#)", text)  # only in-page links, no external resources
     assert "@import" not in text and not re.search(r"url\((?!#)", text)  # clip paths: url(#id) only
 
@@ -237,15 +240,36 @@ def test_sections_and_figures(report):
     for section in ("measured", "rd", "levels", "gain", "bd", "per-image", "timing", "errors", "provenance"):
         assert f'<section id="{section}">' in text
     # RD (one family), levels, gain, per-image BD, timing
-    figures = re.findall(r'<figure id="fig-[^"]+" class="plot">(.*?)</figure>', text, re.S)
-    assert len(figures) == 5 and all(f.count("<svg") == 1 for f in figures)
-    assert text.count("<svg") == 5
+    figures = re.findall(r'<figure id="fig-[^"]+" class="plot[^"]*"[^>]*>(.*?)</figure>', text, re.S)
+    rd_figs = re.findall(r'<figure id="fig-rd-\d+" class="plot rd" data-metric="([^"]+)">', text)
+    assert rd_figs == ["psnr", "ms-ssim"]  # one RD figure per metric, switched by the metric buttons
+    assert 'data-metric="psnr" aria-pressed="true"' in text and 'data-metric="ms-ssim" aria-pressed="false"' in text
+    assert len(figures) == 6 and all(f.count("<svg") == 1 for f in figures)
+    assert text.count("<svg") == 6
     assert "BD-rate [%]" in text and "run:fixed:balle" in text
     assert "balle-qvrf [levels]" in text
     assert "qvrf/kodak/hyper+qvrf" in text and "bytedance/QRAF" in text
     assert "ab" * 32 in text  # checkpoint sha256
     assert "qvrf-bench sweep --synthetic synthetic-fixed" in text  # run command line
     assert "dataset: synthetic-images" in text and "cpu (2 threads, synthetic test data)" in text
+
+
+def test_rd_points_have_hover_texts_and_legend_toggles(report):
+    _, text = report
+    rd = text.split('<section id="rd">')[1].split("</section>")[0]
+    titles = re.findall(r"<use\b[^>]*><title>(.*?)</title></use>", rd, re.S)
+    # every marker of every curve (measured and published, both metrics' figures) carries its text
+    groups = re.findall(r'class="qs-(?:pts|cont|star)" data-series="\d+">(.*?)(?=<g id=)', rd, re.S)
+    assert len(titles) == sum(g.count("<use ") for g in groups) > 100
+    measured = [t for t in titles if "(measured)" in t and "PSNR-RGB" in t]
+    assert measured and all(re.search(r"\nrate point .+, mean of \d+ images\nbpp: [\d.]+\nPSNR-RGB \[dB\]: [\d.]+$", t)
+                            for t in measured)  # fmt: skip
+    assert any(t.startswith("hyper+qvrf (published: bytedance/QRAF, kodak)\npublished point") for t in titles)
+    # every legend entry names a series whose curve and markers carry the same index
+    for fig in re.findall(r'<figure id="fig-rd-\d+".*?</figure>', rd, re.S):
+        legend = set(re.findall(r'class="qs-leg" data-series="(\d+)"', fig))
+        drawn = set(re.findall(r'class="qs-(?:line|pts|cont|star)" data-series="(\d+)"', fig))
+        assert legend and legend == drawn
 
 
 def test_errors_listed(report):
@@ -467,7 +491,7 @@ def test_the_report_opens_with_the_result(report):
     )
     assert row, "the [levels] vs anchors row of the BD table"
     assert re.search(
-        r'<td class="name">balle-qvrf \[levels\]</td><td class="num[^"]*">' + re.escape(row.group(1)), part
+        r'<td class="name glance">balle-qvrf \[levels\]</td><td class="num[^"]*">' + re.escape(row.group(1)), part
     )
     assert "low " in part and "high " in part  # the bands of the anchor comparison
     assert "by rate band" in bd

@@ -58,8 +58,8 @@ def _run(browser: str, tmp: Path, *args: str) -> subprocess.CompletedProcess:
 
 def console_problems(log: str) -> list[str]:
     """Console output of the page: Chromium logs every console message (console.error included, at
-    INFO level) as "...:CONSOLE:<line>] ..." and uncaught exceptions as "Uncaught ...". The report has
-    no scripts, so any such line is a problem."""
+    INFO level) as "...:CONSOLE:<line>] ..." and uncaught exceptions as "Uncaught ...". The report's
+    one script logs nothing, so any such line is a problem."""
     return [line for line in log.splitlines() if ":CONSOLE" in line or "CONSOLE(" in line or "Uncaught" in line]
 
 
@@ -95,12 +95,56 @@ def test_console_check_catches_errors(page):
 
 def test_dom_has_visible_plots(page):
     dom = page["dom"]
-    assert "<script" not in dom.lower()
+    assert dom.lower().count("<script") == 1
     svgs = re.findall(r'<svg class="plot" viewBox="0 0 ([\d.]+) ([\d.]+)"', dom)
-    assert len(svgs) == 5
+    assert len(svgs) == 6  # RD for PSNR and for MS-SSIM, levels, gain, per-image BD, timing
     assert all(float(w) > 100 and float(h) > 100 for w, h in svgs)
     assert dom.count("<text") > 100  # axis labels, ticks, legends are real text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
+
+
+def test_script_ran(page):
+    # the DOM after the script: points carry their text as data-tip (the <title> moved there), are
+    # focusable, the metric switch shows and the second metric's figure is hidden
+    dom = page["dom"]
+    assert dom.count('tabindex="0"') == dom.count("data-tip=") > 40 and "</title></use>" not in dom
+    assert '<p class="switch" id="metric-switch">' in dom
+    assert re.search(r'<figure id="fig-rd-1" class="plot rd" data-metric="ms-ssim" hidden="">', dom)
+
+
+PROBE = """addEventListener('load', () => {
+  const figs = [...document.querySelectorAll('figure.rd')];
+  const fig = figs.find(f => !f.hidden), u = fig.querySelector('use[data-tip]');
+  u.dispatchEvent(new MouseEvent('mouseenter'));
+  const tip = document.getElementById('tip'), box = tip.getBoundingClientRect(), at = u.getBoundingClientRect();
+  const shown = !tip.hidden && tip.textContent === u.getAttribute('data-tip') && box.width > 50
+    && Math.abs(box.top - at.top) < 20;
+  u.dispatchEvent(new MouseEvent('mouseleave'));
+  const left = tip.hidden;
+  const leg = fig.querySelector('g.qs-leg'), k = leg.getAttribute('data-series');
+  const parts = () => [...fig.querySelectorAll('g[data-series="' + k + '"]:not(.qs-leg)')];
+  leg.dispatchEvent(new MouseEvent('click'));
+  const gone = parts().length > 0 && parts().every(g => getComputedStyle(g).display === 'none')
+    && getComputedStyle(leg).opacity < 0.5;
+  leg.dispatchEvent(new MouseEvent('click'));
+  const back = parts().every(g => getComputedStyle(g).display !== 'none');
+  document.querySelector('#metric-switch button[data-metric="ms-ssim"]').click();
+  const other = document.querySelector('figure.rd[data-metric="ms-ssim"]');
+  const switched = fig.hidden && !other.hidden && other.getBoundingClientRect().height > 100;
+  document.title = 'PROBE:' + [figs.length, shown, left, gone, back, switched].join(',');
+});"""
+
+
+def test_hover_legend_and_metric_switch(page):
+    """The page's own handlers, driven by events in the browser: a hover shows the point's text next
+    to it and leaving hides it; a legend click hides that series (and a second shows it); the metric
+    switch shows the other metric's figure."""
+    probe = page["tmp"] / "probe.html"
+    probe.write_text(page["html"].read_text().replace("</body>", f"<script>{PROBE}</script></body>"))
+    res = _run(page["browser"], page["tmp"], "--virtual-time-budget=3000", "--dump-dom", probe.resolve().as_uri())
+    title = re.search(r"<title>PROBE:([^<]*)</title>", res.stdout)
+    assert title, res.stderr[-2000:]
+    assert title.group(1) == "2,true,true,true,true,true"
 
 
 def test_screenshot_is_not_blank(page):
@@ -146,10 +190,9 @@ def test_matched_rate_crops_render(tmp_path):
                           factors="none", peers="jpeg", device="cpu", progress=False, threads=1,
                           target_bpp="0.3,1", crops=1))  # fmt: skip
     html = render_report([tmp_path / "run"], tmp_path / "report.html", n_boot=0).read_text()
-    assert "<script" not in html
     n = html.count('<div class="tile"><img src="data:image/png;base64,')
     assert n >= 3
-    # the check runs in a copy with a probe script; the report itself has none
+    # the check runs in a copy with a probe script
     probe = tmp_path / "probe.html"
     probe.write_text(html.replace("</body>", "<script>addEventListener('load', () => { document.title = 'CROPS:' + "
                      "[...document.querySelectorAll('figure.crops img')].map(i => i.complete && i.naturalWidth === 128 "
