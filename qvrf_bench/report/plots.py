@@ -448,14 +448,18 @@ def _interactive(svg: str, tips: dict[str, list[str]], salt: str) -> str:
     for m in _SERIES_GROUP.finditer(svg):
         gid = f"qs{m[1]}-{m[2]}{m[3]}"
         nxt = svg.find('<g id="', m.end())
-        body = svg[m.end() : nxt if nxt >= 0 else len(svg)]
+        body = svg[m.end() : nxt if nxt >= 0 else None]
         texts = tips.get(gid)
         uses = _USE.findall(body)
+        end = nxt if nxt >= 0 else len(svg)
         if texts is not None and len(uses) == len(texts):
-            it = iter(texts)
-            body = _USE.sub(lambda u: u[0][:-2] + f"><title>{escape(next(it), quote=False)}</title></use>", body)
+            pieces = _USE.split(body)  # text around the markers, in order: one title per marker
+            body = pieces[0] + "".join(
+                u[:-2] + f"><title>{escape(t, quote=False)}</title></use>" + rest
+                for u, t, rest in zip(uses, texts, pieces[1:], strict=True)
+            )
         out += [svg[pos : m.start()], f'<g id="{salt}-{gid}" class="qs-{m[2]}" data-series="{m[1]}">', body]
-        pos = m.end() + len(svg[m.end() : nxt if nxt >= 0 else len(svg)])
+        pos = end
     return "".join(out) + svg[pos:]
 
 
