@@ -136,6 +136,10 @@ def run(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
+    from qvrf_bench.cli._common import quiet_warnings
+
+    quiet_warnings()  # a run's architectures are named through the model table, which imports torch
+
     from qvrf_bench import analysis
     from qvrf_bench.analysis import rd
     from qvrf_bench.errors import QVRFError

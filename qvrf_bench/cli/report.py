@@ -78,8 +78,11 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from qvrf_bench import files
+    from qvrf_bench.cli._common import quiet_warnings
     from qvrf_bench.errors import QVRFError
     from qvrf_bench.report import render_report
+
+    quiet_warnings()  # a run's architectures are named through the model table, which imports torch
 
     if args.bootstrap < 0:
         raise QVRFError("--bootstrap must be 0 or more")

@@ -70,7 +70,9 @@ def network(name: str):
     import piq
     import torch
 
-    previous = torch.hub.get_dir()
+    # torch.hub keeps set_dir's folder in a module variable (None: follow $TORCH_HOME); put back
+    # exactly what was there, so a later TORCH_HOME still counts
+    previous = torch.hub._hub_dir
     with tempfile.TemporaryDirectory(prefix="qvrf-metric-weights-") as hub:
         (Path(hub) / "checkpoints").mkdir()
         for f in FILES[name]:
@@ -83,7 +85,7 @@ def network(name: str):
         except Exception as exc:  # a corrupt or foreign file: say which, in one line
             raise QVRFError(f"metric {name!r}: the weights in {folder} do not load: {exc}") from None
         finally:
-            torch.hub.set_dir(previous)
+            torch.hub._hub_dir = previous
     net.eval()
     _NETS[key] = net
     return net

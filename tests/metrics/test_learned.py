@@ -82,11 +82,12 @@ def test_local_files_give_piqs_values_without_any_download(weights, tmp_path, mo
     assert {"lpips", "dists"} <= {m.name for m in parse_metrics("all")}
     ref, (mild, strong) = _images()
     # piq's classes themselves, finding the same files in a torch hub cache
-    hub = tmp_path / "hub"
+    hub = tmp_path / "torch-home" / "hub"
     (hub / "checkpoints").mkdir(parents=True)
     for f in ("vgg16-397923af.pth", "lpips_weights.pt", "dists_weights.pt"):
         (hub / "checkpoints" / f).write_bytes((weights / f).read_bytes())
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
+    monkeypatch.setenv("TORCH_HOME", str(hub.parent))
+    hub_dir_before = torch.hub._hub_dir
     t = lambda a: torch.tensor(a, dtype=torch.float32).permute(2, 0, 1)[None] / 255.0  # noqa: E731
     for name, cls in (("lpips", piq.LPIPS), ("dists", piq.DISTS)):
         spec = get_metric(name)
@@ -98,6 +99,7 @@ def test_local_files_give_piqs_values_without_any_download(weights, tmp_path, mo
         assert got == pytest.approx(want, rel=1e-6, abs=1e-7)
         assert fn(ref, ref) == pytest.approx(0.0, abs=1e-6) and got[0] < got[1]
     assert len(learned._NETS) >= 2
+    assert torch.hub._hub_dir == hub_dir_before  # building the networks left torch.hub's folder as it was
 
 
 def test_a_sweep_measures_lpips(weights, tmp_path, monkeypatch):
