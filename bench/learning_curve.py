@@ -74,6 +74,7 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, help="use only the first N test images")
     ap.add_argument("--out", type=Path, default=Path("bench/results/learning_curve.csv"))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--figure", type=Path, help="also draw the CSV's curves into this PNG (after measuring)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     files = images.list_images(args.test_set)[: args.images]
@@ -111,7 +112,40 @@ def main(argv=None) -> int:
                 w.writerow(row)
                 f.flush()
                 print(", ".join(f"{k}={v}" for k, v in row.items()), file=sys.stderr)
+    if args.figure:
+        figure(args.out, args.figure, [r.name for r in args.runs])
     return 0
+
+
+def figure(csv_path: Path, png: Path, runs: list[str]) -> None:
+    """Kodak PSNR-RGB (real bytes) of each run's snapshots against steps and against training
+    CPU-hours (the run's own elapsed time: one thread), with the JPEG PSNR at the same bpp dashed."""
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    df = pd.read_csv(csv_path)
+    df = df[df["run"].isin(runs)].sort_values(["run", "step"])
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    ax1, ax2 = fig.subplots(1, 2, sharey=True)
+    for i, (run, g) in enumerate(df.groupby("run", sort=False)):
+        c = f"C{i}"
+        label = f"{run} (N,M = {int(g['N'].iloc[0])},{int(g['M'].iloc[0])})"
+        hours = pd.to_numeric(g["train_elapsed_s"], errors="coerce") / 3600
+        ax1.plot(g["step"], g["psnr_rgb"], "o-", ms=3, color=c, label=label)
+        ax1.plot(g["step"], g["jpeg_psnr_rgb_same_bpp"], "--", lw=1, color=c, alpha=0.6)
+        ax2.plot(hours, g["psnr_rgb"], "o-", ms=3, color=c, label=label)
+    ax1.set_xlabel("training steps (8 crops of 128 px each)")
+    ax2.set_xlabel("training CPU-hours (one thread, bf16 where the run used it)")
+    ax1.set_ylabel("PSNR-RGB on Kodak [dB] (real bitstreams)")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.35)
+    ax1.legend(fontsize=8, loc="lower right")
+    n = int(df["images"].max()) if len(df) else 0
+    fig.suptitle(f"Learning curves at lambda 0.18: mean over {n} Kodak images, level 0; dashed: Pillow JPEG at "
+                 "the same mean bpp", fontsize=10)  # fmt: skip
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=120)
+    print(f"figure: {png}", file=sys.stderr)
 
 
 if __name__ == "__main__":
