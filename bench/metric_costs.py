@@ -38,25 +38,35 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(args.threads)
     img = Image.open(KODAK_DIR / args.image).convert("RGB")
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=50)
-    ref, test = np.asarray(img), np.asarray(Image.open(buf).convert("RGB"))
-    print(f"per-point cost of each metric: {args.image} ({ref.shape[1]}x{ref.shape[0]}) vs its JPEG q=50, "
+    ref = np.asarray(img)
+    tests = []
+    for q in range(40, 40 + args.reps + 1):  # a new reconstruction per point, as in a sweep
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=q)
+        tests.append(np.asarray(Image.open(buf).convert("RGB")))
+    print(f"per-point cost of each metric: {args.image} ({ref.shape[1]}x{ref.shape[0]}) vs JPEG q=41..{40 + args.reps}"
+          f" (q=40 warms up), metrics called in the table's order per point as the sweep calls them, "
           f"{args.threads} thread(s), median of {args.reps}; {store.cpu_model()}, torch {torch.__version__}")  # fmt: skip
-    print("| metric | column | value | ms per point |")
-    print("|---|---|--:|--:|")
+    usable = []
     for m in all_metrics():
         why = _problem(m)
         if why:
             print(f"| {m.name} | `{m.column}` | - | not available here ({why.split(':')[0]}) |")
-            continue
-        value = m.per_image(ref, test)  # warm: imports, a reference's cached terms
-        times = []
-        for _ in range(args.reps):
+        else:
+            usable.append(m)
+    times = {m.name: [] for m in usable}
+    values = {}
+    for i, test in enumerate(tests):
+        for m in usable:
             t0 = time.perf_counter()
-            m.per_image(ref, test)
-            times.append(time.perf_counter() - t0)
-        print(f"| {m.name} | `{m.column}` | {value:.4f} | {1e3 * statistics.median(times):.1f} |")
+            v = m.per_image(ref, test)
+            if i:  # the first point warms imports and the reference's cached terms
+                times[m.name].append(time.perf_counter() - t0)
+            values[m.name] = v
+    print(f"| metric | column | value (q={40 + args.reps}) | ms per point |")
+    print("|---|---|--:|--:|")
+    for m in usable:
+        print(f"| {m.name} | `{m.column}` | {values[m.name]:.4f} | {1e3 * statistics.median(times[m.name]):.1f} |")
 
 
 if __name__ == "__main__":
