@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -146,3 +148,64 @@ def test_official_padding_on_request(tmp_path):
     (row,) = ResultStore(tmp_path / "run").read().to_dict("records")
     assert row["method"].endswith("+official-padding") and row["decode_ok"]
     assert row["bytes"] == (tmp_path / "official.qvrf").stat().st_size  # the same bitstream as encode's
+
+
+def test_official_padding_reproduces_the_official_inference_bpp(tmp_path):
+    """The official Inference.py's bpp on an odd size, for a Balle QVRF model saved in the official
+    layout (``module.`` prefix, ``Gain``): zero padding right/bottom to a multiple of 64, the model's
+    compress with a = |Gain[s]| (y scaled before coding, z of the unscaled y, scales x a), bpp = 8 x
+    (len(y string) + len(z string)) / unpadded pixels. Computed here with CompressAI's own modules of
+    the loaded model; ``sweep --padding official`` gives the same payload bpp to the bit, the centred
+    padding another."""
+    import importlib.util
+
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from helpers import run_cli
+    from PIL import Image
+
+    from qvrf_bench.models import create, prepare_for_coding
+    from qvrf_bench.models.checkpoints import load_model
+    from qvrf_bench.results.store import ResultStore
+    from qvrf_bench.zoo import KODAK_DIR
+
+    spec = importlib.util.spec_from_file_location(
+        "ckpt_tests", Path(__file__).parents[1] / "models" / "test_checkpoints.py"
+    )
+    ckpt_tests = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ckpt_tests)
+    torch.manual_seed(0)
+    m = prepare_for_coding(create("balle", "qvrf", N=16, M=24))
+    sd = dict(m.state_dict())
+    sd["Gain"] = sd.pop("gain")
+    torch.save({f"module.{k}": v for k, v in ckpt_tests.to_old_eb_names(sd).items()}, tmp_path / "official.pth.tar")
+    data = tmp_path / "imgs"
+    data.mkdir()
+    Image.open(KODAK_DIR / "kodim15.png").crop((101, 37, 101 + 147, 37 + 91)).save(data / "odd.png")  # 147 x 91
+    level = 5
+
+    model, _ = load_model(tmp_path / "official.pth.tar")
+    x = torch.from_numpy(np.asarray(Image.open(data / "odd.png").convert("RGB")).copy()).permute(2, 0, 1)[None] / 255
+    h, w = x.shape[-2:]
+    xp = F.pad(x, (0, (64 - w % 64) % 64, 0, (64 - h % 64) % 64))  # Inference.py: right/bottom, zeros
+    a = model.gain[level].abs()
+    with torch.no_grad():
+        y = model.g_a(xp)
+        z = model.h_a(torch.abs(y))
+        z_strings = model.entropy_bottleneck.compress(z)
+        z_hat = model.entropy_bottleneck.decompress(z_strings, z.size()[-2:])
+        indexes = model.gaussian_conditional.build_indexes(model.h_s(z_hat) * a)
+        y_strings = model.gaussian_conditional.compress(y * a, indexes)
+    official_bpp = 8 * (len(y_strings[0]) + len(z_strings[0])) / (h * w)
+
+    bpp = {}
+    for how in ("official", "centred"):
+        out = tmp_path / f"run-{how}"
+        r = run_cli("sweep", "-c", tmp_path / "official.pth.tar", "--dataset", data, "--out", out, "--levels",
+                    str(level), "--factors", "none", "--padding", how, "--no-progress")  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        (row,) = ResultStore(out).read().to_dict("records")
+        bpp[how] = row["payload_bpp_real"]
+    assert bpp["official"] == official_bpp
+    assert bpp["centred"] != official_bpp
