@@ -135,7 +135,7 @@ def figure(csv_path: Path, png: Path, runs: list[str]) -> None:
         ax1.plot(g["step"], g["jpeg_psnr_rgb_same_bpp"], "--", lw=1, color=c, alpha=0.6)
         ax2.plot(hours, g["psnr_rgb"], "o-", ms=3, color=c, label=label)
     ax1.set_xlabel("training steps (8 crops of 128 px each)")
-    ax2.set_xlabel("training CPU-hours (one thread, bf16 where the run used it)")
+    ax2.set_xlabel("training hours (wall time of a one-thread run; other jobs shared the CPU at times)")
     ax1.set_ylabel("PSNR-RGB on Kodak [dB] (real bitstreams)")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.35)
