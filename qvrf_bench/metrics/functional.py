@@ -138,32 +138,13 @@ def ms_ssim_rgb(ref_rgb8: np.ndarray, test_rgb8: np.ndarray) -> float:
 
     NaN when the shorter side is <= 160 pixels (too small for 5 scales; pytorch_msssim would assert).
     float32 on the CPU like CompressAI (float64 is 8x slower and moves the value by ~1e-7).
-    The value is ``pytorch_msssim.ms_ssim``'s (tested to 1e-6 relative); the reference image's blurs are kept
+    The value is ``pytorch_msssim.ms_ssim``'s (tested to 1e-6; the same arithmetic); the reference image's blurs are kept
     for the next call with the same reference, since a sweep scores dozens of reconstructions of one image.
     """
     _check_pair(ref_rgb8, test_rgb8)
     if min(ref_rgb8.shape[:2]) < MS_SSIM_MIN_SIDE:
         return float("nan")
     return _MsSsimReference.of(ref_rgb8).score(test_rgb8)
-
-
-def gaussian_blur_valid(t, taps: list[float]):
-    """Separable 'valid' blur of (..., H, W) with the 1-D kernel ``taps`` along W, then H: the
-    arithmetic of pytorch_msssim's ``gaussian_filter`` (two grouped 1-D convolutions), written as one
-    in-place multiply-add per tap. On this project's CPU torch's grouped convolution runs 2.3-3.7x
-    slower than these 2 x len(taps) vector passes (bench/README); the sums differ only in float32 rounding
-    order (MS-SSIM values within 2e-7 relative of pytorch_msssim's, tests/metrics)."""
-    import torch
-
-    n = len(taps)
-    h, w = t.shape[-2:]
-    u = torch.mul(t[..., :, 0 : w - n + 1], taps[0])
-    for i in range(1, n):
-        u.add_(t[..., :, i : i + w - n + 1], alpha=taps[i])
-    v = torch.mul(u[..., 0 : h - n + 1, :], taps[0])
-    for i in range(1, n):
-        v.add_(u[..., i : i + h - n + 1, :], alpha=taps[i])
-    return v
 
 
 def ms_ssim_y(ref_rgb8: np.ndarray, test_rgb8: np.ndarray) -> float:
@@ -178,8 +159,14 @@ def ms_ssim_y(ref_rgb8: np.ndarray, test_rgb8: np.ndarray) -> float:
 
 class _MsSsimReference:
     """One reference image's per-scale pyramid, blur and blurred square (pytorch_msssim's ``_ssim`` terms
-    that do not depend on the test image): per call, the test image's three blurs per scale run as
-    one batch (:func:`gaussian_blur_valid`). Images are (H, W, C) arrays of 0..255 values, any C."""
+    that do not depend on the test image): 3 of the 5 Gaussian blurs per scale are left per call.
+    Images are (H, W, C) arrays of 0..255 values, any C.
+
+    The blurs are pytorch_msssim's own ``gaussian_filter`` (grouped 1-D convolutions) on the same
+    tensors, so every value is the library's to the bit. A blur written as in-place multiply-adds was
+    measured 1.6x faster per sweep point (bench/README "ms_ssim_speed.py") but, summing in another
+    order, moved values by up to 7e-6 on Kodak (kodim20, whose flat sky makes float32 itself 5e-5
+    from exact) and three printed BD cells of the main job: not kept."""
 
     _cache: list[tuple[bytes, _MsSsimReference]] = []  # the last two references, by content digest
     WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # pytorch_msssim's defaults
@@ -199,18 +186,20 @@ class _MsSsimReference:
 
     def __init__(self, ref_rgb8: np.ndarray):
         import torch
-        from pytorch_msssim.ssim import _fspecial_gauss_1d
+        from pytorch_msssim.ssim import _fspecial_gauss_1d, gaussian_filter
 
-        self.taps = _fspecial_gauss_1d(MS_SSIM_WIN_SIZE, 1.5).flatten().tolist()  # the library's window
+        self._blur = gaussian_filter
+        self.win = _fspecial_gauss_1d(MS_SSIM_WIN_SIZE, 1.5).repeat(ref_rgb8.shape[-1], 1, 1, 1)
         x = _to_tensor(ref_rgb8)
-        self.scales = []  # per scale: (x, mu1, mu1^2, sigma1^2)
+        self.scales = []  # per scale: (x, mu1, mu1^2, sigma1^2, avg-pool padding)
         with torch.no_grad():
             for i in range(len(self.WEIGHTS)):
-                mu1 = gaussian_blur_valid(x, self.taps)
-                mu1_sq = mu1 * mu1
-                self.scales.append((x, mu1, mu1_sq, gaussian_blur_valid(x * x, self.taps) - mu1_sq))
+                mu1 = gaussian_filter(x, self.win)
+                mu1_sq = mu1.pow(2)
+                pad = [s % 2 for s in x.shape[2:]]
+                self.scales.append((x, mu1, mu1_sq, gaussian_filter(x * x, self.win) - mu1_sq))
                 if i < len(self.WEIGHTS) - 1:
-                    x = torch.nn.functional.avg_pool2d(x, kernel_size=2, padding=[s % 2 for s in x.shape[2:]])
+                    x = torch.nn.functional.avg_pool2d(x, kernel_size=2, padding=pad)
 
     def score(self, test_rgb8: np.ndarray) -> float:
         import torch
@@ -220,14 +209,15 @@ class _MsSsimReference:
         terms = []
         with torch.no_grad():
             for i, (x, mu1, mu1_sq, sigma1_sq) in enumerate(self.scales):
-                mu2, y2, xy = gaussian_blur_valid(torch.cat([y, y * y, x * y]), self.taps)  # batch of 3
-                mu2, mu2_sq, mu1_mu2 = mu2[None], mu2[None] * mu2[None], mu1 * mu2[None]
-                sigma2_sq = y2[None] - mu2_sq
-                sigma12 = xy[None] - mu1_mu2
+                mu2 = self._blur(y, self.win)
+                mu2_sq, mu1_mu2 = mu2.pow(2), mu1 * mu2
+                sigma2_sq = self._blur(y * y, self.win) - mu2_sq
+                sigma12 = self._blur(x * y, self.win) - mu1_mu2
                 cs_map = (2 * sigma12 + c2) / (sigma1_sq + sigma2_sq + c2)
                 if i < len(self.scales) - 1:
                     terms.append(torch.relu(torch.flatten(cs_map, 2).mean(-1)))
-                    y = torch.nn.functional.avg_pool2d(y, kernel_size=2, padding=[s % 2 for s in y.shape[2:]])
+                    pad = [s % 2 for s in y.shape[2:]]
+                    y = torch.nn.functional.avg_pool2d(y, kernel_size=2, padding=pad)
                 else:
                     ssim_map = ((2 * mu1_mu2 + c1) / (mu1_sq + mu2_sq + c1)) * cs_map
                     terms.append(torch.relu(torch.flatten(ssim_map, 2).mean(-1)))

@@ -63,17 +63,12 @@ def test_ms_ssim_matches_compressai_convention():
 def test_ms_ssim_kept_reference_gives_pytorch_msssim_values():
     """The reference's blurs are kept between calls: values stay pytorch_msssim's for every test image
     of one reference, odd sizes included (avg-pool padding), and a new reference of the same shape is
-    not served from the cache.
-
-    On these synthetic images (MS-SSIM up to 0.99995) float32 itself is the limit: the library in
-    float32 is up to 2e-6 from the library in float64, and so is any other float32 summation order.
-    The check: within 1e-6 of the float64 value (the library's own arithmetic, exact), and within
-    3e-6 of the float32 library (measured: ours 8.5e-7 from float64 at most, the library 2.0e-6)."""
+    not served from the cache."""
     import torch
     from pytorch_msssim import ms_ssim
 
-    def lib(x, y, dtype=torch.float32):
-        t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].to(dtype)  # noqa: E731
+    def lib(x, y):
+        t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].float()  # noqa: E731
         return ms_ssim(t(x), t(y), data_range=255).item()
 
     for h, w in ((171, 203), (192, 256)):
@@ -82,9 +77,7 @@ def test_ms_ssim_kept_reference_gives_pytorch_msssim_values():
             for noise in (1, 9, 40):
                 rng = np.random.default_rng(noise)
                 b = np.clip(a.astype(int) + rng.integers(-noise, noise + 1, a.shape), 0, 255).astype(np.uint8)
-                v = metrics.ms_ssim_rgb(a, b)
-                assert v == pytest.approx(lib(a, b, torch.float64), abs=1e-6)
-                assert v == pytest.approx(lib(a, b), abs=3e-6)
+                assert metrics.ms_ssim_rgb(a, b) == pytest.approx(lib(a, b), abs=1e-6)
     a, b = _pair(192, 192, seed=3)
     first = metrics.ms_ssim_rgb(a, b)
     a2 = a.copy()
@@ -92,10 +85,10 @@ def test_ms_ssim_kept_reference_gives_pytorch_msssim_values():
     assert metrics.ms_ssim_rgb(a2, b) == pytest.approx(lib(a2, b), abs=1e-6) != pytest.approx(first, abs=1e-3)
 
 
-def test_ms_ssim_fast_blur_matches_pytorch_msssim_on_kodak():
-    """The in-place separable blur (functional.gaussian_blur_valid) against the library on real photos
-    (landscape and portrait Kodak images, shipped with the package), from near-lossless to coarse,
-    and at the smallest size five scales allow: within 1e-6 relative."""
+def test_ms_ssim_matches_pytorch_msssim_on_kodak():
+    """Against the library on real photos (landscape and portrait Kodak images, kodim20 with its flat
+    sky where float32 is furthest from exact), from near-lossless to coarse, and at the smallest size
+    five scales allow: within 1e-6 relative (the kept reference uses the library's own blurs)."""
     import torch
     from PIL import Image
     from pytorch_msssim import ms_ssim
@@ -107,26 +100,12 @@ def test_ms_ssim_fast_blur_matches_pytorch_msssim_on_kodak():
         return ms_ssim(t(x), t(y), data_range=255).item()
 
     rng = np.random.default_rng(0)
-    for name in ("kodim01.png", "kodim04.png", "kodim23.png"):  # kodim04: portrait
+    for name in ("kodim01.png", "kodim04.png", "kodim20.png"):  # kodim04: portrait
         a = np.asarray(Image.open(KODAK_DIR / name).convert("RGB"))
         for crop in (a, a[:161, :161], a[3:170, 5:])[: 3 if name == "kodim01.png" else 1]:
             for noise in (1, 6, 30):
                 b = np.clip(crop.astype(int) + rng.integers(-noise, noise + 1, crop.shape), 0, 255).astype(np.uint8)
                 assert metrics.ms_ssim_rgb(crop, b) == pytest.approx(lib(crop, b), rel=1e-6)
-
-
-def test_gaussian_blur_valid_is_the_grouped_convolution():
-    import torch
-    from pytorch_msssim.ssim import _fspecial_gauss_1d, gaussian_filter
-
-    from qvrf_bench.metrics.functional import gaussian_blur_valid
-
-    win = _fspecial_gauss_1d(11, 1.5)
-    x = torch.rand(2, 3, 37, 52) * 255
-    ref = gaussian_filter(x, win.repeat(3, 1, 1, 1))
-    out = gaussian_blur_valid(x, win.flatten().tolist())
-    assert out.shape == ref.shape == (2, 3, 27, 42)
-    assert torch.allclose(out, ref, rtol=1e-6, atol=1e-4)
 
 
 @pytest.mark.parametrize("shape", [(160, 400), (400, 160), (64, 96), (1, 1)])
