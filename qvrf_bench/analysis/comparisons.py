@@ -21,7 +21,7 @@ MAX_SUBSETS = 500
 BAND_COLUMNS = ("band", "bd_rate_pct", "bd_quality_db", "quality_lo_db", "quality_hi_db", "bpp_lo", "bpp_hi", "note")
 
 
-COMPLEXITY_COLUMNS = {"params": "params", "enc_kmac_px": "enc_kmac_px", "dec_kmac_px": "dec_kmac_px"}
+COMPLEXITY_COLUMNS = ("params", "enc_kmac_px", "dec_kmac_px")  # run.json's keys, prefixed test_ / anchor_
 
 
 def with_complexity(table, complexity: dict, curves: Sequence) -> object:
@@ -38,8 +38,8 @@ def with_complexity(table, complexity: dict, curves: Sequence) -> object:
         return float(values.pop()) if len(values) == 1 and None not in values else math.nan
 
     for side in ("test", "anchor"):
-        for key, col in COMPLEXITY_COLUMNS.items():
-            out[f"{side}_{col}"] = [count(str(n), key) for n in out[side]]
+        for key in COMPLEXITY_COLUMNS:
+            out[f"{side}_{key}"] = [count(str(n), key) for n in out[side]]
     return out
 
 

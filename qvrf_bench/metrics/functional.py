@@ -174,9 +174,7 @@ class _MsSsimReference:
 
     @classmethod
     def of(cls, ref_rgb8: np.ndarray) -> _MsSsimReference:
-        import hashlib
-
-        key = hashlib.blake2b(ref_rgb8.tobytes(), digest_size=16).digest() + repr(ref_rgb8.shape).encode()
+        key = _digest(ref_rgb8)
         for k, r in cls._cache:
             if k == key:
                 return r

@@ -390,9 +390,15 @@ def _cross_text(g: pd.DataFrame) -> str:
     return f"{int((~checked).sum())} / {len(checked)} ({where}{extra})"
 
 
+def run_complexity(infos: Sequence[RunInfo]) -> dict:
+    """{method: its parameters and kMAC/px} as the runs' run.json recorded them (failed counts left out)."""
+    return {k: v for info in infos for k, v in ((info.manifest or {}).get("complexity") or {}).items()
+            if isinstance(v, dict) and "params" in v}  # fmt: skip
+
+
 def methods_table(rows: pd.DataFrame, m: F.Measured, infos: Sequence[RunInfo] = ()) -> list[dict]:
     bad = rd.error_mask(rows)
-    cx = {k: v for info in infos for k, v in ((info.manifest or {}).get("complexity") or {}).items()}
+    cx = run_complexity(infos)
     out = []
     for method, g in rows.groupby(rows["method"].astype(str), sort=True):
         p = m.points.loc[m.points["method"] == method]
@@ -860,8 +866,7 @@ def build_context(
         )
     bd = compute_bd(m, anchors, interp=interp, n_boot=n_boot, seed=seed, cross_dataset=cross_dataset)
     tests, fixed = test_curves(m)
-    cx = {k: v for info in infos for k, v in ((info.manifest or {}).get("complexity") or {}).items()
-          if isinstance(v, dict) and "params" in v}  # fmt: skip
+    cx = run_complexity(infos)
     figs, missing = build_figures(m, anchors, bd, caption)
     errors, error_summary, n_errors = error_rows(rows)
     bd_caption = (
