@@ -63,7 +63,7 @@ def register(sub) -> None:
     p.add_argument("--init-lambda", type=positive_float, metavar="L",
                    help="lambda of a CompressAI --init-from state dict (sets the gains around it)")  # fmt: skip
     o = p.add_argument_group("optimisation (default: the preset's)")
-    o.add_argument("--channels", metavar="N[,M]", help="widths N,M (cheng2020: N)")
+    o.add_argument("--channels", metavar="N[,M]", help="widths N,M (N alone: M = N)")
     o.add_argument("--lr", type=positive_float, metavar="LR", help="main Adam learning rate")
     o.add_argument("--aux-lr", type=positive_float, metavar="LR", help="aux Adam (EB quantiles) learning rate")
     o.add_argument("--gain-lr", type=positive_float, metavar="LR",

@@ -25,7 +25,7 @@ class ArchSpec:
     zoo_name: str  # CompressAI's zoo name of the architecture ("" when it has none)
     zoo_widths: tuple[tuple[int, int], ...]  # (N, M) of the fixed-rate model of each of the 8 lambdas
     qvrf_widths: tuple[int, int]  # (N, M) of a QVRF model
-    one_width: bool = False  # the class takes N only (M = N: cheng2020)
+    one_width: bool = False  # CompressAI's class has one width: M defaults to N (cheng2020; README Decisions)
     title: str = ""  # for figures and tables, e.g. "Balle (bmshj2018-hyperprior)"
     aliases: tuple[str, ...] = ()  # other names of it: the official QVRF code's ("hyper"), CompressAI variants
     matcher: Matcher | None = None  # recognises its state dicts (checkpoints.infer_arch)

@@ -77,7 +77,7 @@ class ModelConfig:
     def label(self) -> str:
         """A short method name, e.g. ``balle-qvrf-192x320`` or ``balle-fixed-0.0483``."""
         spec = ARCH_SPECS.get(self.arch)
-        widths = f"{self.N}" if spec is not None and spec.one_width else f"{self.N}x{self.M}"
+        widths = f"{self.N}" if spec is not None and spec.one_width and self.M == self.N else f"{self.N}x{self.M}"
         if self.kind == "fixed":
             return f"{self.arch}-fixed-{widths}-l{self.lmbdas[0]:g}"
         return f"{self.arch}-qvrf{len(self.lmbdas)}-{widths}"
@@ -115,7 +115,7 @@ def make_config(
         gains = list(gains) if gains is not None else initial_gains(lmbdas, ref_lmbda)
     dN, dM = default_widths(arch, kind, lmbdas[0] if kind == "fixed" else None)
     N = int(N or dN)
-    M = N if ARCH_SPECS[arch].one_width else int(M or dM)
+    M = int(M or (N if ARCH_SPECS[arch].one_width else dM))
     return ModelConfig(arch, kind, N, M, [float(v) for v in lmbdas], [float(g) for g in gains],
                        bool(learn_gains), ARCH_SPECS[arch].zoo_name)  # fmt: skip
 
@@ -124,7 +124,7 @@ def build_model(config: ModelConfig) -> nn.Module:
     """A fresh (randomly initialised) model for ``config``, with ``model.config`` set."""
     spec = ARCH_SPECS[config.arch]
     kwargs = dict(lmbdas=config.lmbdas, gains=config.gains_init, learn_gains=config.learn_gains)
-    model = spec.cls(N=config.N, **kwargs) if spec.one_width else spec.cls(N=config.N, M=config.M, **kwargs)
+    model = spec.cls(N=config.N, M=config.M, **kwargs)
     model.config = config
     model.qvrf_scale_table = scale_table(max(config.gains_init))
     determinism.install(model)  # entropy parameters independent of the thread count

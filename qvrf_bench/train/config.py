@@ -171,8 +171,6 @@ class TrainConfig:
             c.M = c.N  # "--channels 16" means N = M = 16
         elif c.N is None and c.arch in p.channels:
             c.N = p.channels[c.arch][0]
-        if c.arch == "cheng2020" and c.N is not None:
-            c.M = c.N
         if c.out is None:
             c.out = Path("runs") / c.default_name()
         c.out = str(c.out)

@@ -60,7 +60,8 @@ class ArchPlan:
     arch: str
     channels: str  # --channels
     base_steps: int
-    steps: int  # each anchor's and each QVRF model's own budget after the base
+    steps: int  # each anchor's own budget after the base
+    qvrf_steps: int | None = None  # each QVRF model's budget after the base (None: ``steps``, one anchor's)
     patch: int = 128
     batch: int = 8
     base_lr: float = 1e-3
@@ -69,12 +70,16 @@ class ArchPlan:
     precision: str = "bf16"  # train --precision: the transforms under bf16 autocast (README Decisions 14)
 
     @property
+    def qvrf_budget(self) -> int:
+        return self.qvrf_steps or self.steps
+
+    @property
     def stage2_steps(self) -> int:
-        return self.steps * 3 // 4
+        return self.qvrf_budget * 3 // 4
 
     @property
     def stage3_steps(self) -> int:
-        return self.steps - self.stage2_steps
+        return self.qvrf_budget - self.stage2_steps
 
 
 # Zoo v2 (balle, minnen): N,M = 48,128 in bf16. The v1 widths (32,48, fp32) saturated near 29 dB at
