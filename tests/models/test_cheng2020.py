@@ -21,6 +21,7 @@ def test_one_width_is_compressais_module_key_for_key():
 def test_a_wider_latent_changes_only_the_layers_that_touch_it():
     one = create("cheng2020", "qvrf", N=16).state_dict()
     wide = create("cheng2020", "qvrf", N=16, M=24).state_dict()
+
     def module(key):  # "g_a.7.weight" -> "g_a.7"; the context model and entropy parameters as a whole
         parts = key.split(".")
         return parts[0] if parts[0] in ("context_prediction", "entropy_parameters") else ".".join(parts[:2])
