@@ -1,4 +1,4 @@
-"""The model zoo: the recipe's equal budgets, train -> pack -> zoo:NAME end to end on a tiny recipe,
+"""The model zoo: the recipe's stated budgets, train -> pack -> zoo:NAME end to end on a tiny recipe,
 and the shipped files themselves (sha256, provenance, the recorded Kodak-crop check to 1e-6)."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ SHIPPED = zoo.read_manifest()["models"]
 
 
 @pytest.mark.parametrize("arch", zoo_train.ZOO_ARCHS)
-def test_recipe_gives_anchors_and_qvrf_equal_budgets_from_one_base(arch):
+def test_recipe_gives_anchors_and_qvrf_their_stated_budgets_from_one_base(arch):
     steps = {s.name: s for s in zoo_train.recipe([arch])}
     plan = zoo_train.PLANS[arch]
 
@@ -42,7 +42,11 @@ def test_recipe_gives_anchors_and_qvrf_equal_budgets_from_one_base(arch):
         runs = chain(s)
         assert runs[-1].name == f"{arch}-base", "every shipped model starts from the arch's base"
         assert own_steps(runs[-1]) == plan.base_steps
-        assert sum(own_steps(r) for r in runs[:-1]) == plan.steps, f"{s.ships}: unequal budget"
+        budget = plan.qvrf_budget if "qvrf" in s.ships else plan.steps
+        assert sum(own_steps(r) for r in runs[:-1]) == budget, f"{s.ships}: not its stated budget"
+        if "qvrf" in s.ships:  # every stage pins the same level: the base's when the plan says so
+            pins = {r.argv[r.argv.index("--pinned-level") + 1] if "--pinned-level" in r.argv else None for r in runs[:-1]}
+            assert pins == ({"7"} if plan.pin_base_level else {None})
         # the same crops, batch and widths everywhere: only lambda / kind / stage differ
         for flag in ("--channels", "--patch-size", "--batch-size", "--threads"):
             assert {r.argv[r.argv.index(flag) + 1] for r in runs} == {s.argv[s.argv.index(flag) + 1]}
@@ -83,6 +87,12 @@ def test_train_pack_and_load_a_tiny_zoo(tiny_zoo, monkeypatch):
     model, _ = load_model("zoo:balle-qvrf8")  # through checkpoints.read_file, as every command does
     assert model.num_levels == 8
     assert zoo_train.measure_check(model) == e["check"]
+    # re-packing one model leaves the others' files and entries as they were
+    before = {n: (dest / m["file"]).read_bytes() for n, m in manifest["models"].items()}
+    zoo_train.pack(photos, runs, dest, steps=recipe, only={"balle-qvrf8"}, log=logs.append)
+    again = json.loads((dest / zoo.MANIFEST).read_text())["models"]
+    for n in ("balle-fixed-l0.18", "balle-fixed-l0.0018"):
+        assert again[n] == manifest["models"][n] and (dest / again[n]["file"]).read_bytes() == before[n]
     # a modified file is refused by name
     bad = dest.parent / "zoo-modified"
     shutil.copytree(dest, bad)

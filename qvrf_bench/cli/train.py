@@ -49,6 +49,9 @@ def register(sub) -> None:
     p.add_argument("--levels", type=int, default=8, choices=[8, 11], help="QVRF levels (default 8)")
     p.add_argument("--fixed-gains", action="store_true",
                    help="freeze every gain (as CompressAI's VBR) instead of learning a_1..a_{L-1}")  # fmt: skip
+    p.add_argument("--pinned-level", type=int, default=0, metavar="S",
+                   help="the level whose gain stays frozen and pins the scale of y; the others learn "
+                   "(default 0, as [QRAF]; the zoo pins its base's level: README Decisions 2)")  # fmt: skip
     p.add_argument("--preset", default="smoke", choices=["smoke", "paper"],
                    help="smoke: narrow nets, 64px crops, minutes on a CPU; paper: the official set-up (default smoke)")  # fmt: skip
     p.add_argument("--dataset", required=True, metavar="DIR", help="folder of training images (recursive)")
@@ -136,6 +139,7 @@ def config_from_args(args: argparse.Namespace):
     return TrainConfig(
         arch=args.arch, dataset=args.dataset, kind=kind, stage=args.stage,
         lmbda=None if lmbda == "all" else lmbda, levels=args.levels, fixed_gains=args.fixed_gains,
+        pinned_level=args.pinned_level,
         preset=args.preset, out=args.out, init_from=args.init_from, init_lambda=args.init_lambda,
         val=args.val, val_fraction=args.val_fraction, max_val_images=args.max_val_images, cache=args.cache,
         cache_mb=args.cache_mb, pad_mode=args.pad_mode, workers=args.workers,

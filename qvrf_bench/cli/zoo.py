@@ -40,6 +40,8 @@ def register(sub) -> None:
     pk.add_argument("--runs", default="runs/zoo", metavar="DIR")
     pk.add_argument("--archs", default="balle,minnen,cheng2020")
     pk.add_argument("--dest", help="zoo folder (default: the package's)")
+    pk.add_argument("--only", help="comma-separated model names (default: every finished one); the others' "
+                    "files and entries stay as they are")  # fmt: skip
     pk.set_defaults(func=run_pack)
 
 
@@ -136,5 +138,6 @@ def run_pack(args: argparse.Namespace) -> int:
     from qvrf_bench.train import zoo as zoo_train
 
     dest = args.dest or zoo.ZOO_DIR
-    print(zoo_train.pack(args.dataset, args.runs, dest, _archs(args.archs)))
+    only = set(args.only.split(",")) if args.only else None
+    print(zoo_train.pack(args.dataset, args.runs, dest, _archs(args.archs), only=only))
     return 0

@@ -259,7 +259,7 @@ class QVRFTraining(QVRFMethod):
     - stage 1: level L-1 (the largest lambda) at a = gain[0] detached (= 1 with the official
       gains), noise proxy. Validation: that level only, at the same a (the trained objective).
     - stage 2: a uniform random level per step (one draw from (seed, step): train/state.py), a =
-      gain[s] (a_0 frozen, the others learned unless the gains are fixed), noise proxy. Validation:
+      gain[s] (a_0, or the pinned level's, frozen; the others learned unless the gains are fixed), noise proxy. Validation:
       every level.
     - stage 3: as stage 2 with the straight-through quantizer (``quant="ste"``); the autoregressive
       models run the exact serial STE loop (slow, but what the decoder does).
@@ -272,13 +272,14 @@ class QVRFTraining(QVRFMethod):
     trainable = True
     knob_name = "gain"
 
-    def __init__(self, model, stage: int = 2, gain_lr_factor: float | None = None):
+    def __init__(self, model, stage: int = 2, gain_lr_factor: float | None = None, pinned_level: int = 0):
         super().__init__(model, name=model.config.label)
         fixed = model.config.kind == "fixed"
         # the official gain rules' stage: a fixed-rate model trains like stage 1 (a = gain[0])
         self.stage = 1 if fixed else int(stage)
         self.training_stage = 0 if fixed else self.stage
         self.quant = "ste" if self.stage == 3 else "noise"
+        self.pinned_level = model.check_level(pinned_level)
         self.gain_lr_factor = gain_lr_factor if gain_lr_factor is not None else float(model.gain.detach()[0].abs())
 
     def training_point(self, step: int, seed: int) -> Point:
@@ -291,7 +292,7 @@ class QVRFTraining(QVRFMethod):
 
     def _gain(self, point: Point) -> Tensor:
         if self.model.training:
-            return self.model.train_gain(point.level, stage=self.stage)
+            return self.model.train_gain(point.level, stage=self.stage, pinned=self.pinned_level)
         # validation: what the step trains (stage 1: a = gain[0]), else the level's inference gain
         return self.model.gain.detach()[0] if self.stage == 1 else self.model.level_gain(point.level)
 
@@ -317,5 +318,12 @@ class QVRFTraining(QVRFMethod):
     def training_notices(self, validation: list[dict]) -> list[str]:
         if not self.model.gain.requires_grad:
             return []
-        return [f"gain of level {s} reached the 1e-4 clamp and no longer trains (lower --gain-lr)"
-                for s, g in enumerate(self.model.gain.detach().tolist()) if s > 0 and g <= 1e-4]  # fmt: skip
+        gains = self.model.gain.detach().tolist()
+        out = [f"gain of level {s} reached the 1e-4 clamp and no longer trains (lower --gain-lr)"
+               for s, g in enumerate(gains) if s != self.pinned_level and g <= 1e-4]  # fmt: skip
+        for s in range(1, len(gains)):
+            if not gains[s] > gains[s - 1]:
+                out.append(f"gain of level {s} ({gains[s]:.4g}) is not above level {s - 1}'s ({gains[s - 1]:.4g}): "
+                           "the codec refuses gains that do not increase (the rate levels crossed; a shorter "
+                           "run, or --pinned-level at the level the model started from, keeps them apart)")  # fmt: skip
+        return out

@@ -265,11 +265,14 @@ class GainMixin(CodingMixin):
         """The inference gain of a discrete level: |gain[s]| (no gradient)."""
         return self.gain.detach()[self.check_level(level)].abs()
 
-    def train_gain(self, level: int, stage: int = 2) -> Tensor:
-        """The training gain, with the official freezing and clamping rules."""
+    def train_gain(self, level: int, stage: int = 2, pinned: int = 0) -> Tensor:
+        """The training gain, with the official freezing and clamping rules; ``pinned`` is the level
+        whose gain never trains ([QRAF]: 0)."""
         level = self.check_level(level)
-        if stage <= 1 or level == 0:
+        if stage <= 1:
             return self.gain[0].detach()
+        if level == pinned:
+            return self.gain[level].detach()
         return torch.clamp(self.gain[level], min=1e-4) + 1e-9
 
     def resolve_gain(self, level: int | None, gain: float | Tensor | None) -> Tensor:

@@ -129,14 +129,16 @@ def parse_checkpoint(spec: str | os.PathLike) -> tuple[str | None, str]:
 
 
 def paper_factors_for(model) -> tuple[float, ...]:
-    """The 27 factors of Inference.py in units of the model's a_0.
+    """The 27 factors of Inference.py in units of the model's a_0 as it started training.
 
-    [QRAF]'s models have a_0 = 1, so this is the list itself. A QVRF model fine-tuned from a fixed
-    model at lambda_ref has a_0 = sqrt(lambda_0 / lambda_ref) (decision 1; 0.1 from lambda = 0.18):
-    the same relative bin sizes, so the factors span its levels as they span the official ones."""
+    [QRAF]'s models have a_0 = 1, frozen, so this is the list itself. A QVRF model fine-tuned from a
+    fixed model at lambda_ref starts with a_0 = sqrt(lambda_0 / lambda_ref) (decision 1; 0.1 from
+    lambda = 0.18): the same relative bin sizes, so the factors span its levels as they span the
+    official ones. The starting value, not the learned one: a model that pins another level's gain
+    (train --pinned-level) learns a_0, and the factors must not move with it."""
     from qvrf_bench.models.qvrf import PAPER_FACTORS
 
-    a0 = float(model.level_gain(0))
+    a0 = float(model.config.gains_init[0])
     return tuple(sorted({_round_factor(f * a0) for f in PAPER_FACTORS}))
 
 

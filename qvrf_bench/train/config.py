@@ -25,9 +25,11 @@ PAD_MODES = ("reflect", "zero")
 # to another run. Everything else (length, cadence, device, workers, paths) may change on resume,
 # e.g. ``--steps`` can be raised to extend a finished run.
 IDENTITY_FIELDS = (
-    "arch", "kind", "stage", "lmbda", "levels", "N", "M", "fixed_gains", "seed", "batch_size",
+    "arch", "kind", "stage", "lmbda", "levels", "N", "M", "fixed_gains", "pinned_level", "seed", "batch_size",
     "patch_size", "lr", "aux_lr", "init_from",
 )  # fmt: skip
+# identity fields added after runs were made: an old run's config lacks them and had this value
+IDENTITY_DEFAULTS = {"pinned_level": 0}
 
 
 @dataclass
@@ -45,6 +47,8 @@ class TrainConfig:
     lmbda: float | None = None
     levels: int = 8
     fixed_gains: bool = False
+    # the level whose gain stays frozen and pins the scale of y (README Decisions 2): 0 as [QRAF]
+    pinned_level: int = 0
     preset: str = "smoke"
     out: str | Path | None = None
     # init
@@ -120,6 +124,8 @@ class TrainConfig:
         elif self.stage not in STAGES:
             raise ValueError(f"stage must be 1, 2 or 3 (got {self.stage})")
         lambdas_for_levels(self.levels)
+        if not 0 <= self.pinned_level < self.levels:
+            raise ValueError(f"--pinned-level must be a level in [0, {self.levels}) (got {self.pinned_level})")
         if self.dataset is None:
             raise ValueError("no training images: give --dataset DIR")
         if self.resume not in RESUME_MODES:
@@ -198,7 +204,7 @@ def identity_diff(a: dict, b: dict, skip: tuple[str, ...] = ()) -> list[str]:
     for k in IDENTITY_FIELDS:
         if k in skip:
             continue
-        va, vb = a.get(k), b.get(k)
+        va, vb = a.get(k, IDENTITY_DEFAULTS.get(k)), b.get(k, IDENTITY_DEFAULTS.get(k))
         if isinstance(va, float) or isinstance(vb, float):
             same = va is not None and vb is not None and math.isclose(float(va), float(vb), rel_tol=1e-9)
         else:

@@ -62,7 +62,7 @@ def train(config: TrainConfig) -> Path:
     factor = None if cfg.gain_lr is None else cfg.gain_lr / cfg.lr
     if model.gain.requires_grad:
         cfg.gain_lr = cfg.gain_lr or default_gain_lr(model, cfg.lr)
-    method = QVRFTraining(model, stage=cfg.stage, gain_lr_factor=factor)
+    method = QVRFTraining(model, stage=cfg.stage, gain_lr_factor=factor, pinned_level=cfg.pinned_level)
 
     def save(path: Path, training: dict) -> Path:
         return save_checkpoint(path, model, training=training)

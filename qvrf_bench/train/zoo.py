@@ -3,12 +3,17 @@ provenance (the catalogue, ``zoo:NAME`` -> file, is qvrf_bench/zoo.py).
 
 How the zoo is made (:data:`RECIPES`, run by ``qvrf-bench zoo train`` / ``nox -s train_zoo``):
 per architecture, one **base** -- a fixed-rate model at lambda = 0.18 trained from scratch, which is
-also what [QRAF]'s stage 1 is -- then, each starting from the base's final weights and each with
-the *same* number of steps (the equal budget the anchors-vs-QVRF comparison needs):
+also what [QRAF]'s stage 1 is -- then, each starting from the base's final weights, with stated
+budgets (:class:`ArchPlan`):
 
-* the 8 fixed-rate anchors (lambda 0.0018 ... 0.18; the 0.18 anchor continues the base), and
-* the 8-level QVRF model: stage 2 (noise proxy, learned gains) for 3/4 of the budget, then
-  stage 3 (straight-through rounding) for the last 1/4; for balle also the 11-level model.
+* the 8 fixed-rate anchors (lambda 0.0018 ... 0.18; the 0.18 anchor continues the base), ``steps``
+  each, and
+* the 8-level QVRF model: stage 2 (noise proxy, learned gains) for 3/4 of ``qvrf_steps``, then
+  stage 3 (straight-through rounding) for the last 1/4; for balle also the 11-level model. v1 gave
+  it one anchor's steps; v2 gives it three (9,000 against 8 x 3,000 for the anchors), with the gain
+  of the base's level pinned (``pin_base_level``): at one anchor's budget QVRF-8 sat +7.3 % (balle)
+  from its anchors, at three +4.5 %, and with [QRAF]'s pinned a_0 the longer run crossed its two
+  lowest levels (README "Model zoo").
 
 The QVRF models start from the base with gains sqrt(lambda_s / 0.18) (decision 1 with lambda_ref =
 0.18), so a_7 = 1 reproduces the base exactly and a_0 = 0.1: the fine-tune starts at the base's
@@ -67,6 +72,9 @@ class ArchPlan:
     base_lr: float = 1e-3
     lr: float = 3e-4
     eleven: bool = False
+    # the QVRF runs freeze the gain of the base's level (lambda 0.18, gain 1) instead of [QRAF]'s a_0
+    # (train --pinned-level; README Decisions 2)
+    pin_base_level: bool = False
     precision: str = "bf16"  # train --precision: the transforms under bf16 autocast (README Decisions 14)
 
     @property
@@ -89,10 +97,11 @@ class ArchPlan:
 # the same recipe: its plan says how the shipped files were made. cheng2020 costs ~3.5x a balle
 # step: a shorter base.
 PLANS: dict[str, ArchPlan] = {
-    "balle": ArchPlan("balle", "48,128", base_steps=20000, steps=3000, eleven=True),
-    "minnen": ArchPlan("minnen", "48,128", base_steps=20000, steps=3000),
+    "balle": ArchPlan("balle", "48,128", base_steps=20000, steps=3000, qvrf_steps=9000, eleven=True, pin_base_level=True),
+    "minnen": ArchPlan("minnen", "48,128", base_steps=20000, steps=3000, qvrf_steps=9000, pin_base_level=True),
     "cheng2020": ArchPlan("cheng2020", "32", base_steps=12000, steps=2000, precision="fp32"),
 }
+BASE_LAMBDA = 0.18  # every base's lambda: the top anchor's, and the QVRF models' starting point
 LR_DROP_AT = 0.8  # every run: learning rates x 0.1 for its last 20 % of steps
 ZOO_ARCHS = tuple(PLANS)
 
@@ -123,17 +132,17 @@ def _common(plan: ArchPlan, out: str, lr: float, steps: int) -> list[str]:
 
 def recipe(archs=ZOO_ARCHS) -> list[Step]:
     """Every training run of the zoo, in an order that respects ``after``."""
-    from qvrf_bench.models.qvrf import LAMBDAS_8
+    from qvrf_bench.models.qvrf import LAMBDAS_8, lambdas_for_levels
 
     steps: list[Step] = []
     for arch in archs:
         p = PLANS[arch]
         base = f"{arch}-base"
         base_final = f"{{RUNS}}/{base}/final.pt"
-        head = f"{arch} N,M={p.channels}, {p.patch}px crops x {p.batch}, from a shared lambda=0.18 base of {p.base_steps} steps"
-        steps.append(Step(base, ["--kind", "fixed", "--lambda", "0.18", "--keep-every", "1000",
+        head = f"{arch} N,M={p.channels}, {p.patch}px crops x {p.batch}, from a shared lambda={BASE_LAMBDA:g} base of {p.base_steps} steps"
+        steps.append(Step(base, ["--kind", "fixed", "--lambda", f"{BASE_LAMBDA:g}", "--keep-every", "1000",
                                  *_common(p, base, p.base_lr, p.base_steps)],
-                          budget=f"{arch} base: lambda 0.18 from scratch, {p.base_steps} steps"))  # fmt: skip
+                          budget=f"{arch} base: lambda {BASE_LAMBDA:g} from scratch, {p.base_steps} steps"))  # fmt: skip
         for lm in LAMBDAS_8:
             name = f"{arch}-fixed-l{lm:g}"
             steps.append(Step(name, ["--kind", "fixed", "--lambda", f"{lm:g}", "--init-from", base_final,
@@ -142,6 +151,8 @@ def recipe(archs=ZOO_ARCHS) -> list[Step]:
         for levels in (8, 11) if p.eleven else (8,):
             s2, s3 = f"{arch}-qvrf{levels}-s2", f"{arch}-qvrf{levels}-s3"
             lv = ["--levels", str(levels)]
+            if p.pin_base_level:
+                lv += ["--pinned-level", str(lambdas_for_levels(levels).index(BASE_LAMBDA))]
             steps.append(Step(s2, ["--kind", "qvrf", "--stage", "2", *lv, "--init-from", base_final,
                                    *_common(p, s2, p.lr, p.stage2_steps)], after=base))  # fmt: skip
             steps.append(Step(s3, ["--kind", "qvrf", "--stage", "3", *lv, "--init-from", f"{{RUNS}}/{s2}/final.pt",
@@ -318,9 +329,11 @@ def pack(
     archs=ZOO_ARCHS,
     log=print,
     steps: list[Step] | None = None,
+    only=None,
 ) -> Path:
-    """Ship every finished model of the recipe (``steps``, default :func:`recipe` of ``archs``) into
-    ``dest`` and (re)write its manifest."""
+    """Ship every finished model of the recipe (``steps``, default :func:`recipe` of ``archs``; with
+    ``only``, those names alone) into ``dest`` and (re)write its manifest. A re-packed file changes
+    bytes (its made-with time), so ``only`` keeps the models that did not change as they are."""
     import torch
 
     from qvrf_bench.methods.codec import model_fingerprint
@@ -337,7 +350,7 @@ def pack(
     machine = {"cpu": store.cpu_model(), "cpus": os.cpu_count(), "platform": store.provenance()["platform"]}
     commit = git_commit()
     for s in steps.values():
-        if not s.ships or not _done(runs, s):
+        if not s.ships or not _done(runs, s) or (only is not None and s.ships not in only):
             continue
         chain, cur, software = [], s, None
         while cur is not None:

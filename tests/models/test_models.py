@@ -68,6 +68,15 @@ def test_stage1_gain_is_gain0_detached(arch):
     assert m.train_gain(7, stage=2).requires_grad
 
 
+def test_the_pinned_level_is_the_one_gain_that_never_trains():
+    m = tiny("balle").train()
+    assert not m.train_gain(0).requires_grad and m.train_gain(7).requires_grad  # [QRAF]: a_0
+    pinned = m.train_gain(7, pinned=7)
+    assert not pinned.requires_grad and float(pinned) == float(m.gain[7])
+    assert m.train_gain(0, pinned=7).requires_grad
+    assert float(m.train_gain(7, stage=1, pinned=7)) == float(m.gain[0])  # stage 1 is [QRAF]'s either way
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_noise_width_is_the_level_bin_size(arch, monkeypatch):
     """Quantization-error-aware noise: the y fed to g_s is y + u/a with u in [-1/2, 1/2], so its

@@ -32,6 +32,16 @@ def test_parse_levels():
             sweep.parse_levels(bad)
 
 
+def test_paper_factors_are_in_units_of_the_starting_a0_not_the_learned_one():
+    from qvrf_bench.models.qvrf import LAMBDAS_8, initial_gains
+
+    model = create("balle", "qvrf", N=8, M=12, gains=initial_gains(LAMBDAS_8, 0.18))  # a_0 = 0.1
+    with torch.no_grad():
+        model.gain[0] = 0.055  # learned, as with train --pinned-level 7
+    factors = sweep.paper_factors_for(model)
+    assert factors[0] == pytest.approx(0.1 * PAPER_FACTORS[0]) and factors[-1] == pytest.approx(0.1 * PAPER_FACTORS[-1])
+
+
 def test_parse_factors():
     assert sweep.parse_factors("paper") == PAPER_FACTORS and len(PAPER_FACTORS) == 27
     assert sweep.parse_factors("none") == () and sweep.parse_factors(None) == ()

@@ -19,7 +19,7 @@ import torch
 from qvrf_bench.errors import CheckpointError, QVRFError
 from qvrf_bench.models import LAMBDAS_8, create
 from qvrf_bench.models.checkpoints import load_model, read_file, save_checkpoint
-from qvrf_bench.train import initial_model, train
+from qvrf_bench.train import TrainConfig, initial_model, train
 from qvrf_bench.train import loop as loop_module
 
 REPO = Path(__file__).resolve().parents[2]
@@ -87,6 +87,21 @@ def test_stage2_draws_levels_and_learns_gains(tiny):
     fixed = tiny(steps=4, fixed_gains=True, out=str(Path(cfg.out).parent / "fixedgains"))
     m2, _ = load_model(train(fixed))
     assert torch.equal(m2.gain.detach(), torch.tensor(m2.config.gains_init))
+    pin = tiny(steps=12, val_every=12, save_every=12, pinned_level=7, out=str(Path(cfg.out).parent / "pin7"))
+    m3, _ = load_model(train(pin))
+    gain = m3.gain.detach()
+    assert gain[7] == init[7] and gain[0] != init[0]  # the pinned level frozen, a_0 learns
+    assert not torch.equal(gain, model.gain.detach())
+
+
+def test_a_run_made_before_a_new_identity_field_resumes_with_its_old_value():
+    from qvrf_bench.train.config import identity_diff
+
+    old = {"arch": "balle", "kind": "qvrf", "levels": 8}  # no pinned_level: made before it existed
+    assert identity_diff(old, {**old, "pinned_level": 0}) == []
+    assert identity_diff(old, {**old, "pinned_level": 7}) == ["pinned_level: 0 -> 7"]
+    with pytest.raises(ValueError, match="pinned-level"):
+        TrainConfig(arch="balle", dataset="x", pinned_level=8).check()
 
 
 def test_resume_after_interruption_continues_at_the_right_step(tiny, tmp_path):
