@@ -45,7 +45,9 @@ def test_recipe_gives_anchors_and_qvrf_their_stated_budgets_from_one_base(arch):
         budget = plan.qvrf_budget if "qvrf" in s.ships else plan.steps
         assert sum(own_steps(r) for r in runs[:-1]) == budget, f"{s.ships}: not its stated budget"
         if "qvrf" in s.ships:  # every stage pins the same level: the base's when the plan says so
-            pins = {r.argv[r.argv.index("--pinned-level") + 1] if "--pinned-level" in r.argv else None for r in runs[:-1]}
+            pins = {
+                r.argv[r.argv.index("--pinned-level") + 1] if "--pinned-level" in r.argv else None for r in runs[:-1]
+            }
             assert pins == ({"7"} if plan.pin_base_level else {None})
         # the same crops, batch and widths everywhere: only lambda / kind / stage differ
         for flag in ("--channels", "--patch-size", "--batch-size", "--threads"):

@@ -97,7 +97,9 @@ class ArchPlan:
 # the same recipe: its plan says how the shipped files were made. cheng2020 costs ~3.5x a balle
 # step: a shorter base.
 PLANS: dict[str, ArchPlan] = {
-    "balle": ArchPlan("balle", "48,128", base_steps=20000, steps=3000, qvrf_steps=9000, eleven=True, pin_base_level=True),
+    "balle": ArchPlan(
+        "balle", "48,128", base_steps=20000, steps=3000, qvrf_steps=9000, eleven=True, pin_base_level=True
+    ),
     "minnen": ArchPlan("minnen", "48,128", base_steps=20000, steps=3000, qvrf_steps=9000, pin_base_level=True),
     "cheng2020": ArchPlan("cheng2020", "32", base_steps=12000, steps=2000, precision="fp32"),
 }
