@@ -225,10 +225,16 @@ class _MsSsimReference:
 
 
 def _to_tensor(a: np.ndarray):
+    """(1, C, H, W) float32 over a copy of the (H, W, C) array's memory: channels-last. The size-1 batch
+    dim gets the stride C * H * W: unsqueeze would give it C, and oneDNN then leaves its channels-last
+    convolution for a path 4x slower (MS-SSIM 82 -> 40 ms a Kodak point; bench/README). The value is
+    pytorch_msssim's on this tensor to the bit; other layouts sum in other orders, 1.5e-7 apart."""
     import torch
 
     # torch.tensor copies: a read-only array (e.g. from PIL) would warn with from_numpy
-    return torch.tensor(a, dtype=torch.float32).permute(2, 0, 1).unsqueeze(0)
+    t = torch.tensor(a, dtype=torch.float32)
+    H, W, C = t.shape
+    return t.permute(2, 0, 1).unsqueeze(0).as_strided((1, C, H, W), (C * H * W, 1, W * C, C))
 
 
 def db_of_similarity(v) -> np.ndarray:

@@ -85,6 +85,29 @@ def test_ms_ssim_kept_reference_gives_pytorch_msssim_values():
     assert metrics.ms_ssim_rgb(a2, b) == pytest.approx(lib(a2, b), abs=1e-6) != pytest.approx(first, abs=1e-3)
 
 
+def test_ms_ssim_is_the_librarys_on_the_same_tensor_to_the_bit_and_near_it_on_others():
+    """The suite's tensor is channels-last with a batch stride oneDNN takes (functional._to_tensor):
+    pytorch_msssim on that very tensor gives the same float; on NCHW (CompressAI's ToTensor) or on
+    unsqueeze's stride the library itself sums in another order, within 1e-6."""
+    from pytorch_msssim import ms_ssim
+
+    from qvrf_bench.metrics.functional import _to_tensor
+
+    a, b = _pair(200, 232, seed=5)
+    x, y = _to_tensor(a), _to_tensor(b)
+    assert x.stride() == (200 * 232 * 3, 1, 232 * 3, 3) and torch_equal(x.permute(0, 2, 3, 1)[0], a)
+    v = metrics.ms_ssim_rgb(a, b)
+    assert v == ms_ssim(x, y, data_range=255).item()
+    for layout in (lambda t: t.contiguous(), lambda t: t[0].unsqueeze(0)):
+        assert v == pytest.approx(ms_ssim(layout(x), layout(y), data_range=255).item(), rel=1e-6)
+
+
+def torch_equal(t, a: np.ndarray) -> bool:
+    import torch
+
+    return bool(torch.equal(t, torch.tensor(a, dtype=torch.float32)))
+
+
 def test_ms_ssim_matches_pytorch_msssim_on_kodak():
     """Against the library on real photos (landscape and portrait Kodak images, kodim20 with its flat
     sky where float32 is furthest from exact), from near-lossless to coarse, and at the smallest size
