@@ -231,8 +231,9 @@ def _to_tensor(a: np.ndarray):
     pytorch_msssim's on this tensor to the bit; other layouts sum in other orders, 1.5e-7 apart."""
     import torch
 
-    # torch.tensor copies: a read-only array (e.g. from PIL) would warn with from_numpy
-    t = torch.tensor(a, dtype=torch.float32)
+    # A C-ordered float32 copy whatever the array's strides (a codec's output is often a transposed view,
+    # and torch.tensor would keep its strides); a fresh array, so from_numpy does not warn.
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
     H, W, C = t.shape
     return t.permute(2, 0, 1).unsqueeze(0).as_strided((1, C, H, W), (C * H * W, 1, W * C, C))
 

@@ -100,6 +100,10 @@ def test_ms_ssim_is_the_librarys_on_the_same_tensor_to_the_bit_and_near_it_on_ot
     assert v == ms_ssim(x, y, data_range=255).item()
     for layout in (lambda t: t.contiguous(), lambda t: t[0].unsqueeze(0)):
         assert v == pytest.approx(ms_ssim(layout(x), layout(y), data_range=255).item(), rel=1e-6)
+    # a codec's reconstruction is often a transposed view ((3, H, W) memory): the same value
+    view = np.ascontiguousarray(b.transpose(2, 0, 1)).transpose(1, 2, 0)
+    assert not view.flags.c_contiguous and metrics.ms_ssim_rgb(a, view) == v
+    assert metrics.ms_ssim_rgb(view.copy(), a) == metrics.ms_ssim_rgb(b, a)
 
 
 def torch_equal(t, a: np.ndarray) -> bool:
