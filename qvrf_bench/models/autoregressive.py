@@ -41,23 +41,23 @@ lands within an ulp of a rounding or scale-table boundary (~1e-7 per symbol; the
 tests see none). The tile costs the one-image coder nothing: a GEMM on 8 rows reads each weight
 once, like a GEMV, and the step is faster than CompressAI's per-position convolutions.
 
-Decoding passes the rANS decoder only the CDF rows that the position uses (renumbered): pybind
-converts the whole table on every call, which dominates CompressAI's own serial decoder; the rows'
-contents are the same, so the symbols are too.
+Decoding reads each group's symbols of every stream in one call of bitstream/rans.py's decoder
+(CompressAI's decode_stream arithmetic over arrays: the tables passed once, not converted from
+Python lists on every call). Where it cannot be built, CompressAI's decoder runs, passed only the
+CDF rows the group uses (renumbered); the symbols are the same either way.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from compressai.ans import BufferedRansEncoder, RansDecoder
+from compressai.ans import BufferedRansEncoder
 from torch import Tensor, nn
 
 from qvrf_bench.models.determinism import one_thread
-from qvrf_bench.models.latent import TILE, batch_gain
+from qvrf_bench.models.latent import TILE, batch_gain, stream_decoder
 from qvrf_bench.models.qvrf import check_coder_input, noise_like, ste_round
 
 KERNEL = 5  # context_prediction kernel size
@@ -351,12 +351,7 @@ class AutoregressiveMixin:
         M = self.M
         a = batch_gain(gain, B).reshape(B, -1, 1)
         gc = self.gaussian_conditional
-        cdf, cdf_len, offsets = self._coder_tables()
-        decoders = []
-        for s in y_strings:
-            d = RansDecoder()
-            d.set_stream(s)
-            decoders.append(d)
+        streams = stream_decoder(gc, y_strings, M * H * W)
         buf = params.new_zeros(B, M, H + 2 * PAD, W + 2 * PAD)
         sw = self._step_weights()
         pre = self._params_pre(sw, params)
@@ -365,14 +360,6 @@ class AutoregressiveMixin:
             P = hs.numel()
             scales, means = self._step_group(sw, buf, pre, hs, ws, together)  # [B, M, P]
             idx = gc.build_indexes(scales * a).transpose(1, 2).reshape(B, P * M).cpu().numpy()
-            rv = []
-            for i in range(B):
-                # Only the CDF rows this group uses, renumbered: pybind converts the whole table on
-                # every call otherwise (the rows' contents are the same, so the symbols are too).
-                rows, local = np.unique(idx[i], return_inverse=True)
-                rows = rows.tolist()
-                tables = [cdf[r] for r in rows], [cdf_len[r] for r in rows], [offsets[r] for r in rows]
-                rv.append(decoders[i].decode_stream(local.tolist(), *tables))
-            sym = torch.tensor(rv, dtype=torch.float32, device=params.device).reshape(B, P, M).transpose(1, 2)
-            buf[:, :, hs + PAD, ws + PAD] = sym / a + means
+            sym = torch.from_numpy(streams(idx)).to(device=params.device, dtype=torch.float32)
+            buf[:, :, hs + PAD, ws + PAD] = sym.reshape(B, P, M).transpose(1, 2) / a + means
         return buf[:, :, PAD : PAD + H, PAD : PAD + W]

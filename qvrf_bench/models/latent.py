@@ -16,15 +16,20 @@ invariant ``compress_latent`` / ``decompress_latent``). The hyperprior latent co
 so an item of a batch is computed exactly as alone.
 
 Gains are [B] (one scalar per item: QVRF) or [B, M] (one per channel: a channel-wise method). The
-entropy coder runs on the CPU: symbols and indexes move there in one transfer per batch.
+entropy coder runs on the CPU: symbols and indexes move there in one transfer per batch. Strings
+are written by CompressAI's rANS encoder; y strings are read by :func:`stream_decoder`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
+
+from qvrf_bench.bitstream import rans
 
 FAMILIES = ("scale", "mean-scale", "autoregressive")
 TILE = 8  # rows per matrix product in the autoregressive step: one shape, one kernel, at any batch size
@@ -102,16 +107,50 @@ def code_latent(model: nn.Module, y: Tensor, params: Tensor, gains: Tensor, **kw
 @torch.no_grad()
 def decode_latent(model: nn.Module, y_strings: list[bytes], params: Tensor, gains: Tensor, **kw) -> Tensor:
     """B y strings at their B gains, with the decoder's shared ``params`` -> y_hat [B, M, H, W]."""
-    n_y = int(model.M) * int(params.shape[-2]) * int(params.shape[-1])
-    y_strings = [padded(s, n_y) for s in y_strings]
     if family(model) == "autoregressive":
         return model.decompress_latent(y_strings, params, gains, **kw)
     gc = model.gaussian_conditional
     a = batch_gain(gains, gain_batch(gains))
     scales, means = _scales_means(model, params)
     indexes = gc.build_indexes(scales * a)
-    symbols = gc.decompress(y_strings, indexes.cpu(), params.dtype).to(params.device)
+    B = len(y_strings)
+    decode = stream_decoder(gc, y_strings, indexes[0].numel())
+    symbols = torch.from_numpy(decode(indexes.reshape(B, -1).cpu().numpy()))
+    symbols = symbols.to(device=params.device, dtype=params.dtype).reshape(indexes.shape)
     return symbols / a if means is None else symbols / a + means
+
+
+def stream_decoder(gc, y_strings: list[bytes], symbols: int) -> Callable[[np.ndarray], np.ndarray]:
+    """A function from indexes ([B, n] int32: n more symbols of each string) to their symbols
+    ([B, n] int32), the B strings advancing together; ``symbols`` is how many each string holds.
+    bitstream/rans.py's decoder (all strings in one call, ``gc``'s tables passed once, bounds-
+    checked) where it is built, else CompressAI's, one call per string, on the string zero-padded
+    (:func:`padded`) and passed only the CDF rows the call uses: pybind converts every row it is
+    given on every call. The same arithmetic on the same bytes: the same symbols either way."""
+    if rans.backend() == "c":
+        dec = rans.StreamsDecoder(y_strings, gc.quantized_cdf.cpu().numpy(), gc.cdf_length.cpu().numpy(),
+                                  gc.offset.cpu().numpy())  # fmt: skip
+        return dec.decode
+    from compressai.ans import RansDecoder
+
+    cdf, cdf_len = gc.quantized_cdf.tolist(), gc.cdf_length.reshape(-1).tolist()
+    offsets = gc.offset.reshape(-1).tolist()
+    decoders = []
+    for s in y_strings:
+        d = RansDecoder()
+        d.set_stream(padded(s, symbols))
+        decoders.append(d)
+
+    def decode(idx: np.ndarray) -> np.ndarray:
+        out = np.empty_like(idx, dtype=np.int32)
+        for i, d in enumerate(decoders):
+            rows, local = np.unique(idx[i], return_inverse=True)
+            rows = rows.tolist()
+            tables = [cdf[r] for r in rows], [cdf_len[r] for r in rows], [offsets[r] for r in rows]
+            out[i] = d.decode_stream(local.reshape(-1).tolist(), *tables)
+        return out
+
+    return decode
 
 
 def batch_gain(gain: Tensor, batch: int) -> Tensor:

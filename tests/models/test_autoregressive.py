@@ -109,3 +109,21 @@ def test_stage3_training_forward_is_the_same_by_wavefront_and_by_raster(arch):
     assert gr.keys() == gw.keys() and "gain" in gr
     for n in gr:
         assert torch.allclose(gr[n], gw[n], rtol=1e-3, atol=1e-5 * float(gr[n].abs().max()) + 1e-8), n
+
+
+@pytest.mark.parametrize("arch", AUTOREGRESSIVE)
+def test_compressais_decoder_and_the_c_decoder_decode_the_same_latent(arch, monkeypatch):
+    from qvrf_bench.bitstream import rans
+
+    if rans.backend() != "c":
+        pytest.skip(f"C rANS decoder not built here: {rans.backend()}")
+    model = small_model(arch)
+    x = torch.rand(1, 3, 64, 128)
+    gains = torch.tensor([0.5, 4.0])
+    with torch.no_grad():
+        an = latent.analyse(model, x)
+        strings, y_hat = model.compress_latent(an.y.expand(2, -1, -1, -1), an.params, gains)
+        c = model.decompress_latent(strings, an.params, gains)
+        monkeypatch.setattr(rans, "backend", lambda: "compressai (test)")
+        ref = model.decompress_latent(strings, an.params, gains)
+    assert torch.equal(c, y_hat) and torch.equal(ref, y_hat)

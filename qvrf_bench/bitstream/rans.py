@@ -1,0 +1,144 @@
+"""rANS decoding of several of CompressAI's streams at once (the autoregressive models' y strings).
+
+CompressAI's ``RansDecoder.decode_stream`` takes the CDF table as Python lists and pybind converts
+the rows on every call; the autoregressive decoder calls it once per wavefront group and stream
+(141 groups x 35 rate points per Kodak image in a sweep), so the conversion, not the arithmetic, was
+43 % of minnen's decode check (bench/README "sweep_profile.py"). ``rans_decode.c`` is the same
+decoder (CompressAI's ``decode_stream`` on ryg_rans's rans64, line for line) over numpy arrays:
+the table goes in once, all streams of a group in one call, and every read is bounds-checked.
+
+The strings are still written by CompressAI's encoder, and decoding them is deterministic
+arithmetic: both decoders give the same symbols for the same bytes (tests/bitstream/test_rans.py
+compares them on random tables, bypass-coded values included). The C file is compiled on first use
+with the system's C compiler into a cache folder (``QVRF_BENCH_CACHE``, else
+``$XDG_CACHE_HOME/qvrf-bench``, else ``~/.cache/qvrf-bench``), keyed by the source's hash. Without a
+compiler, or with ``QVRF_BENCH_RANS=compressai``, :func:`backend` says why and the callers use
+CompressAI's decoder (the same symbols, slower).
+
+Torch-free, like the rest of this package.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+SOURCE = Path(__file__).with_name("rans_decode.c")
+_ERRORS = {1: "the stream ends before its symbols do (truncated)", 2: "a symbol outside its table (corrupt)",
+           3: "an escape code longer than 32 bits (corrupt)"}  # fmt: skip
+
+
+class CorruptStreamError(ValueError):
+    """A y string the decoder cannot read to its end: truncated or corrupt. Not a user-facing
+    error by itself: the caller knows the file's name (methods/engine.py names it)."""
+
+
+_I64 = np.ctypeslib.ndpointer(np.int64, flags="C_CONTIGUOUS")
+_U64 = np.ctypeslib.ndpointer(np.uint64, flags="C_CONTIGUOUS")
+_I32 = np.ctypeslib.ndpointer(np.int32, flags="C_CONTIGUOUS")
+_U32 = np.ctypeslib.ndpointer(np.uint32, flags="C_CONTIGUOUS")
+
+
+def _cache_dir() -> Path:
+    if os.environ.get("QVRF_BENCH_CACHE"):
+        return Path(os.environ["QVRF_BENCH_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "qvrf-bench"
+
+
+def _compile(source: Path) -> Path:
+    """The shared library for ``source``, compiled once per source hash (atomic: parallel shard
+    processes may compile at the same moment; the last rename wins, the files are the same)."""
+    cc = (sysconfig.get_config_var("CC") or "cc").split()
+    flags = ["-O2", "-shared", "-fPIC", "-std=c99"]
+    key = hashlib.sha256(source.read_bytes() + " ".join(cc + flags).encode() + sys.platform.encode()).hexdigest()[:16]
+    suffix = ".dll" if sys.platform == "win32" else ".so"
+    for folder in (_cache_dir(), Path(tempfile.gettempdir()) / "qvrf-bench"):
+        target = folder / f"rans_decode-{key}{suffix}"
+        if target.exists():
+            return target
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(suffix=suffix, dir=folder)
+            os.close(fd)
+        except OSError:
+            continue  # not writable: the next folder
+        try:
+            subprocess.run([*cc, *flags, "-o", tmp, str(source)], check=True, capture_output=True, timeout=120)
+            os.replace(tmp, target)
+            return target
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    raise OSError("no writable cache folder")
+
+
+@lru_cache(maxsize=1)
+def _library() -> tuple[ctypes.CDLL | None, str]:
+    if os.environ.get("QVRF_BENCH_RANS", "").lower() == "compressai":
+        return None, "compressai (QVRF_BENCH_RANS=compressai)"
+    try:
+        lib = ctypes.CDLL(str(_compile(SOURCE)))
+    except (OSError, subprocess.SubprocessError) as e:
+        detail = e.stderr.decode(errors="replace").strip().splitlines()[:1] if getattr(e, "stderr", None) else [str(e)]
+        return None, f"compressai (the C decoder did not build: {detail[0] if detail else type(e).__name__})"
+    lib.rans_init.argtypes = [ctypes.c_int, _U32, _I64, _I64, _U64, _I64]
+    lib.rans_init.restype = ctypes.c_int
+    lib.rans_decode.argtypes = [ctypes.c_int, _U32, _I64, _U64, _I64, ctypes.c_int64, _I32, _I32, ctypes.c_int64,
+                                _I32, _I32, ctypes.c_int32, _I32, ctypes.POINTER(ctypes.c_int32)]  # fmt: skip
+    lib.rans_decode.restype = ctypes.c_int
+    return lib, "c"
+
+
+def backend() -> str:
+    """'c' when the C decoder is in use, else 'compressai (why)'."""
+    return _library()[1]
+
+
+class StreamsDecoder:
+    """Decoders for several streams that advance together: ``decode(indexes)`` reads
+    ``indexes.shape[1]`` symbols from every stream, as one ``RansDecoder.decode_stream`` per stream
+    would. ``cdf`` is CompressAI's ``quantized_cdf`` ([K, L] int32), ``cdf_length`` and ``offset``
+    its [K] companions. Raises :class:`CorruptStreamError` on a truncated or corrupt stream."""
+
+    def __init__(self, strings: list[bytes], cdf: np.ndarray, cdf_length: np.ndarray, offset: np.ndarray):
+        lib, why = _library()
+        if lib is None:
+            raise RuntimeError(f"the C rANS decoder is not available: {why}")
+        self._lib = lib
+        # CompressAI reads a stream as 32-bit words; its encoder writes whole words.
+        padded = [s + b"\0" * (-len(s) % 4) for s in strings]
+        self._words = np.frombuffer(b"".join(padded), dtype="<u4").astype(np.uint32, copy=False)
+        sizes = np.array([len(s) // 4 for s in padded], dtype=np.int64)
+        self._end = np.cumsum(sizes).astype(np.int64)
+        start = (self._end - sizes).astype(np.int64)
+        self._state = np.zeros(len(strings), dtype=np.uint64)
+        self._next = np.zeros(len(strings), dtype=np.int64)
+        self._cdf = np.ascontiguousarray(cdf, dtype=np.int32)
+        self._cdf_length = np.ascontiguousarray(cdf_length, dtype=np.int32).reshape(-1)
+        self._offset = np.ascontiguousarray(offset, dtype=np.int32).reshape(-1)
+        if lib.rans_init(len(strings), self._words, start, self._end, self._state, self._next) != 0:
+            raise CorruptStreamError("a y string is shorter than a rANS state (truncated)")
+
+    def decode(self, indexes: np.ndarray) -> np.ndarray:
+        idx = np.ascontiguousarray(indexes, dtype=np.int32)
+        if idx.ndim != 2 or idx.shape[0] != len(self._state):
+            raise ValueError(f"indexes must be [{len(self._state)}, n], got {list(idx.shape)}")
+        out = np.empty_like(idx)
+        failed = ctypes.c_int32(-1)
+        err = self._lib.rans_decode(
+            len(self._state), self._words, self._end, self._state, self._next, idx.shape[1], idx, self._cdf,
+            self._cdf.shape[1], self._cdf_length, self._offset, len(self._cdf_length), out, ctypes.byref(failed),
+        )  # fmt: skip
+        if err:
+            raise CorruptStreamError(f"y string {failed.value}: {_ERRORS.get(err, f'decoder error {err}')}")
+        return out

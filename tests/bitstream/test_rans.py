@@ -1,0 +1,89 @@
+"""bitstream/rans.py: the C decoder gives CompressAI's symbols from CompressAI's strings, bounds-checked."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from compressai.ans import BufferedRansEncoder, RansDecoder
+from compressai.entropy_models import GaussianConditional
+
+from qvrf_bench.bitstream import rans
+
+needs_c = pytest.mark.skipif(rans.backend() != "c", reason=f"C rANS decoder not built here: {rans.backend()}")
+
+
+def tables():
+    gc = GaussianConditional(None)
+    gc.update_scale_table(torch.exp(torch.linspace(np.log(0.11), np.log(256), 64)))
+    gc.update()
+    return gc.quantized_cdf.numpy(), gc.cdf_length.numpy(), gc.offset.numpy(), gc.scale_table.numpy()
+
+
+def encoded(seed=0, streams=3, groups=6, n=500):
+    """Random symbols under random tables (one in 50 far outside its table: escape-coded)."""
+    cdf, length, offset, scale = tables()
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(length), size=(streams, groups * n)).astype(np.int32)
+    sym = np.round(rng.standard_normal(idx.shape) * scale[idx] * 1.5).astype(np.int32)
+    sym[:, ::50] = rng.integers(-(2**20), 2**20, size=sym[:, ::50].shape)
+    strings = []
+    for b in range(streams):
+        enc = BufferedRansEncoder()
+        enc.encode_with_indexes(sym[b].tolist(), idx[b].tolist(), cdf.tolist(), length.tolist(), offset.tolist())
+        strings.append(enc.flush())
+    return strings, idx, sym, (cdf, length, offset), n
+
+
+@needs_c
+def test_the_c_decoder_reads_compressais_strings_as_compressais_decoder_does():
+    strings, idx, sym, (cdf, length, offset), n = encoded()
+    dec = rans.StreamsDecoder(strings, cdf, length, offset)
+    got = np.concatenate([dec.decode(idx[:, g : g + n]) for g in range(0, idx.shape[1], n)], axis=1)
+    want = []
+    for b, s in enumerate(strings):
+        ref = RansDecoder()
+        ref.set_stream(s)
+        want.append(sum((ref.decode_stream(idx[b, g : g + n].tolist(), cdf.tolist(), length.tolist(),
+                                           offset.tolist()) for g in range(0, idx.shape[1], n)), []))  # fmt: skip
+    assert np.array_equal(got, np.array(want)) and np.array_equal(got, sym)
+
+
+@needs_c
+def test_a_truncated_or_corrupt_stream_is_an_error_not_a_read_past_its_end():
+    strings, idx, _, (cdf, length, offset), _ = encoded(seed=1, streams=2, groups=1, n=3000)
+    cut = [strings[0], strings[1][: len(strings[1]) // 3]]
+    with pytest.raises(rans.CorruptStreamError, match="y string 1: .*truncated"):
+        rans.StreamsDecoder(cut, cdf, length, offset).decode(idx)
+    with pytest.raises(rans.CorruptStreamError, match="truncated"):
+        rans.StreamsDecoder([b"\1\2\3"], cdf, length, offset)
+    bad = idx[:1].copy()
+    bad[0, 5] = len(length)  # a table that does not exist
+    with pytest.raises(rans.CorruptStreamError, match="y string 0: .*outside its table"):
+        rans.StreamsDecoder(strings[:1], cdf, length, offset).decode(bad)
+    rng = np.random.default_rng(2)
+    for _ in range(20):  # random bytes: an error or some symbols, never a crash
+        junk = rng.integers(0, 256, size=int(rng.integers(8, 200)), dtype=np.uint8).tobytes()
+        try:
+            rans.StreamsDecoder([junk], cdf, length, offset).decode(idx[:1])
+        except rans.CorruptStreamError:
+            pass
+
+
+def test_compressais_decoder_is_used_where_asked_and_says_so():
+    code = "from qvrf_bench.bitstream import rans; print(rans.backend())"
+    env = {"QVRF_BENCH_RANS": "compressai", "PATH": "", "HOME": "/nonexistent"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "compressai (QVRF_BENCH_RANS=compressai)"
+
+
+@needs_c
+def test_the_library_builds_into_the_cache_folder_named_by_the_environment(tmp_path):
+    code = "from qvrf_bench.bitstream import rans; print(rans.backend())"
+    env = {"QVRF_BENCH_CACHE": str(tmp_path), "PATH": "/usr/bin:/bin", "HOME": "/nonexistent"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "c"
+    assert len(list(tmp_path.glob("rans_decode-*.so"))) == 1
