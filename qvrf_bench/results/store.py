@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from qvrf_bench.bitstream import rans
 from qvrf_bench.errors import QVRFError
 from qvrf_bench.files import atomic_output, file_sha256
 from qvrf_bench.files import clean_dead_temps as clean
@@ -677,6 +678,8 @@ def provenance(device: Any = None) -> dict[str, str]:
         "pyarrow_version": _version("pyarrow"),
         "platform": platform.platform(),
         "device": device_string(device),
+        # which rANS decoder read the y strings (bitstream/rans.py): the same symbols, other dec_s
+        "rans_decoder": rans.backend(),
     }
 
 
