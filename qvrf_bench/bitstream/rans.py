@@ -1,19 +1,22 @@
-"""rANS decoding of several of CompressAI's streams at once (the autoregressive models' y strings).
+"""CompressAI's rANS coder over arrays: the y strings of every model, several streams at a time.
 
-CompressAI's ``RansDecoder.decode_stream`` takes the CDF table as Python lists and pybind converts
-the rows on every call; the autoregressive decoder calls it once per wavefront group and stream
-(141 groups x 35 rate points per Kodak image in a sweep), so the conversion, not the arithmetic, was
-43 % of minnen's decode check (bench/README "sweep_profile.py"). ``rans_decode.c`` is the same
-decoder (CompressAI's ``decode_stream`` on ryg_rans's rans64, line for line) over numpy arrays:
-the table goes in once, all streams of a group in one call, and every read is bounds-checked.
+CompressAI's ``BufferedRansEncoder`` / ``RansDecoder`` take the symbols, the indexes and the CDF
+table as Python lists, and pybind converts them on every call: for a sweep point of a Kodak image
+that is 196,608 symbols and indexes each way, and the autoregressive decoder calls it once per
+wavefront group and stream (141 groups x 35 rate points per image), so the conversion, not the
+arithmetic, was most of the entropy coding's time (bench/README "rans_decode.py"). ``rans.c`` is
+the same coder (CompressAI's ``encode_with_indexes`` + ``flush`` and ``decode_stream``, on ryg_rans's
+rans64) over numpy arrays: the table goes in once, all streams of a wavefront group are read in one
+call, and every read and write is bounds-checked.
 
-The strings are still written by CompressAI's encoder, and decoding them is deterministic
-arithmetic: both decoders give the same symbols for the same bytes (tests/bitstream/test_rans.py
-compares them on random tables, bypass-coded values included). The C file is compiled on first use
-with the system's C compiler into a cache folder (``QVRF_BENCH_CACHE``, else
-``$XDG_CACHE_HOME/qvrf-bench``, else ``~/.cache/qvrf-bench``), keyed by the source's hash. Without a
-compiler, or with ``QVRF_BENCH_RANS=compressai``, :func:`backend` says why and the callers use
-CompressAI's decoder (the same symbols, slower).
+The same arithmetic: the same bytes from the same symbols, the same symbols from the same bytes.
+tests/bitstream/test_rans.py compares both ways with CompressAI's coder on random tables, escape-
+coded values included, and every sweep's self-check compares a probe's strings with CompressAI's
+(methods/qvrf.py). The C file is compiled on first use with the system's C compiler into a cache
+folder (``QVRF_BENCH_CACHE``, else ``$XDG_CACHE_HOME/qvrf-bench``, else ``~/.cache/qvrf-bench``),
+keyed by the source's hash. Without a compiler, with ``QVRF_BENCH_RANS=compressai``, or inside
+:func:`compressai_coder`, :func:`backend` says so and the callers use CompressAI's coder (the same
+bytes, slower).
 
 Torch-free, like the rest of this package.
 """
@@ -27,14 +30,15 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-SOURCE = Path(__file__).with_name("rans_decode.c")
+SOURCE = Path(__file__).with_name("rans.c")
 _ERRORS = {1: "the stream ends before its symbols do (truncated)", 2: "a symbol outside its table (corrupt)",
-           3: "an escape code longer than 32 bits (corrupt)"}  # fmt: skip
+           3: "an escape code longer than 32 bits (corrupt)", 4: "the output buffer is too small"}  # fmt: skip
 
 
 class CorruptStreamError(ValueError):
@@ -63,7 +67,7 @@ def _compile(source: Path) -> Path:
     key = hashlib.sha256(source.read_bytes() + " ".join(cc + flags).encode() + sys.platform.encode()).hexdigest()[:16]
     suffix = ".dll" if sys.platform == "win32" else ".so"
     for folder in (_cache_dir(), Path(tempfile.gettempdir()) / "qvrf-bench"):
-        target = folder / f"rans_decode-{key}{suffix}"
+        target = folder / f"rans-{key}{suffix}"
         if target.exists():
             return target
         try:
@@ -96,12 +100,59 @@ def _library() -> tuple[ctypes.CDLL | None, str]:
     lib.rans_decode.argtypes = [ctypes.c_int, _U32, _I64, _U64, _I64, ctypes.c_int64, _I32, _I32, ctypes.c_int64,
                                 _I32, _I32, ctypes.c_int32, _I32, ctypes.POINTER(ctypes.c_int32)]  # fmt: skip
     lib.rans_decode.restype = ctypes.c_int
+    lib.rans_encode.argtypes = [ctypes.c_int64, _I32, _I32, _I32, ctypes.c_int64, _I32, _I32, ctypes.c_int32, _U32,
+                                ctypes.c_int64, ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64)]  # fmt: skip
+    lib.rans_encode.restype = ctypes.c_int
     return lib, "c"
 
 
+_forced: list[str] = []  # compressai_coder() nesting
+
+
 def backend() -> str:
-    """'c' when the C decoder is in use, else 'compressai (why)'."""
+    """'c' when the C coder is in use, else 'compressai (why)'."""
+    if _forced:
+        return _forced[-1]
     return _library()[1]
+
+
+@contextmanager
+def compressai_coder(why: str = "asked for"):
+    """CompressAI's coder inside the block (a reference to compare with; not thread-safe)."""
+    _forced.append(f"compressai ({why})")
+    try:
+        yield
+    finally:
+        _forced.pop()
+
+
+def encode(symbols: np.ndarray, indexes: np.ndarray, cdf: np.ndarray, cdf_length: np.ndarray,
+           offset: np.ndarray) -> list[bytes]:  # fmt: skip
+    """One string per row of ``symbols`` / ``indexes`` ([B, n] int32): for each row the bytes of
+    CompressAI's ``BufferedRansEncoder.encode_with_indexes`` then ``flush``. The caller checks that
+    the symbols are codable (models/qvrf.py ``check_coder_input``), as with CompressAI's encoder."""
+    lib, why = _library()
+    if lib is None:
+        raise RuntimeError(f"the C rANS coder is not available: {why}")
+    sym = np.ascontiguousarray(symbols, dtype=np.int32)
+    idx = np.ascontiguousarray(indexes, dtype=np.int32)
+    if sym.shape != idx.shape or sym.ndim != 2:
+        raise ValueError(f"symbols and indexes must be [B, n] alike, got {list(sym.shape)} and {list(idx.shape)}")
+    cdf = np.ascontiguousarray(cdf, dtype=np.int32)
+    length = np.ascontiguousarray(cdf_length, dtype=np.int32).reshape(-1)
+    off = np.ascontiguousarray(offset, dtype=np.int32).reshape(-1)
+    n = sym.shape[1]
+    # at most one word per coded part: a symbol and up to 1 + 8 escape parts, then the final state
+    words = np.empty(10 * n + 2, dtype=np.uint32)
+    first, failed = ctypes.c_int64(0), ctypes.c_int64(-1)
+    out = []
+    for b in range(sym.shape[0]):
+        err = lib.rans_encode(n, sym[b], idx[b], cdf, cdf.shape[1], length, off, len(length), words, len(words),
+                              ctypes.byref(first), ctypes.byref(failed))  # fmt: skip
+        if err:
+            raise ValueError(f"rANS encoder, string {b}: {_ERRORS.get(err, f'error {err}')} (symbol {failed.value})")
+        out.append(words[first.value :].astype("<u4", copy=False).tobytes())
+    return out
 
 
 class StreamsDecoder:
@@ -113,7 +164,7 @@ class StreamsDecoder:
     def __init__(self, strings: list[bytes], cdf: np.ndarray, cdf_length: np.ndarray, offset: np.ndarray):
         lib, why = _library()
         if lib is None:
-            raise RuntimeError(f"the C rANS decoder is not available: {why}")
+            raise RuntimeError(f"the C rANS coder is not available: {why}")
         self._lib = lib
         # CompressAI reads a stream as 32-bit words; its encoder writes whole words.
         padded = [s + b"\0" * (-len(s) % 4) for s in strings]

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from qvrf_bench import images
+from qvrf_bench.bitstream import rans
 from qvrf_bench.bitstream.container import N_STRINGS, string_lengths_problem
 from qvrf_bench.bitstream.gains import check_gain, gain_problem
 from qvrf_bench.errors import BitstreamError
@@ -92,7 +93,8 @@ class QVRFMethod(Method):
         - the z string does not depend on the gain (QVRF never scales z): the model's own
           ``compress`` at two gains gives the shared string;
         - points coded in a batch give the bytes, images and decode checks of the model's own
-          ``compress`` / ``decompress`` (codec.py, the CompressAI path), one point at a time.
+          ``compress`` / ``decompress`` (codec.py, the CompressAI path), one point at a time, with
+          CompressAI's rANS coder (the batch uses bitstream/rans.py's where it is built).
         """
         import warnings
 
@@ -121,8 +123,9 @@ class QVRFMethod(Method):
             # the reference is the model's own compress/decompress (any registered architecture);
             # container 2 must moreover be byte for byte what codec.encode writes
             g = torch.tensor(self.gain(pt), dtype=torch.float32, device=self.device)
-            ref = model.compress(xp, g)
-            dec = model.decompress(ref["strings"], ref["shape"], g)
+            with rans.compressai_coder("the self-check's reference"):  # and CompressAI's own rANS coder
+                ref = model.compress(xp, g)
+                dec = model.decompress(ref["strings"], ref["shape"], g)
             u = self.unpack(r.data, "probe", fingerprint)
             same = [*u.strings, *u.shared] == [s[0] for s in ref["strings"]]
             if self.container == 2:

@@ -53,11 +53,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from compressai.ans import BufferedRansEncoder
 from torch import Tensor, nn
 
 from qvrf_bench.models.determinism import one_thread
-from qvrf_bench.models.latent import TILE, batch_gain, stream_decoder
+from qvrf_bench.models.latent import TILE, batch_gain, encode_strings, stream_decoder
 from qvrf_bench.models.qvrf import check_coder_input, noise_like, ste_round
 
 KERNEL = 5  # context_prediction kernel size
@@ -324,17 +323,7 @@ class AutoregressiveMixin:
             perm = torch.cat([hs * W + ws for hs, ws in stream])
             symbols, indexes = symbols[:, perm], indexes[:, perm]
         sym_all, idx_all = symbols.reshape(B, -1).cpu(), indexes.reshape(B, -1).cpu()  # position-major
-        cdf, cdf_len, offsets = self._coder_tables()
-        strings = []
-        for i in range(B):
-            enc = BufferedRansEncoder()
-            enc.encode_with_indexes(sym_all[i].tolist(), idx_all[i].tolist(), cdf, cdf_len, offsets)
-            strings.append(enc.flush())
-        return strings, buf[:, :, PAD : PAD + H, PAD : PAD + W]
-
-    def _coder_tables(self):
-        gc = self.gaussian_conditional
-        return gc.quantized_cdf.tolist(), gc.cdf_length.reshape(-1).tolist(), gc.offset.reshape(-1).tolist()
+        return encode_strings(gc, sym_all, idx_all), buf[:, :, PAD : PAD + H, PAD : PAD + W]
 
     @torch.no_grad()
     def decompress_latent(

@@ -16,8 +16,8 @@ invariant ``compress_latent`` / ``decompress_latent``). The hyperprior latent co
 so an item of a batch is computed exactly as alone.
 
 Gains are [B] (one scalar per item: QVRF) or [B, M] (one per channel: a channel-wise method). The
-entropy coder runs on the CPU: symbols and indexes move there in one transfer per batch. Strings
-are written by CompressAI's rANS encoder; y strings are read by :func:`stream_decoder`.
+entropy coder runs on the CPU: symbols and indexes move there in one transfer per batch. y strings
+are written by :func:`encode_strings` and read by :func:`stream_decoder` (CompressAI's bytes).
 """
 
 from __future__ import annotations
@@ -99,7 +99,8 @@ def code_latent(model: nn.Module, y: Tensor, params: Tensor, gains: Tensor, **kw
     scales, means = _scales_means(model, params)
     symbols = torch.round(y * a if means is None else (y - means) * a)
     indexes = gc.build_indexes(scales * a)
-    strings = gc.compress(symbols.cpu(), indexes.cpu())
+    B = symbols.shape[0]
+    strings = encode_strings(gc, symbols.reshape(B, -1).cpu(), indexes.reshape(B, -1).cpu())
     y_hat = symbols / a if means is None else symbols / a + means
     return strings, y_hat
 
@@ -118,6 +119,23 @@ def decode_latent(model: nn.Module, y_strings: list[bytes], params: Tensor, gain
     symbols = torch.from_numpy(decode(indexes.reshape(B, -1).cpu().numpy()))
     symbols = symbols.to(device=params.device, dtype=params.dtype).reshape(indexes.shape)
     return symbols / a if means is None else symbols / a + means
+
+
+def encode_strings(gc, symbols: Tensor, indexes: Tensor) -> list[bytes]:
+    """[B, n] symbols (integer-valued) under [B, n] CDF indexes of ``gc`` -> B strings: CompressAI's
+    bytes, from bitstream/rans.py's encoder where it is built (the tables and the arrays passed
+    once), else from CompressAI's ``RansEncoder`` (its ``EntropyModel.compress``). The caller has
+    checked that the symbols are codable (models/qvrf.py ``check_coder_input``)."""
+    if rans.backend() == "c":
+        return rans.encode(symbols.numpy().astype(np.int32, copy=False), indexes.numpy(),
+                           gc.quantized_cdf.cpu().numpy(), gc.cdf_length.cpu().numpy(), gc.offset.cpu().numpy())  # fmt: skip
+    from compressai.ans import RansEncoder
+
+    cdf, cdf_len = gc.quantized_cdf.tolist(), gc.cdf_length.reshape(-1).tolist()
+    offsets = gc.offset.reshape(-1).tolist()
+    enc = RansEncoder()
+    return [enc.encode_with_indexes(symbols[i].int().tolist(), indexes[i].int().tolist(), cdf, cdf_len, offsets)
+            for i in range(symbols.shape[0])]  # fmt: skip
 
 
 def stream_decoder(gc, y_strings: list[bytes], symbols: int) -> Callable[[np.ndarray], np.ndarray]:

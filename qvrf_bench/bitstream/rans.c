@@ -1,11 +1,12 @@
-/* CompressAI's rANS decoder (RansDecoder::decode_stream, compressai/cpp_exts/rans/rans_interface.cpp,
- * on ryg_rans's rans64.h, CC0), for several streams at once and with the tables passed once as
- * arrays: the same arithmetic, so the same symbols from the same bytes. CompressAI's pybind
- * interface converts every CDF row from Python lists on every call; the autoregressive decoder
- * calls it once per wavefront group and stream, which made that conversion most of its time.
+/* CompressAI's rANS coder (BufferedRansEncoder and RansDecoder::decode_stream,
+ * compressai/cpp_exts/rans/rans_interface.cpp, on ryg_rans's rans64.h, CC0) over arrays: the same
+ * arithmetic, so the same bytes from the same symbols and the same symbols from the same bytes.
+ * CompressAI's pybind interface converts the symbols, the indexes and every CDF row from Python
+ * lists on every call; the sweep's coding and decode check spent most of their entropy-coding time
+ * there (the autoregressive decoder calls it once per wavefront group and stream).
  *
- * Unlike the original, every read is bounds-checked: a truncated or corrupt stream returns an
- * error code instead of reading past its end. Built on first use by qvrf_bench/bitstream/rans.py. */
+ * Unlike the original, every read and write is bounds-checked: a truncated or corrupt stream returns
+ * an error code instead of reading past its end. Built on first use by qvrf_bench/bitstream/rans.py. */
 
 #include <stdint.h>
 
@@ -14,7 +15,7 @@
 #define MAX_BYPASS ((1u << BYPASS_BITS) - 1u)
 #define RANS64_L (1ull << 31)
 
-enum { OK = 0, ERR_SHORT = 1, ERR_INDEX = 2, ERR_BYPASS = 3 };
+enum { OK = 0, ERR_SHORT = 1, ERR_INDEX = 2, ERR_BYPASS = 3, ERR_ROOM = 4 };
 
 /* Rans64DecInit: the state is the stream's first two 32-bit words. */
 int rans_init(int n_streams, const uint32_t *words, const int64_t *pos, const int64_t *end,
@@ -101,4 +102,79 @@ int rans_decode(int n_streams, const uint32_t *words, const int64_t *end, uint64
         next[b] = p;
     }
     return OK;
+}
+
+/* Rans64EncPut with CompressAI's precision; the output grows downwards from *p. */
+static inline int put(uint64_t *x, uint32_t *words, int64_t *p, uint32_t start, uint32_t freq, uint32_t bits) {
+    uint64_t s = *x;
+    const uint64_t x_max = ((RANS64_L >> bits) << 32) * freq;
+    if (s >= x_max) {
+        if (*p <= 0) return ERR_ROOM;
+        words[--(*p)] = (uint32_t)s;
+        s >>= 32;
+    }
+    *x = ((s / freq) << bits) + (s % freq) + start;
+    return OK;
+}
+
+/* Rans64EncPutBits (rans_interface.cpp): val in n bits, as a symbol of frequency 2^(16 - n). */
+static inline int put_bits(uint64_t *x, uint32_t *words, int64_t *p, uint32_t val, uint32_t n) {
+    uint64_t s = *x;
+    const uint32_t freq = 1u << (16 - n);
+    const uint64_t x_max = ((RANS64_L >> 16) << 32) * freq;
+    if (s >= x_max) {
+        if (*p <= 0) return ERR_ROOM;
+        words[--(*p)] = (uint32_t)s;
+        s >>= 32;
+    }
+    *x = (s << n) | val;
+    return OK;
+}
+
+/* One stream: BufferedRansEncoder::encode_with_indexes then flush(). flush() codes the buffered
+ * (start, range, bypass) symbols last to first; here each symbol's parts are coded in reverse as the
+ * loop goes backwards, which is the same sequence. The string is words[*first .. capacity). */
+int rans_encode(int64_t n, const int32_t *symbols, const int32_t *indexes, const int32_t *cdf, int64_t cdf_stride,
+                const int32_t *cdf_len, const int32_t *offsets, int32_t k, uint32_t *words, int64_t capacity,
+                int64_t *first, int64_t *failed) {
+    uint64_t x = RANS64_L; /* Rans64EncInit */
+    int64_t p = capacity;
+    for (int64_t i = n - 1; i >= 0; --i) {
+        const int32_t c = indexes[i];
+        if (c < 0 || c >= k || cdf_len[c] < 2 || cdf_len[c] > cdf_stride) { *failed = i; return ERR_INDEX; }
+        const int32_t *row = cdf + (int64_t)c * cdf_stride;
+        const int32_t max_value = cdf_len[c] - 2;
+        int32_t value = symbols[i] - offsets[c];
+        uint32_t raw = 0;
+        if (value < 0) {
+            raw = (uint32_t)(-2 * value - 1);
+            value = max_value;
+        } else if (value >= max_value) {
+            raw = (uint32_t)(2 * (value - max_value));
+            value = max_value;
+        }
+        if (value == max_value) { /* the bypass parts, pushed after the symbol: coded before it */
+            uint32_t n_bypass = 0;
+            while (n_bypass < 8 && (raw >> (n_bypass * BYPASS_BITS)) != 0) ++n_bypass;
+            for (int32_t j = (int32_t)n_bypass - 1; j >= 0; --j)
+                if (put_bits(&x, words, &p, (raw >> (j * BYPASS_BITS)) & MAX_BYPASS, BYPASS_BITS)) goto room;
+            /* the count: (n_bypass / 15) codes of 15, then the remainder; pushed in that order */
+            if (put_bits(&x, words, &p, n_bypass % MAX_BYPASS, BYPASS_BITS)) goto room;
+            for (uint32_t m = n_bypass / MAX_BYPASS; m > 0; --m)
+                if (put_bits(&x, words, &p, MAX_BYPASS, BYPASS_BITS)) goto room;
+        }
+        /* CompressAI stores start and range as uint16 */
+        const uint32_t start = (uint16_t)row[value], freq = (uint16_t)(row[value + 1] - row[value]);
+        if (freq == 0) { *failed = i; return ERR_INDEX; }
+        if (put(&x, words, &p, start, freq, PRECISION)) goto room;
+    }
+    if (p < 2) goto room; /* Rans64EncFlush */
+    p -= 2;
+    words[p] = (uint32_t)x;
+    words[p + 1] = (uint32_t)(x >> 32);
+    *first = p;
+    return OK;
+room:
+    *failed = -1;
+    return ERR_ROOM;
 }

@@ -1,17 +1,18 @@
-"""The y decode of the shipped zoo models (a sweep's decode check): bitstream/rans.py's C decoder
-vs CompressAI's. Not a test: a measurement.
+"""The y coding of the shipped zoo models (a sweep's coding and decode check): bitstream/rans.py's
+C coder vs CompressAI's. Not a test: a measurement.
 
     .venv/bin/python bench/rans_decode.py [--archs balle,minnen,cheng2020] [--image kodim01.png] [--reps 3]
 
 One Kodak image, the model's 8 levels + the 27 paper factors (35 strings, as a sweep decodes them),
-``latent.decode_latent`` with each decoder, alternating, one thread, median of ``--reps``; the decoded
-latents must equal the encoder's. Also reports the y decode alone (the rANS calls) by
+``latent.code_latent`` and ``latent.decode_latent`` with each coder, alternating, one thread, median
+of ``--reps``; the strings must be the same bytes and the decoded latents the encoder's. Also reports the y decode alone (the rANS calls) by
 timing the same loop with the context step's results fixed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -53,19 +54,22 @@ def main() -> None:
         with torch.no_grad():
             an = latent.analyse(model, x)
             strings, y_hat = latent.code_latent(model, an.y, an.params, gains)
-            times = {"c": [], "compressai": []}
-            real = rans.backend
+            times = {f"{k} {n}": [] for k in ("encode", "decode") for n in ("compressai", "c")}
             for _ in range(args.reps):
                 for name in ("compressai", "c"):
-                    rans.backend = real if name == "c" else (lambda: "compressai (bench)")
-                    t = time.perf_counter()
-                    out = latent.decode_latent(model, strings, an.params, gains)
-                    times[name].append(time.perf_counter() - t)
+                    with rans.compressai_coder("bench") if name == "compressai" else contextlib.nullcontext():
+                        t = time.perf_counter()
+                        got, y_got = latent.code_latent(model, an.y, an.params, gains)
+                        times[f"encode {name}"].append(time.perf_counter() - t)
+                        t = time.perf_counter()
+                        out = latent.decode_latent(model, strings, an.params, gains)
+                        times[f"decode {name}"].append(time.perf_counter() - t)
+                    assert got == strings and torch.equal(y_got, y_hat), f"{arch}: {name} wrote other bytes"
                     assert torch.equal(out, y_hat), f"{arch}: {name} decoded another latent"
-            rans.backend = real
         row = {"arch": arch, "points": len(gains), "H x W": list(x.shape[2:]),
                **{f"{k} ms/point": 1000 * statistics.median(v) / len(gains) for k, v in times.items()}}  # fmt: skip
-        row["speed-up"] = row["compressai ms/point"] / row["c ms/point"]
+        for k in ("encode", "decode"):
+            row[f"{k} speed-up"] = row[f"{k} compressai ms/point"] / row[f"{k} c ms/point"]
         results.append(row)
         print(json.dumps(row))
     if args.out:
