@@ -678,8 +678,8 @@ def provenance(device: Any = None) -> dict[str, str]:
         "pyarrow_version": _version("pyarrow"),
         "platform": platform.platform(),
         "device": device_string(device),
-        # which rANS decoder read the y strings (bitstream/rans.py): the same symbols, other dec_s
-        "rans_decoder": rans.backend(),
+        # which rANS coder wrote and read the y strings (bitstream/rans.py): the same bytes, other enc_s/dec_s
+        "rans_coder": rans.backend(),
     }
 
 
