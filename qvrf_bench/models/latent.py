@@ -141,10 +141,11 @@ def encode_strings(gc, symbols: Tensor, indexes: Tensor) -> list[bytes]:
 def stream_decoder(gc, y_strings: list[bytes], symbols: int) -> Callable[[np.ndarray], np.ndarray]:
     """A function from indexes ([B, n] int32: n more symbols of each string) to their symbols
     ([B, n] int32), the B strings advancing together; ``symbols`` is how many each string holds.
-    bitstream/rans.py's decoder (all strings in one call, ``gc``'s tables passed once, bounds-
-    checked) where it is built, else CompressAI's, one call per string, on the string zero-padded
-    (:func:`padded`) and passed only the CDF rows the call uses: pybind converts every row it is
-    given on every call. The same arithmetic on the same bytes: the same symbols either way."""
+    bitstream/rans.py's decoder (all strings in one call, ``gc``'s tables passed once, zeros read
+    past a string's end) where it is built, else CompressAI's, one call per string, on the string
+    zero-padded (:func:`padded`) and passed only the CDF rows the call uses: pybind converts every
+    row it is given on every call. The same arithmetic on the same bytes: the same symbols either
+    way, for any bytes (a truncated or damaged string included)."""
     if rans.backend() == "c":
         dec = rans.StreamsDecoder(y_strings, gc.quantized_cdf.cpu().numpy(), gc.cdf_length.cpu().numpy(),
                                   gc.offset.cpu().numpy())  # fmt: skip
