@@ -100,7 +100,7 @@ def _library() -> tuple[ctypes.CDLL | None, str]:
             lib = ctypes.CDLL(str(_compile(SOURCE)))
     except (OSError, subprocess.SubprocessError) as e:
         detail = e.stderr.decode(errors="replace").strip().splitlines()[:1] if getattr(e, "stderr", None) else [str(e)]
-        return None, f"compressai (the C decoder did not build: {detail[0] if detail else type(e).__name__})"
+        return None, f"compressai (the C coder did not build: {detail[0] if detail else type(e).__name__})"
     lib.rans_init.argtypes = [ctypes.c_int, _U32, _I64, _I64, _U64, _I64]
     lib.rans_init.restype = ctypes.c_int
     lib.rans_decode.argtypes = [ctypes.c_int, _U32, _I64, _U64, _I64, ctypes.c_int64, _I32, _I32, ctypes.c_int64,
