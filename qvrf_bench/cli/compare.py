@@ -37,8 +37,9 @@ classical codec of the run) is one of
 
 Each test curve is compared with each anchor. BD conventions: negative BD-rate = the test needs fewer
 bits; curves are reduced to their monotone upper hull (dominated points dropped and listed); BD is
-integrated over the quality overlap, overlap = intersection/union of the quality ranges (warning
-below --min-overlap, error when zero); sensitivity = min/median/max BD-rate over every
+integrated over the quality overlap, overlap = intersection of the quality ranges / the narrower
+range (below --min-overlap: "insufficient overlap"; a shared range under 1 dB: a warning; none: an
+error; README "BD-rate conventions"); sensitivity = min/median/max BD-rate over every
 --subset-size-point subset (of the test curve by default, as the QVRF paper used 4 points).
 
 Outputs: the table on stdout; with -o PREFIX also PREFIX.csv (all columns, full precision), PREFIX.md
