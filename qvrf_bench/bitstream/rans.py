@@ -4,7 +4,7 @@ CompressAI's ``BufferedRansEncoder`` / ``RansDecoder`` take the symbols, the ind
 table as Python lists, and pybind converts them on every call: for a sweep point of a Kodak image
 that is 196,608 symbols and indexes each way, and the autoregressive decoder calls it once per
 wavefront group and stream (141 groups x 35 rate points per image), so the conversion, not the
-arithmetic, was most of the entropy coding's time (bench/README "rans_decode.py"). ``rans.c`` is
+arithmetic, was most of the entropy coding's time (bench/README "rans_coder.py"). ``rans.c`` is
 the same coder (CompressAI's ``encode_with_indexes`` + ``flush`` and ``decode_stream``, on ryg_rans's
 rans64) over numpy arrays: the table goes in once, all streams of a wavefront group are read in one
 call, and every read and write is bounds-checked (past a string's end the decoder reads zeros, as
@@ -132,21 +132,30 @@ def compressai_coder(why: str = "asked for"):
         _forced.pop()
 
 
+def _loaded() -> ctypes.CDLL:
+    lib, why = _library()
+    if lib is None:
+        raise RuntimeError(f"the C rANS coder is not available: {why}")
+    return lib
+
+
+def _tables(cdf, cdf_length, offset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The tables as the C functions take them: int32, C-ordered; CDF rows [K, L], lengths and offsets [K]."""
+    cdf, length, offset = (np.ascontiguousarray(a, dtype=np.int32) for a in (cdf, cdf_length, offset))
+    return cdf, length.reshape(-1), offset.reshape(-1)
+
+
 def encode(symbols: np.ndarray, indexes: np.ndarray, cdf: np.ndarray, cdf_length: np.ndarray,
            offset: np.ndarray) -> list[bytes]:  # fmt: skip
     """One string per row of ``symbols`` / ``indexes`` ([B, n] int32): for each row the bytes of
     CompressAI's ``BufferedRansEncoder.encode_with_indexes`` then ``flush``. The caller checks that
     the symbols are codable (models/qvrf.py ``check_coder_input``), as with CompressAI's encoder."""
-    lib, why = _library()
-    if lib is None:
-        raise RuntimeError(f"the C rANS coder is not available: {why}")
+    lib = _loaded()
     sym = np.ascontiguousarray(symbols, dtype=np.int32)
     idx = np.ascontiguousarray(indexes, dtype=np.int32)
     if sym.shape != idx.shape or sym.ndim != 2:
         raise ValueError(f"symbols and indexes must be [B, n] alike, got {list(sym.shape)} and {list(idx.shape)}")
-    cdf = np.ascontiguousarray(cdf, dtype=np.int32)
-    length = np.ascontiguousarray(cdf_length, dtype=np.int32).reshape(-1)
-    off = np.ascontiguousarray(offset, dtype=np.int32).reshape(-1)
+    cdf, length, off = _tables(cdf, cdf_length, offset)
     n = sym.shape[1]
     # at most one word per coded part: a symbol and up to 1 + 8 escape parts, then the final state
     words = np.empty(10 * n + 2, dtype=np.uint32)
@@ -169,10 +178,7 @@ class StreamsDecoder:
     decoder decodes them zero-padded; raises :class:`CorruptStreamError` on an index outside the table."""
 
     def __init__(self, strings: list[bytes], cdf: np.ndarray, cdf_length: np.ndarray, offset: np.ndarray):
-        lib, why = _library()
-        if lib is None:
-            raise RuntimeError(f"the C rANS coder is not available: {why}")
-        self._lib = lib
+        self._lib = lib = _loaded()
         # CompressAI reads a stream as 32-bit words; its encoder writes whole words.
         padded = [s + b"\0" * (-len(s) % 4) for s in strings]
         self._words = np.frombuffer(b"".join(padded), dtype="<u4").astype(np.uint32, copy=False)
@@ -181,9 +187,7 @@ class StreamsDecoder:
         start = (self._end - sizes).astype(np.int64)
         self._state = np.zeros(len(strings), dtype=np.uint64)
         self._next = np.zeros(len(strings), dtype=np.int64)
-        self._cdf = np.ascontiguousarray(cdf, dtype=np.int32)
-        self._cdf_length = np.ascontiguousarray(cdf_length, dtype=np.int32).reshape(-1)
-        self._offset = np.ascontiguousarray(offset, dtype=np.int32).reshape(-1)
+        self._cdf, self._cdf_length, self._offset = _tables(cdf, cdf_length, offset)
         lib.rans_init(len(strings), self._words, start, self._end, self._state, self._next)
 
     def decode(self, indexes: np.ndarray) -> np.ndarray:

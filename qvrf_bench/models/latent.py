@@ -127,15 +127,18 @@ def encode_strings(gc, symbols: Tensor, indexes: Tensor) -> list[bytes]:
     once), else from CompressAI's ``RansEncoder`` (its ``EntropyModel.compress``). The caller has
     checked that the symbols are codable (models/qvrf.py ``check_coder_input``)."""
     if rans.backend() == "c":
-        return rans.encode(symbols.numpy().astype(np.int32, copy=False), indexes.numpy(),
-                           gc.quantized_cdf.cpu().numpy(), gc.cdf_length.cpu().numpy(), gc.offset.cpu().numpy())  # fmt: skip
+        return rans.encode(symbols.numpy().astype(np.int32, copy=False), indexes.numpy(), *_coder_tables(gc))
     from compressai.ans import RansEncoder
 
-    cdf, cdf_len = gc.quantized_cdf.tolist(), gc.cdf_length.reshape(-1).tolist()
-    offsets = gc.offset.reshape(-1).tolist()
+    tables = [t.tolist() for t in _coder_tables(gc)]
     enc = RansEncoder()
-    return [enc.encode_with_indexes(symbols[i].int().tolist(), indexes[i].int().tolist(), cdf, cdf_len, offsets)
+    return [enc.encode_with_indexes(symbols[i].int().tolist(), indexes[i].int().tolist(), *tables)
             for i in range(symbols.shape[0])]  # fmt: skip
+
+
+def _coder_tables(gc) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``gc``'s rANS tables as arrays: quantized CDF rows [K, L], their lengths [K], offsets [K]."""
+    return gc.quantized_cdf.cpu().numpy(), gc.cdf_length.reshape(-1).cpu().numpy(), gc.offset.reshape(-1).cpu().numpy()
 
 
 def stream_decoder(gc, y_strings: list[bytes], symbols: int) -> Callable[[np.ndarray], np.ndarray]:
@@ -147,13 +150,10 @@ def stream_decoder(gc, y_strings: list[bytes], symbols: int) -> Callable[[np.nda
     row it is given on every call. The same arithmetic on the same bytes: the same symbols either
     way, for any bytes (a truncated or damaged string included)."""
     if rans.backend() == "c":
-        dec = rans.StreamsDecoder(y_strings, gc.quantized_cdf.cpu().numpy(), gc.cdf_length.cpu().numpy(),
-                                  gc.offset.cpu().numpy())  # fmt: skip
-        return dec.decode
+        return rans.StreamsDecoder(y_strings, *_coder_tables(gc)).decode
     from compressai.ans import RansDecoder
 
-    cdf, cdf_len = gc.quantized_cdf.tolist(), gc.cdf_length.reshape(-1).tolist()
-    offsets = gc.offset.reshape(-1).tolist()
+    cdf, cdf_len, offsets = (t.tolist() for t in _coder_tables(gc))
     decoders = []
     for s in y_strings:
         d = RansDecoder()
