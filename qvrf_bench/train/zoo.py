@@ -10,10 +10,11 @@ budgets (:class:`ArchPlan`):
   each, and
 * the 8-level QVRF model: stage 2 (noise proxy, learned gains) for 3/4 of ``qvrf_steps``, then
   stage 3 (straight-through rounding) for the last 1/4; for balle also the 11-level model. v1 gave
-  it one anchor's steps; v2 gives it three (9,000 against 8 x 3,000 for the anchors), with the gain
-  of the base's level pinned (``pin_base_level``): at one anchor's budget QVRF-8 sat +7.3 % (balle)
-  from its anchors, at three +4.5 %, and with [QRAF]'s pinned a_0 the longer run crossed its two
-  lowest levels (README "Model zoo").
+  it one anchor's steps; v2 gives it the 8 anchors' total (24,000 = 8 x 3,000: one model for eight
+  rates gets the eight models' training), with the gain of the base's level pinned
+  (``pin_base_level``): balle's QVRF-8 sat +7.3 % from its anchors at one anchor's budget, +4.5 % at
+  three, -0.1 % at eight; with [QRAF]'s pinned a_0 the longer runs crossed the two lowest levels
+  (README "Model zoo", bench/README "The QVRF fine-tune").
 
 The QVRF models start from the base with gains sqrt(lambda_s / 0.18) (decision 1 with lambda_ref =
 0.18), so a_7 = 1 reproduces the base exactly and a_0 = 0.1: the fine-tune starts at the base's
@@ -98,9 +99,9 @@ class ArchPlan:
 # 32,64 base reached v1's quality, not more (bench/README "cheng2020 within the zoo's size budget").
 PLANS: dict[str, ArchPlan] = {
     "balle": ArchPlan(
-        "balle", "48,128", base_steps=20000, steps=3000, qvrf_steps=9000, eleven=True, pin_base_level=True
+        "balle", "48,128", base_steps=20000, steps=3000, qvrf_steps=24000, eleven=True, pin_base_level=True
     ),
-    "minnen": ArchPlan("minnen", "48,128", base_steps=20000, steps=3000, qvrf_steps=9000, pin_base_level=True),
+    "minnen": ArchPlan("minnen", "48,128", base_steps=20000, steps=3000, qvrf_steps=24000, pin_base_level=True),
     "cheng2020": ArchPlan("cheng2020", "32", base_steps=12000, steps=2000, precision="fp32"),
 }
 BASE_LAMBDA = 0.18  # every base's lambda: the top anchor's, and the QVRF models' starting point
