@@ -102,7 +102,7 @@ def test_stage3_training_forward_is_the_same_by_wavefront_and_by_raster(arch):
         rd = rate_distortion(out, x, 0.013)
         rd["loss"].backward()
         grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-        got[order] = (out["x_hat"].detach(), out["likelihoods"]["y"].detach(), float(rd["loss"]), grads)
+        got[order] = (out["x_hat"].detach(), out["likelihoods"]["y"].detach(), rd["loss"].item(), grads)
     (xr, lr, loss_r, gr), (xw, lw, loss_w, gw) = got["raster"], got["wavefront"]
     assert torch.allclose(xr, xw, atol=1e-5) and torch.allclose(lr, lw, rtol=1e-4, atol=1e-6)
     assert loss_r == pytest.approx(loss_w, rel=1e-5)
