@@ -54,8 +54,8 @@ def train_zoo(session: nox.Session) -> None:
     """Retrain the shipped model zoo from scratch with its recorded commands, then pack it.
 
     ``nox -s train_zoo -- --dataset DIR`` with DIR = the 500 BSDS500 photos the zoo was trained on
-    (any photo folder works; the manifest records its checksum). Resumable; about 10 CPU-hours on
-    2 cores (bench/README.md, "Zoo learning curve"). Extra options go to ``qvrf-bench zoo train``,
+    (any photo folder works; the manifest records its checksum). Resumable; about 14 CPU-hours
+    (7-8 hours on 2 cores; README "Model zoo"). Extra options go to ``qvrf-bench zoo train``,
     e.g. ``--archs balle``. The packed files replace qvrf_bench/data/zoo (check ``git diff``).
     """
     args = list(session.posargs)
