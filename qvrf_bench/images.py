@@ -184,7 +184,7 @@ def rgb8_to_tensor(rgb: np.ndarray):
     """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [0, 1]."""
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).float().div(255.0)
+    return torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0).div(255.0)
 
 
 def tensor_to_rgb8(x) -> np.ndarray:

@@ -72,9 +72,9 @@ def test_the_pinned_level_is_the_one_gain_that_never_trains():
     m = tiny("balle").train()
     assert not m.train_gain(0).requires_grad and m.train_gain(7).requires_grad  # [QRAF]: a_0
     pinned = m.train_gain(7, pinned=7)
-    assert not pinned.requires_grad and float(pinned) == float(m.gain[7])
+    assert not pinned.requires_grad and pinned.item() == m.gain[7].item()
     assert m.train_gain(0, pinned=7).requires_grad
-    assert float(m.train_gain(7, stage=1, pinned=7)) == float(m.gain[0])  # stage 1 is [QRAF]'s either way
+    assert m.train_gain(7, stage=1, pinned=7).item() == m.gain[0].item()  # stage 1 is [QRAF]'s either way
 
 
 @pytest.mark.parametrize("arch", ARCHS)
