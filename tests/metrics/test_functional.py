@@ -123,7 +123,7 @@ def test_ms_ssim_matches_pytorch_msssim_on_kodak():
     from qvrf_bench.zoo import KODAK_DIR
 
     def lib(x, y):
-        t = lambda a: torch.from_numpy(np.ascontiguousarray(a).copy()).permute(2, 0, 1)[None].float()  # noqa: E731
+        t = lambda a: torch.tensor(a).permute(2, 0, 1)[None].float()  # noqa: E731
         return ms_ssim(t(x), t(y), data_range=255).item()
 
     rng = np.random.default_rng(0)
